@@ -1,0 +1,5 @@
+"""``python -m classifier`` runs the portclass command."""
+
+from .cli import entry
+
+entry()

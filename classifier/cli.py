@@ -1,0 +1,92 @@
+"""The ``portclass`` command: thin argument parsing over the pipeline and registry commands.
+
+Exit codes: 0 done; 1 flagged flows found with ``--fail-on flagged``; 2 usage or input error
+(unreadable capture or registry, bad arguments); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EXIT_INPUT, EXIT_INTERRUPTED, PortclassError
+
+EPILOG = """exit codes:
+  0    done
+  1    flagged flows found (only with --fail-on flagged)
+  2    usage or input error: unreadable capture or registry, bad arguments
+  130  interrupted
+
+A registered port does not prove the service, nor that the traffic is good: see the
+registry's own warning at the top of every report."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (sub-commands: analyze (default), registry, live)."""
+    parser = argparse.ArgumentParser(
+        prog="portclass",
+        description="Label network flows with the services the IANA port registry assigns to their ports.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"portclass {__version__}")
+    parser.add_argument(
+        "--registry", metavar="FILE", help="registry file to use (default: $PORTCLASS_REGISTRY, imported, system)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .commands import registry as reg_cmd
+
+    try:
+        from .commands import analyze as analyze_cmd
+
+        analyze_cmd.add_parser(sub)
+    except ImportError:  # pragma: no cover - during bootstrap
+        pass
+    reg_cmd.add_parser(sub)
+    return parser
+
+
+_COMMANDS = {"analyze", "registry", "live"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `portclass capture.pcap` means `portclass analyze capture.pcap`.
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-h", "--help", "--version"):
+        i += 2 if argv[i] == "--registry" else 1
+    if i < len(argv) and argv[i] not in _COMMANDS and not argv[i].startswith("-"):
+        argv.insert(i, "analyze")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_INPUT
+        if args.command == "registry":
+            from .commands import registry as reg_cmd
+
+            return reg_cmd.run(args)
+        from .commands import analyze as analyze_cmd
+
+        return analyze_cmd.run(args)
+    except PortclassError as exc:
+        print(f"portclass: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("portclass: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    """setuptools console-script wrapper."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

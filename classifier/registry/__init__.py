@@ -1,0 +1,1 @@
+"""The IANA port registry: parsers, compiled lookup arrays, cache, sources and diff."""

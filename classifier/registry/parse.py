@@ -1,0 +1,91 @@
+"""Format auto-detection: bytes of any registry rendering in, one ``ParseResult`` out."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from ..errors import RegistryError
+from .model import ParseResult
+
+
+def _decode(data: bytes, source: str) -> str:
+    if b"\0" in data[:65536]:
+        raise RegistryError("binary data (NUL bytes), not a registry rendering", path=source)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            raise RegistryError("binary data (not UTF-8 text), not a registry rendering", path=source) from None
+
+
+def detect(data: bytes) -> str:
+    """Name of the rendering in ``data``: xml, csv, text, services, or unknown."""
+    from .csv import looks_like_csv
+    from .services import looks_like_services
+    from .xml import looks_like_xml
+
+    head = data[:65536]
+    if looks_like_xml(head):
+        return "xml"
+    s = head.decode("utf-8", "replace")
+    if looks_like_csv(s):
+        return "csv"
+    from .text import looks_like_text
+
+    if looks_like_text(s):
+        return "text"
+    if looks_like_services(s):
+        return "services"
+    return "unknown"
+
+
+def parse_bytes(data: bytes, source: str, file_date: str | None = None) -> ParseResult:
+    """Parse registry bytes of any supported rendering; raise ``RegistryError`` (one line) otherwise.
+
+    >>> parse_bytes(b"", "empty.xml")  # doctest: +SKIP
+    Traceback (most recent call last):
+    RegistryError: empty.xml: empty file
+    """
+    if not data.strip():
+        raise RegistryError("empty file", path=source)
+    if b"\0" in data[:65536]:
+        raise RegistryError("binary data (NUL bytes), not a registry rendering", path=source)
+    fmt = detect(data)
+    if fmt == "xml":
+        from .xml import parse_xml
+
+        result = parse_xml(data, source)
+    elif fmt == "csv":
+        from .csv import parse_csv
+
+        result = parse_csv(_decode(data, source), source)
+    elif fmt == "text":
+        from .text import parse_text
+
+        result = parse_text(_decode(data, source), source)
+    elif fmt == "services":
+        from .services import parse_services
+
+        result = parse_services(_decode(data, source), source)
+    else:
+        first = data[:60].decode("utf-8", "replace").splitlines()[0] if data.strip() else ""
+        if first.lower().startswith("service name,") or (first.count(",") >= 3 and "\n" in data[:4096].decode("utf-8", "replace")):
+            raise RegistryError(f"CSV header is not the IANA port registry's: {first!r}", path=source)
+        raise RegistryError(
+            "not a recognised registry rendering (IANA XML, CSV, text/table, or services file)", path=source
+        )
+    if not result.records:
+        raise RegistryError(f"no registry records found in {fmt} data", path=source)
+    if result.edition is None and file_date:
+        result.edition, result.edition_kind = file_date, "file-date"
+    return result
+
+
+def file_date(path: Path) -> str:
+    """The file's modification date as YYYY-MM-DD (used where the content carries no edition)."""
+    ts = os.stat(path).st_mtime
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).date().isoformat()
