@@ -29,8 +29,10 @@ def _cases(xml_path):
         "truncated.xml": (data[: len(data) // 2], "not well-formed XML"),
         "foreign.csv": (b"id,name,price,stock\n1,apple,3,10\n2,pear,4,5\n", "CSV header is not the IANA port registry"),
         "binary.bin": (bytes(range(256)) * 64, "binary data"),
-        "other.xml": (b'<?xml version="1.0"?><registry xmlns="http://www.iana.org/assignments" id="protocol-numbers"/>',
-                      "not the IANA port registry"),
+        "other.xml": (
+            b'<?xml version="1.0"?><registry xmlns="http://www.iana.org/assignments" id="protocol-numbers"/>',
+            "not the IANA port registry",
+        ),
         "laughs.xml": (BILLION_LAUGHS, "refused"),
         "xxe.xml": (EXTERNAL_ENTITY, "refused"),
     }

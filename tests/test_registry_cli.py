@@ -48,7 +48,11 @@ def test_info_json(xml_path):
     d = json.loads(res.stdout)
     assert d["edition"] == "2026-08-17" and d["full"] and d["records"] == 14533
     assert d["counts"]["tcp"] == {
-        "unassigned": 42747, "assigned": 6155, "reserved": 250, "dynamic": 16384, "unauthorized-use-known": 175,
+        "unassigned": 42747,
+        "assigned": 6155,
+        "reserved": 250,
+        "dynamic": 16384,
+        "unauthorized-use-known": 175,
     }
     assert sum(v for k, v in d["counts"]["sctp"].items() if k != "unauthorized-use-known") == 65536
 
@@ -61,10 +65,18 @@ def test_dump_jsonl(xml_path):
         assert key in rows[0]
     first = rows[0]
     assert (first["name"], first["port_low"], first["transport"], first["description"], first["unauthorized"]) == (
-        None, 0, "tcp", "Reserved", None,
+        None,
+        0,
+        "tcp",
+        "Reserved",
+        None,
     )
     r42 = next(r for r in rows if r["port_low"] == 41798)
-    assert (r42["port_high"], r42["transport"], r42["unauthorized"]) == (42507, None, "Unauthorized Use Known on port 42000")
+    assert (r42["port_high"], r42["transport"], r42["unauthorized"]) == (
+        42507,
+        None,
+        "Unauthorized Use Known on port 42000",
+    )
 
 
 def test_table_csv(xml_path):
@@ -86,8 +98,13 @@ def test_diff_editions(xml_2025_path, xml_path):
     assert ch[("tcp", 5319, "assigned")] == ("unassigned", "roughtime")
     assert ch[("udp", 700, "re-described")] == ("epp: Extensible Provisioning Protocol", "epp: EPP running over QUIC")
     assert d["summary"] == {
-        "re-described": 4, "de-assigned": 6, "renamed": 8, "assigned": 19, "status": 6,
-        "names-added": 31, "names-removed": 5,
+        "re-described": 4,
+        "de-assigned": 6,
+        "renamed": 8,
+        "assigned": 19,
+        "status": 6,
+        "names-added": 31,
+        "names-removed": 5,
     }
     assert "ollama" in d["names_added"] and "pmcdproxy" in d["names_removed"]
     table = run_cli("registry", "diff", str(xml_2025_path), str(xml_path))

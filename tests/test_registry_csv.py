@@ -61,7 +61,15 @@ def test_csv_equals_xml_of_its_edition_except_registrations(csv_reg, xml25):
     assert np.array_equal(csv_reg.status[mask], xml25.status[mask])
     assert np.array_equal(csv_reg.flags[mask], xml25.flags[mask])
     # service-name-only registrations made in the same window
-    assert d.names_added == ["digitalelectric", "groupthink", "m-bus-oms", "radicle-node", "shippairing", "tacacss", "uet"]
+    assert d.names_added == [
+        "digitalelectric",
+        "groupthink",
+        "m-bus-oms",
+        "radicle-node",
+        "shippairing",
+        "tacacss",
+        "uet",
+    ]
     assert d.names_removed == []
 
 

@@ -16,6 +16,7 @@ which wins over Unassigned. A record with no transport covers tcp and udp.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from .model import DYNAMIC_LOW, TRANSPORTS, Provenance, Record

@@ -16,13 +16,9 @@ TRANSPORTS: tuple[str, ...] = ("tcp", "udp", "sctp", "dccp")
 DYNAMIC_LOW = 49152
 """First port of the Dynamic and/or Private range (RFC 6335), not assigned by IANA."""
 
-_ALIAS_RE = re.compile(
-    r'(?:alias (?:to|for)|duplicate of(?: the)?) ["\u201c]?([A-Za-z0-9_.+-]+)', re.I
-)
+_ALIAS_RE = re.compile(r'(?:alias (?:to|for)|duplicate of(?: the)?) ["\u201c]?([A-Za-z0-9_.+-]+)', re.I)
 _RESERVED_RE = re.compile(r"^\s*reserved\b", re.I)
-_UNASSIGNED_RE = re.compile(
-    r"^\s*\(?(?:unassigned|de-?registered|removed|deprecated|de-?comm?iss?ioned)\b", re.I
-)
+_UNASSIGNED_RE = re.compile(r"^\s*\(?(?:unassigned|de-?registered|removed|deprecated|de-?comm?iss?ioned)\b", re.I)
 
 
 def norm_text(text: str | None) -> str:

@@ -73,7 +73,9 @@ def parse_bytes(data: bytes, source: str, file_date: str | None = None) -> Parse
         result = parse_services(_decode(data, source), source)
     else:
         first = data[:60].decode("utf-8", "replace").splitlines()[0] if data.strip() else ""
-        if first.lower().startswith("service name,") or (first.count(",") >= 3 and "\n" in data[:4096].decode("utf-8", "replace")):
+        if first.lower().startswith("service name,") or (
+            first.count(",") >= 3 and "\n" in data[:4096].decode("utf-8", "replace")
+        ):
             raise RegistryError(f"CSV header is not the IANA port registry's: {first!r}", path=source)
         raise RegistryError(
             "not a recognised registry rendering (IANA XML, CSV, text/table, or services file)", path=source

@@ -70,7 +70,7 @@ def _record(el: ET.Element) -> Record:
     assignees: list[str] = []
     refs: list[str] = []
     for c in el:
-        tag = c.tag[len(NS):] if c.tag.startswith(NS) else c.tag
+        tag = c.tag[len(NS) :] if c.tag.startswith(NS) else c.tag
         if tag == "name":
             rec.name = _clean(c.text) or None
         elif tag == "protocol":
@@ -120,9 +120,7 @@ def parse_xml(data: bytes, source: str = "<xml>") -> ParseResult:
     except ET.ParseError as exc:
         raise RegistryError(f"not well-formed XML ({exc}); truncated or damaged download?", path=source) from None
     if root.tag != NS + "registry" or root.get("id") != REGISTRY_ID:
-        raise RegistryError(
-            f"XML is not the IANA port registry (root {root.tag!r} id={root.get('id')!r})", path=source
-        )
+        raise RegistryError(f"XML is not the IANA port registry (root {root.tag!r} id={root.get('id')!r})", path=source)
     notice = None
     for note in root.findall(NS + "note"):
         notice = notice or _warning(_note_text(note))
