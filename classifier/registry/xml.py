@@ -31,15 +31,16 @@ def _clean(text: str | None) -> str:
 
 
 def _ref(x: ET.Element) -> str:
-    """Render one non-person xref the way IANA's CSV does: [RFC6335], [https://...], ..."""
+    """Render one non-person xref the way IANA's CSV and text do: [RFC6335], [RFC8765, Section 6.1], ..."""
     typ, data = x.get("type", ""), x.get("data", "")
+    text = _clean(x.text)
+    if text:
+        return f"[{text}]"
     if typ == "rfc":
         return f"[{data.upper()}]"
-    if typ in ("draft", "uri", "person"):
-        return f"[{data}]"
     if typ == "note":
         return f"[note {data}]"
-    return _clean(x.text) or data
+    return f"[{data}]"
 
 
 def _note_text(el: ET.Element) -> str:
@@ -95,9 +96,9 @@ def _record(el: ET.Element) -> Record:
                 persons.append(f"[{c.get('data', '')}]")
             else:
                 refs.append(_ref(c))
-    rec.assignee = " ".join(assignees or persons)
-    rec.contact = " ".join(persons)
-    rec.references = " ".join(refs)
+    rec.assignee = "".join(assignees or persons)
+    rec.contact = "".join(persons)
+    rec.references = "".join(refs)
     rec.registered = el.get("date", "")
     rec.modified = el.get("updated", "")
     rec.__post_init__()
