@@ -1,0 +1,1 @@
+"""Reports: the analyst's terminal summary and machine formats (jsonl, json, csv)."""

@@ -1,0 +1,74 @@
+"""Machine formats: JSON Lines, one JSON document, CSV. The registry's warning travels with each.
+
+- ``jsonl``: the first line is a notice document (``event.dataset: portclass.notice``) carrying the
+  registry's warning and provenance; every flow line carries ``portclass.label_basis``.
+- ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``.
+- ``csv``: ``#`` comment lines with the warning and provenance, then a header with ECS column names
+  (read with ``pandas.read_csv(path, comment="#")``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..output import emit
+from ..pipeline import Analysis
+from .rows import LABEL_BASIS, flow_columns, rows
+from .summary import totals
+from .terminal import PORTCLASS_NOTE, notice_text
+
+
+def _meta(a: Analysis) -> dict[str, Any]:
+    prov = asdict(a.registry.provenance)
+    prov.pop("extra", None)
+    prov["notice"] = None
+    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line()}
+
+
+def render(a: Analysis, fmt: str) -> str:
+    """The report as text in ``fmt`` (jsonl, json or csv)."""
+    notice = notice_text(a)
+    if fmt == "jsonl":
+        head = {
+            "@timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "event": {"kind": "state", "dataset": "portclass.notice"},
+            "message": f"{notice} -- {PORTCLASS_NOTE}",
+            "portclass": {"notice": notice, "label_basis": LABEL_BASIS, **_meta(a), "totals": totals(a).to_dict()},
+        }
+        lines = [json.dumps(head, ensure_ascii=False)]
+        lines += [json.dumps(r, ensure_ascii=False) for r in rows(a)]
+        return "\n".join(lines) + "\n"
+    if fmt == "json":
+        doc = {
+            "notice": notice,
+            "portclass_note": PORTCLASS_NOTE,
+            "label_basis": LABEL_BASIS,
+            **_meta(a),
+            "totals": totals(a).to_dict(),
+            "flows": rows(a),
+        }
+        return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+    if fmt == "csv":
+        cols = flow_columns(a)
+        buf = io.StringIO()
+        buf.write(f"# NOTICE (IANA registry): {notice}\n")
+        buf.write(f"# {PORTCLASS_NOTE}\n")
+        buf.write(f"# {a.registry.provenance.line()}\n")
+        w = csv.writer(buf, lineterminator="\n")
+        keys = list(cols)
+        w.writerow(keys)
+        for values in zip(*(cols[k] for k in keys), strict=True):
+            w.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else v) for v in values])
+        return buf.getvalue()
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def write(a: Analysis, fmt: str, out: str | Path | None) -> None:
+    """Write the report to ``out`` atomically (or stdout)."""
+    emit(render(a, fmt), out)

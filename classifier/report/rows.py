@@ -1,0 +1,147 @@
+"""Flow rows with Elastic Common Schema field names, built column-wise from an ``Analysis``.
+
+Client fields go to ``source.*`` and server fields to ``destination.*``; portclass's own
+labels live under ``portclass.*``. Strings are built once per distinct value (addresses,
+services), so the cost grows with hosts and services more than with flows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..flows import SERVER_RULES
+from ..label import FLAG_NAMES
+from ..pipeline import Analysis
+from ..registry.compile import STATUS_NAMES
+from ..registry.model import TRANSPORTS
+from .addr import format_addresses
+
+LABEL_BASIS = "server port number in the IANA registry (not the traffic's content)"
+"""What a portclass label rests on; travels with every flow in machine formats."""
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+
+
+def iso_times(ts_ns: np.ndarray) -> np.ndarray:
+    """ISO 8601 UTC timestamps with microseconds, vectorized."""
+    return np.char.add(np.datetime_as_string(np.asarray(ts_ns, dtype="datetime64[ns]"), unit="us"), "Z")
+
+
+def flag_strings(flags: np.ndarray) -> list[list[str]]:
+    """Flag names per flow (worst first), computed once per distinct bit set."""
+    uniq, inv = np.unique(flags, return_inverse=True)
+    names = [[n for b, n in FLAG_NAMES.items() if int(u) & b] for u in uniq]
+    return [names[i] for i in inv.reshape(-1)]
+
+
+def service_columns(a: Analysis) -> tuple[list[str | None], list[str | None], list[list[str]]]:
+    """Primary service name, description and alias names per flow, from the server port's records."""
+    reg = a.registry
+    fl, lab = a.flows, a.labels
+    key = lab.transport.astype(np.int64) * 65536 + fl.server_port
+    uniq, inv = np.unique(key, return_inverse=True)
+    names: list[str | None] = []
+    descs: list[str | None] = []
+    aliases: list[list[str]] = []
+    for k in uniq.tolist():
+        t, port = divmod(k, 65536)
+        if t < 0:
+            names.append(None)
+            descs.append(None)
+            aliases.append([])
+            continue
+        recs = reg.names_on(TRANSPORTS[t], port)
+        prim = next((r for r in recs if not r.alias_of), recs[0] if recs else None)
+        names.append((prim.name or None) if prim else None)
+        descs.append(prim.description if prim else None)
+        aliases.append([r.name for r in recs if r is not prim and r.name])
+    inv = inv.reshape(-1)
+    return [names[i] for i in inv], [descs[i] for i in inv], [aliases[i] for i in inv]
+
+
+def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list[Any]]:
+    """Flat ECS-named columns (``source.ip`` ...) for every flow, in ``order`` (default: by start time)."""
+    fl, lab = a.flows, a.labels
+    n = len(fl)
+    if order is None:
+        order = np.argsort(fl.first_ts_ns, kind="stable")
+    client_ip = format_addresses(fl.client_hi, fl.client_lo)
+    server_ip = format_addresses(fl.server_hi, fl.server_lo)
+    svc, desc, aliases = service_columns(a)
+    flags = flag_strings(lab.flags)
+    start = iso_times(fl.first_ts_ns)
+    end = iso_times(fl.last_ts_ns)
+    try:
+        from ..community_id import community_id
+
+        cid = community_id(fl)
+    except ImportError:  # pragma: no cover
+        cid = [None] * n
+    rules = np.array(SERVER_RULES, dtype=object)[fl.server_rule]
+    statuses = np.array(STATUS_NAMES, dtype=object)[lab.status]
+    transport = [_PROTO_NAMES.get(int(p), str(int(p))) for p in fl.proto]
+    o = order.tolist()
+
+    def col(x: Any) -> list[Any]:
+        if isinstance(x, np.ndarray):
+            return x[order].tolist()
+        return [x[i] for i in o]
+
+    return {
+        "@timestamp": col(start),
+        "event.start": col(start),
+        "event.end": col(end),
+        "event.duration": col((fl.last_ts_ns - fl.first_ts_ns).astype(np.int64)),
+        "source.ip": col(client_ip),
+        "source.port": col(fl.client_port.astype(np.int64)),
+        "source.packets": col(fl.packets_c2s.astype(np.int64)),
+        "source.bytes": col(fl.bytes_c2s.astype(np.int64)),
+        "destination.ip": col(server_ip),
+        "destination.port": col(fl.server_port.astype(np.int64)),
+        "destination.packets": col(fl.packets_s2c.astype(np.int64)),
+        "destination.bytes": col(fl.bytes_s2c.astype(np.int64)),
+        "network.transport": col(transport),
+        "network.type": col(np.where(fl.ip_version == 6, "ipv6", "ipv4")),
+        "network.iana_number": col(fl.proto.astype(np.int64).astype(str)),
+        "network.packets": col(fl.packets_c2s.astype(np.int64) + fl.packets_s2c),
+        "network.bytes": col(fl.bytes_c2s.astype(np.int64) + fl.bytes_s2c),
+        "network.community_id": col(cid),
+        "portclass.service": col(svc),
+        "portclass.description": col(desc),
+        "portclass.aliases": col(aliases),
+        "portclass.status": col(statuses),
+        "portclass.flags": col(flags),
+        "portclass.severity": col(lab.severity.astype(np.int64)),
+        "portclass.server_rule": col(rules),
+    }
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted ECS keys into nested objects, as ECS documents are written."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("@"):
+            out[key] = value
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def rows(a: Analysis, order: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Nested ECS documents, one per flow."""
+    cols = flow_columns(a, order)
+    keys = list(cols)
+    static = {"event": {"kind": "event", "category": ["network"], "type": ["connection"], "dataset": "portclass.flow"}}
+    out = []
+    for values in zip(*(cols[k] for k in keys), strict=True):
+        doc = nest(dict(zip(keys, values, strict=True)))
+        doc["event"].update(static["event"])
+        doc["portclass"]["label_basis"] = LABEL_BASIS
+        out.append(doc)
+    return out

@@ -1,0 +1,206 @@
+"""The analyst's terminal summary (rich): the registry's warning first, then what the ports claim.
+
+Order: the registry's own warning in its own words; the provenance of the registry; capture totals
+(packets, flows, time span, what was skipped or malformed); services by server port with flows,
+packets and bytes; the port-status breakdown; flagged flows, worst first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..flows import SERVER_RULES
+from ..output import emit
+from ..pipeline import Analysis, worst_first
+from ..registry.model import TRANSPORTS
+from .addr import format_addresses
+from .rows import flag_strings
+from .summary import services, totals
+
+FALLBACK_NOTICE = (
+    "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT OF AN APPLICATION OR PRODUCT, "
+    "AND THE FACT THAT NETWORK TRAFFIC IS FLOWING TO OR FROM A REGISTERED PORT DOES NOT MEAN THAT IT IS "
+    '"GOOD" TRAFFIC, NOR THAT IT NECESSARILY CORRESPONDS TO THE ASSIGNED SERVICE. FIREWALL AND SYSTEM '
+    "ADMINISTRATORS SHOULD CHOOSE HOW TO CONFIGURE THEIR SYSTEMS BASED ON THEIR KNOWLEDGE OF THE TRAFFIC "
+    "IN QUESTION, NOT WHETHER THERE IS A PORT NUMBER REGISTERED OR NOT."
+)
+"""The IANA registry's note (RFC 6335 registry), used when the source in use does not carry it."""
+PORTCLASS_NOTE = (
+    "portclass labels flows by port number only: a label says what the IANA registry assigns to the "
+    "server port, not what the traffic is."
+)
+_STATUS_STYLE = {"assigned": "green", "reserved": "yellow", "unassigned": "red", "dynamic": "cyan", "unknown": "dim"}
+_SEV_STYLE = {6: "bold red", 5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
+
+
+def notice_text(a: Analysis) -> str:
+    """The registry's warning, from the source where it has it (else the registry's known wording)."""
+    return a.registry.provenance.notice or FALLBACK_NOTICE
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB'."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _ts(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _warning_panel(a: Analysis) -> Panel:
+    src = "" if a.registry.provenance.notice else " (wording of the IANA registry; not in this source)"
+    body = Text(notice_text(a), style="bold")
+    body.append(f"\n\n{PORTCLASS_NOTE}", style="italic")
+    return Panel(body, title=f"[bold red]IANA registry notice{src}[/]", border_style="red", box=box.HEAVY)
+
+
+def _totals_block(a: Analysis) -> Group:
+    t = totals(a)
+    span = ""
+    if t.first_ts_ns is not None:
+        dur = (t.last_ts_ns - t.first_ts_ns) / 1e9
+        span = f"{_ts(t.first_ts_ns)} → {_ts(t.last_ts_ns)} ({dur:,.3f} s)"
+    by_t = ", ".join(f"{k} {v:,}" for k, v in t.flows_by_transport.items())
+    lines = [
+        Text.from_markup(f"[bold]Capture[/]  {t.files} file(s), {t.packets:,} packets, {human_bytes(t.bytes)}; {span}"),
+        Text.from_markup(
+            f"[bold]Flows[/]    {t.flows:,} ({by_t or 'none'}) carrying {t.flow_packets:,} packets, "
+            f"{human_bytes(t.flow_bytes)}; [bold]{t.flagged_flows:,} flagged[/]; idle timeout "
+            f"{'off' if not t.idle_timeout_s else f'{t.idle_timeout_s:g} s'}"
+        ),
+    ]
+    other = [f"{k} {v:,}" for k, v in t.no_ports.items()]
+    if t.non_ip:
+        other.append(f"non-IP {t.non_ip:,}")
+    if other:
+        lines.append(Text(f"Without ports (not in flows): {', '.join(other)}"))
+    problems = []
+    if t.malformed:
+        problems.append(f"malformed {t.malformed:,}")
+    if t.truncated:
+        problems.append(f"truncated {t.truncated:,}")
+    if t.fragments_unattributed:
+        problems.append(f"IP fragments not attributed to a flow {t.fragments_unattributed:,}")
+    for k, v in t.skipped_linktype.items():
+        problems.append(f"skipped link type {k}: {v:,}")
+    if problems:
+        lines.append(Text(f"Not decoded: {'; '.join(problems)}", style="yellow"))
+    for w in t.warnings[:10]:
+        lines.append(Text(f"warning: {w}", style="yellow"))
+    if len(t.warnings) > 10:
+        lines.append(Text(f"... and {len(t.warnings) - 10} more warnings", style="yellow"))
+    if a.interrupted:
+        lines.append(Text("interrupted: the report covers the packets read before the interruption", style="red"))
+    return Group(*lines)
+
+
+def _services_table(a: Analysis, top: int) -> Table:
+    rows = services(a)
+    total_b = sum(r.bytes for r in rows) or 1
+    tbl = Table(title=f"Services claimed by server port (top {min(top, len(rows))} of {len(rows)})", box=box.SIMPLE)
+    for col, just in [
+        ("service (registry)", "left"),
+        ("port", "right"),
+        ("status", "left"),
+        ("flows", "right"),
+        ("packets", "right"),
+        ("bytes", "right"),
+        ("% bytes", "right"),
+    ]:
+        tbl.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows[:top]:
+        style = _STATUS_STYLE.get(r.status, "")
+        tbl.add_row(
+            r.service or "—",
+            f"{r.port}/{r.transport}",
+            Text(r.status, style=style),
+            f"{r.flows:,}",
+            f"{r.packets:,}",
+            human_bytes(r.bytes),
+            f"{100 * r.bytes / total_b:.1f}",
+        )
+    return tbl
+
+
+def _status_line(a: Analysis) -> Text:
+    t = totals(a)
+    out = Text("Server port status: ")
+    for i, (k, v) in enumerate(t.flows_by_status.items()):
+        if i:
+            out.append(", ")
+        out.append(f"{k} {v:,}", style=_STATUS_STYLE.get(k, ""))
+    return out
+
+
+def _flagged_table(a: Analysis, top: int) -> Table:
+    lab, fl = a.labels, a.flows
+    order = worst_first(a)
+    order = order[lab.severity[order] > 0]
+    n_flagged = len(order)
+    sel = order[:top]
+    tbl = Table(title=f"Flagged flows, worst first (top {len(sel)} of {n_flagged})", box=box.SIMPLE)
+    for col in ("flags", "client", "server", "service (registry)", "packets", "bytes", "first seen", "server by"):
+        tbl.add_column(col, justify="right" if col in ("packets", "bytes") else "left", no_wrap=col != "flags")
+    if len(sel) == 0:
+        return tbl
+    cip = format_addresses(fl.client_hi[sel], fl.client_lo[sel])
+    sip = format_addresses(fl.server_hi[sel], fl.server_lo[sel])
+    flags = flag_strings(lab.flags[sel])
+    names = a.registry.service_names
+    for k, i in enumerate(sel.tolist()):
+        t = int(lab.transport[i])
+        tname = TRANSPORTS[t] if t >= 0 else str(int(fl.proto[i]))
+        sid = int(lab.service[i])
+        v6 = fl.ip_version[i] == 6
+        c = f"[{cip[k]}]:{fl.client_port[i]}" if v6 else f"{cip[k]}:{fl.client_port[i]}"
+        s = f"[{sip[k]}]:{fl.server_port[i]}/{tname}" if v6 else f"{sip[k]}:{fl.server_port[i]}/{tname}"
+        tbl.add_row(
+            Text(", ".join(flags[k]), style=_SEV_STYLE.get(int(lab.severity[i]), "")),
+            c,
+            s,
+            str(names[sid]) if sid >= 0 else "—",
+            f"{int(fl.packets_c2s[i]) + int(fl.packets_s2c[i]):,}",
+            human_bytes(int(fl.bytes_c2s[i]) + int(fl.bytes_s2c[i])),
+            _ts(int(fl.first_ts_ns[i])),
+            SERVER_RULES[int(fl.server_rule[i])],
+        )
+    return tbl
+
+
+def render(a: Analysis, console: Console, top: int = 20) -> None:
+    """Print the summary to ``console``."""
+    console.print(_warning_panel(a))
+    prov = a.registry.provenance
+    console.print(Text(prov.line(), style="dim"))
+    if not prov.full:
+        from ..registry.sources import PARTIAL_NOTICE
+
+        console.print(Text(PARTIAL_NOTICE, style="yellow"))
+    console.print(_totals_block(a))
+    console.print(_services_table(a, top))
+    console.print(_status_line(a))
+    console.print(_flagged_table(a, top))
+
+
+def write(a: Analysis, out: str | Path | None, top: int = 20) -> None:
+    """Print to the terminal, or write plain text to ``out`` atomically."""
+    if out is None or str(out) == "-":
+        render(a, Console(highlight=False), top)
+        return
+    buf = io.StringIO()
+    render(a, Console(file=buf, width=140, highlight=False, color_system=None), top)
+    emit(buf.getvalue(), out)
