@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, analyze
+from ..report import WRITERS
 
-FORMATS = ("terminal", "jsonl", "json", "csv")
+FORMATS = tuple(WRITERS)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +51,7 @@ def _progress_total(paths: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     """Analyze captures and write the chosen report."""
     from ..registry.sources import load_registry
-    from ..report import machine, terminal
+    from ..report import write
 
     for p in args.paths:
         if not os.path.exists(p):
@@ -75,10 +76,7 @@ def run(args: argparse.Namespace) -> int:
         analysis = analyze(args.paths, registry, args.idle_timeout)
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
-    if args.format == "terminal":
-        terminal.write(analysis, args.output, top=args.top)
-    else:
-        machine.write(analysis, args.format, args.output)
+    write(analysis, args.format, args.output, top=args.top)
     if analysis.interrupted:
         return 130
     if args.fail_on == "flagged" and bool((analysis.labels.severity > 0).any()):

@@ -69,6 +69,6 @@ def render(a: Analysis, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def write(a: Analysis, fmt: str, out: str | Path | None) -> None:
+def write(a: Analysis, fmt: str, out: str | Path | None, **_: object) -> None:
     """Write the report to ``out`` atomically (or stdout)."""
     emit(render(a, fmt), out)

@@ -196,7 +196,7 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
     console.print(_flagged_table(a, top))
 
 
-def write(a: Analysis, out: str | Path | None, top: int = 20) -> None:
+def write(a: Analysis, fmt: str, out: str | Path | None, top: int = 20, **_: object) -> None:
     """Print to the terminal, or write plain text to ``out`` atomically."""
     if out is None or str(out) == "-":
         render(a, Console(highlight=False), top)

@@ -1,0 +1,147 @@
+"""Pipeline benchmark: portclass against the tools analysts use, on the same capture, in one run.
+
+Builds the 1,000,000-packet capture with ../shared/bench/make_bench_pcap.py (once, under
+benchmarks/out/), then runs each tool as its own process several times and prints the median
+wall time (whole process, start to last line of output), packets/s, the ratio to portclass and
+the peak resident memory (wait4's ru_maxrss). scapy runs on a 100,000-packet slice and is
+extrapolated. ``--big`` also builds a ~3 GB capture (10 M packets) and shows that portclass's
+peak memory does not grow with the capture.
+
+    python benchmarks/bench_pipeline.py [--runs 3] [--big] [--only portclass,ndpiReader]
+
+Peers: ndpiReader (Debian libndpi-bin), tshark (Debian tshark), NFStream, dpkt and scapy from a
+separate virtualenv (benchmarks/setup creates .venv-bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PORTCLASS_SHARED", ROOT.parent / "shared"))
+OUT = ROOT / "benchmarks" / "out"
+BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
+PORTCLASS = ROOT / ".venv" / "bin" / "portclass"
+REGISTRY = SHARED / "registry" / "service-names-port-numbers.xml"
+
+
+def build(path: Path, packets: int) -> Path:
+    """Build the benchmark capture with the shared script unless it is already there."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, str(SHARED / "bench" / "make_bench_pcap.py"), str(path), "--packets", str(packets)],
+            check=True,
+        )
+    return path
+
+
+def slice_pcap(src: Path, dst: Path, packets: int) -> Path:
+    """The first ``packets`` records of a little-endian pcap (for the slow per-packet peers).
+
+    Streamed record by record: this process must stay small, because Linux reports a child's peak
+    memory (ru_maxrss) as at least the parent's resident size when it forked.
+    """
+    if dst.exists():
+        return dst
+    import struct
+
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        fo.write(fi.read(24))
+        for _ in range(packets):
+            head = fi.read(16)
+            if len(head) < 16:
+                break
+            fo.write(head + fi.read(struct.unpack_from("<I", head, 8)[0]))
+    return dst
+
+
+def run_once(argv: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in KiB and stdout's last line of one run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"{argv[0]} failed with status {status}")
+    last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    return wall, usage.ru_maxrss, last[0][:100]
+
+
+def main() -> None:
+    """Run every tool on the capture and print the comparison table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--big", action="store_true", help="also a ~3 GB capture for portclass's memory")
+    ap.add_argument("--only", default="", help="comma-separated tools to run")
+    ap.add_argument("--capture", type=Path, default=OUT / "bench1m.pcap")
+    args = ap.parse_args()
+    cap = build(args.capture, 1_000_000)
+    small = slice_pcap(cap, OUT / "bench100k.pcap", 100_000)
+    # warm the registry cache so that portclass's runs measure a user's normal start
+    subprocess.run([str(PORTCLASS), "--registry", str(REGISTRY), "registry", "info"], capture_output=True)
+    tools: list[tuple[str, list[str], int, int]] = [
+        (
+            "portclass",
+            [str(PORTCLASS), "--registry", str(REGISTRY), "analyze", "--no-progress", str(cap)],
+            1_000_000,
+            args.runs,
+        ),
+        ("ndpiReader", ["ndpiReader", "-q", "-i", str(cap)], 1_000_000, args.runs),
+        (
+            "tshark conv",
+            ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp", "-z", "conv,udp"],
+            1_000_000,
+            max(1, args.runs - 1),
+        ),
+        ("NFStream", [str(BENCH_PY), str(ROOT / "benchmarks" / "peers.py"), "nfstream", str(cap)], 1_000_000, 1),
+        ("dpkt loop", [str(BENCH_PY), str(ROOT / "benchmarks" / "peers.py"), "dpkt", str(cap)], 1_000_000, 1),
+        (
+            "scapy loop",
+            [str(BENCH_PY), str(ROOT / "benchmarks" / "peers.py"), "scapy", str(small), "100000"],
+            100_000,
+            1,
+        ),
+    ]
+    only = {t.strip() for t in args.only.split(",") if t.strip()}
+    results = []
+    for name, argv, packets, runs in tools:
+        if only and name not in only:
+            continue
+        if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+            print(f"{name}: not installed, skipped")
+            continue
+        walls, peaks, last = [], [], ""
+        for _ in range(runs):
+            w, peak, last = run_once(argv)
+            walls.append(w)
+            peaks.append(peak)
+        results.append((name, statistics.median(walls), max(peaks), packets, runs, last))
+        print(f"  {name:12s} {statistics.median(walls):8.2f} s  ({last})", flush=True)
+    base = next((r for r in results if r[0] == "portclass"), None)
+    print(f"\ncapture: {cap} ({cap.stat().st_size / 1e6:.0f} MB, 1,000,000 packets); median of runs; scapy on 100k")
+    print(f"{'tool':14s} {'wall s':>9s} {'packets/s':>12s} {'x portclass':>12s} {'peak MiB':>9s} {'runs':>5s}")
+    for name, wall, peak, packets, runs, _ in results:
+        per_m = wall * 1_000_000 / packets
+        ratio = per_m / base[1] if base else float("nan")
+        shown = f"{wall:9.2f}" if packets == 1_000_000 else f"{wall:5.2f}/100k"
+        print(f"{name:14s} {shown:>9s} {packets / wall:12,.0f} {ratio:12.2f} {peak / 1024:9.0f} {runs:5d}")
+    if args.big:
+        big = build(OUT / "bench10m.pcap", 10_000_000)
+        w, peak, last = run_once([str(PORTCLASS), "--registry", str(REGISTRY), "analyze", "--no-progress", str(big)])
+        print(
+            f"\nportclass on {big.stat().st_size / 1e9:.2f} GB (10 M packets): {w:.2f} s, "
+            f"{10_000_000 / w:,.0f} packets/s, peak {peak / 1024:.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
