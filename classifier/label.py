@@ -14,8 +14,9 @@ its description and aliases, and the port's status. Flags (a bit set, vocabulary
 - ``service-mismatch``: reserved for the evidence stage (payload contradicts the port).
 
 A client's port counts only where it could be a service: when it is a system port (< 1024) or when
-the server side was not decided by a SYN. A client's ephemeral port (Linux picks 32768-60999, which
-holds ports such as 33436-33534 with known unauthorized use) says nothing about the flow.
+the server side is a mere guess (rule ``first-packet``); where a SYN, the registry or the port ranges
+decided the server side, the client's port is an ephemeral one (Linux picks 32768-60999, which holds
+ports such as 33436-33534 with known unauthorized use) and says nothing about the flow.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture.columns import CaptureStats
-from .flows import RULE_SYN, FlowAggregator, FlowTable, orient
+from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, orient
 from .label import Labels, label_ports
 from .registry.compile import CompiledRegistry
 
@@ -39,7 +39,7 @@ class Analysis:
 def label_flows(flows: FlowTable, registry: CompiledRegistry) -> tuple[FlowTable, Labels]:
     """Orient finalized flows with the registry, then label them by their server port."""
     flows = orient(flows, registry.status)
-    client_counts = (flows.server_rule != RULE_SYN) | (flows.client_port < 1024)
+    client_counts = (flows.server_rule == RULE_FIRST_PACKET) | (flows.client_port < 1024)
     return flows, label_ports(registry, flows.proto, flows.client_port, flows.server_port, client_counts)
 
 
