@@ -77,16 +77,33 @@ def conversations(path: Path) -> dict[tuple[str, frozenset], dict]:
 
 
 def exact_bytes(path: Path) -> dict[tuple[str, frozenset], dict]:
-    """Exact frames and frame bytes per (transport, endpoint pair, sender) from tshark's per-packet fields."""
-    fields = ["ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
-              "udp.dstport", "frame.len"]
+    """Exact frames and frame bytes per (transport, endpoint pair, sender) from tshark's per-packet fields.
+
+    The innermost addresses and ports count (as in tshark's conversation tables, which follow tunnels).
+    """
+    fields = [
+        "ip.src",
+        "ipv6.src",
+        "ip.dst",
+        "ipv6.dst",
+        "tcp.srcport",
+        "tcp.dstport",
+        "udp.srcport",
+        "udp.dstport",
+        "frame.len",
+        "frame.protocols",
+    ]
     cmd = [need_tshark(), "-n", "-r", str(path), "-T", "fields", "-E", "separator=|", "-E", "occurrence=l"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    agg: dict[tuple[str, frozenset], dict] = defaultdict(lambda: {"frames": defaultdict(int), "bytes": defaultdict(int)})
+    agg: dict[tuple[str, frozenset], dict] = defaultdict(
+        lambda: {"frames": defaultdict(int), "bytes": defaultdict(int)}
+    )
     for line in out.splitlines():
-        s4, s6, d4, d6, tsp, tdp, usp, udp_, flen = line.split("|")
+        s4, s6, d4, d6, tsp, tdp, usp, udp_, flen, protos = line.split("|")
+        if ":icmp" in protos:
+            continue  # an ICMP error quotes the offending packet's headers; it is not part of that flow
         src, dst = s6 or s4, d6 or d4
         if tsp and tdp:
             t, sp, dp = "tcp", tsp, tdp

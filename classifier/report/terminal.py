@@ -146,15 +146,25 @@ def _status_line(a: Analysis) -> Text:
     return out
 
 
-def _flagged_table(a: Analysis, top: int) -> Table:
+def _flagged_table(a: Analysis, top: int, width: int) -> Table:
     lab, fl = a.labels, a.flows
     order = worst_first(a)
     order = order[lab.severity[order] > 0]
     n_flagged = len(order)
     sel = order[:top]
+    wide = width >= 120
     tbl = Table(title=f"Flagged flows, worst first (top {len(sel)} of {n_flagged})", box=box.SIMPLE)
-    for col in ("flags", "client", "server", "service (registry)", "packets", "bytes", "first seen", "server by"):
-        tbl.add_column(col, justify="right" if col in ("packets", "bytes") else "left", no_wrap=col != "flags")
+    cols = ["flags", "client → server", "service (registry)" if wide else "service", "packets", "bytes"]
+    if wide:
+        cols += ["first seen", "server by"]
+    for col in cols:
+        tbl.add_column(
+            col,
+            justify="right" if col in ("packets", "bytes") else "left",
+            no_wrap=col != "client → server",
+            overflow="fold",
+            ratio=1 if col == "client → server" else None,
+        )
     if len(sel) == 0:
         return tbl
     cip = format_addresses(fl.client_hi[sel], fl.client_lo[sel])
@@ -168,16 +178,17 @@ def _flagged_table(a: Analysis, top: int) -> Table:
         v6 = fl.ip_version[i] == 6
         c = f"[{cip[k]}]:{fl.client_port[i]}" if v6 else f"{cip[k]}:{fl.client_port[i]}"
         s = f"[{sip[k]}]:{fl.server_port[i]}/{tname}" if v6 else f"{sip[k]}:{fl.server_port[i]}/{tname}"
-        tbl.add_row(
-            Text(", ".join(flags[k]), style=_SEV_STYLE.get(int(lab.severity[i]), "")),
-            c,
-            s,
+        ts = _ts(int(fl.first_ts_ns[i]))
+        row = [
+            Text((", " if wide else "\n").join(flags[k]), style=_SEV_STYLE.get(int(lab.severity[i]), "")),
+            f"{c} → {s}",
             str(names[sid]) if sid >= 0 else "—",
             f"{int(fl.packets_c2s[i]) + int(fl.packets_s2c[i]):,}",
             human_bytes(int(fl.bytes_c2s[i]) + int(fl.bytes_s2c[i])),
-            _ts(int(fl.first_ts_ns[i])),
-            SERVER_RULES[int(fl.server_rule[i])],
-        )
+        ]
+        if wide:
+            row += [ts, SERVER_RULES[int(fl.server_rule[i])]]
+        tbl.add_row(*row)
     return tbl
 
 
@@ -193,13 +204,16 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
     console.print(_totals_block(a))
     console.print(_services_table(a, top))
     console.print(_status_line(a))
-    console.print(_flagged_table(a, top))
+    console.print(_flagged_table(a, top, console.width))
 
 
 def write(a: Analysis, fmt: str, out: str | Path | None, top: int = 20, **_: object) -> None:
     """Print to the terminal, or write plain text to ``out`` atomically."""
     if out is None or str(out) == "-":
-        render(a, Console(highlight=False), top)
+        con = Console(highlight=False)
+        if not con.is_terminal:
+            con = Console(highlight=False, width=140)
+        render(a, con, top)
         return
     buf = io.StringIO()
     render(a, Console(file=buf, width=140, highlight=False, color_system=None), top)
