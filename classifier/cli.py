@@ -23,6 +23,13 @@ A registered port does not prove the service, nor that the traffic is good: see 
 registry's own warning at the top of every report."""
 
 
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command accepts too (so ``--registry`` may follow the command)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--registry", metavar="FILE", default=argparse.SUPPRESS, help="registry file to use")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands: analyze (default), registry, live)."""
     parser = argparse.ArgumentParser(
@@ -54,12 +61,9 @@ _COMMANDS = {"analyze", "registry", "live"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `portclass capture.pcap` means `portclass analyze capture.pcap`.
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-h", "--help", "--version"):
-        i += 2 if argv[i] == "--registry" else 1
-    if i < len(argv) and argv[i] not in _COMMANDS and not argv[i].startswith("-"):
-        argv.insert(i, "analyze")
+    # `portclass [options] capture.pcap` means `portclass analyze [options] capture.pcap`.
+    if argv and not any(a in _COMMANDS for a in argv) and not {"-h", "--help", "--version"} & set(argv):
+        argv.insert(0, "analyze")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

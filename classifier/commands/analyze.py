@@ -8,19 +8,66 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
+from ..label import FLAG_NAMES
 from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, analyze
+from ..registry.compile import STATUS_NAMES
 from ..report import WRITERS
 
 FORMATS = tuple(WRITERS)
 
+EPILOG = """formats:
+  terminal  the analyst's summary (default)
+  jsonl     one ECS document per flow, after a notice line with the registry's warning
+  json      one document: notice, registry, totals, flows
+  csv       ECS columns, after '#' lines with the warning (pandas: read_csv(path, comment="#"))
+  zeek      a Zeek conn.log (TSV) with portclass_* label fields; the warning in '#' header lines
+  parquet   ECS columns; the warning in the file's key/value metadata (needs -o FILE)
+
+filters (values of one option are alternatives; different options must all hold):
+  --flagged-only --flag dynamic-port --flag unassigned-port --port 53 --host 192.0.2.0/24
+  Reports then hold the kept flows; capture counters (packets, bytes) still describe the whole
+  capture, and a line on stderr says how many flows the filter kept.
+
+exit codes:
+  0    done (also when flagged flows exist, unless --fail-on flagged)
+  1    flagged flows remain after the filters, with --fail-on flagged
+  2    usage or input error: bad option value, unknown service name, unreadable capture or
+       registry, parquet without -o FILE (one line on stderr)
+  130  interrupted (the report covers what was read)"""
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0-65535")
+    return port
+
+
+def _host(text: str) -> str:
+    from ..filters import parse_host
+
+    try:
+        parse_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the default ``analyze`` command."""
+    from ..cli import common_options
+
     p = sub.add_parser(
         "analyze",
+        parents=[common_options()],
         help="label the flows of capture files (the default command: `portclass capture.pcap`)",
         description="Label every flow of pcap/pcapng captures (plain or gzip; files or directories) "
         "with the service the IANA registry assigns to its server port.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="CAPTURE", help="pcap/pcapng files (gzip allowed) or directories")
     p.add_argument("--format", "-f", choices=FORMATS, default="terminal", help="output format (default terminal)")
@@ -33,8 +80,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"seconds of silence that end a flow (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 disables)",
     )
     p.add_argument("--top", type=int, default=20, metavar="N", help="rows per table in the terminal summary")
-    p.add_argument("--fail-on", choices=("never", "flagged"), default="never", help="exit 1 when flagged flows exist")
+    p.add_argument(
+        "--fail-on",
+        choices=("never", "flagged"),
+        default="never",
+        help="flagged: exit 1 when flagged flows remain after the filters (default never)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
+    f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
+    f.add_argument(
+        "--flag",
+        action="append",
+        choices=tuple(FLAG_NAMES.values()),
+        metavar="NAME",
+        help=f"only flows with this flag (repeatable): {', '.join(FLAG_NAMES.values())}",
+    )
+    f.add_argument(
+        "--service",
+        action="append",
+        metavar="NAME",
+        help="only flows whose server port the registry names NAME, primary or alias (www selects 80/tcp)",
+    )
+    f.add_argument(
+        "--status",
+        action="append",
+        choices=STATUS_NAMES,
+        metavar="STATUS",
+        help=f"only flows whose server port has this status (repeatable): {', '.join(STATUS_NAMES)}",
+    )
+    f.add_argument("--port", action="append", type=_port, metavar="N", help="only flows with port N on either side")
+    f.add_argument(
+        "--host",
+        action="append",
+        type=_host,
+        metavar="ADDR",
+        help="only flows with this address, or an address in this CIDR block, on either side",
+    )
 
 
 def _progress_total(paths: list[str]) -> int:
@@ -50,13 +132,24 @@ def _progress_total(paths: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Analyze captures and write the chosen report."""
+    from ..filters import FlowFilter, apply, selection_of, service_port_mask
     from ..registry.sources import load_registry
     from ..report import write
 
+    if args.format == "parquet":
+        from ..report.parquet import check_output
+
+        check_output(args.output)  # before reading anything
     for p in args.paths:
         if not os.path.exists(p):
             raise PortclassError("no such file or directory", path=p)
+    try:
+        flt = FlowFilter.from_args(args)
+    except ValueError as exc:
+        raise PortclassError(str(exc)) from None
     registry = load_registry(args.registry)
+    if flt.services:
+        service_port_mask(registry, flt.services)  # an unknown name fails now, not after reading
     show_progress = not args.no_progress and sys.stderr.isatty()
     if show_progress:
         from rich.console import Console
@@ -76,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
         analysis = analyze(args.paths, registry, args.idle_timeout)
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
+    if flt:
+        analysis = apply(analysis, flt)
+        print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     write(analysis, args.format, args.output, top=args.top)
     if analysis.interrupted:
         return 130

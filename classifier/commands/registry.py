@@ -27,28 +27,35 @@ _PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp|dccp))?$", re.I)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``registry`` command group."""
-    p = sub.add_parser("registry", help="inspect, import, update and diff the IANA port registry")
+    from ..cli import common_options
+
+    common = common_options()
+    p = sub.add_parser("registry", parents=[common], help="inspect, import, update and diff the IANA port registry")
     rs = p.add_subparsers(dest="registry_cmd", required=True, metavar="COMMAND")
 
     def fmt(sp: argparse.ArgumentParser, choices: tuple[str, ...], default: str = "table") -> None:
         sp.add_argument("--format", choices=choices, default=default, help=f"output format (default {default})")
 
-    sp = rs.add_parser("info", help="source, edition, sha256, counts per transport and status")
+    sp = rs.add_parser("info", parents=[common], help="source, edition, sha256, counts per transport and status")
     fmt(sp, ("table", "json"))
-    sp = rs.add_parser("show", help="what the registry says of ports (80, 42000/tcp) or service names")
+    sp = rs.add_parser(
+        "show", parents=[common], help="what the registry says of ports (80, 42000/tcp) or service names"
+    )
     sp.add_argument("items", nargs="+", metavar="PORT[/TRANSPORT]|NAME")
     fmt(sp, ("table", "json", "jsonl"))
-    sp = rs.add_parser("dump", help="the parsed records of a registry file")
+    sp = rs.add_parser("dump", parents=[common], help="the parsed records of a registry file")
     sp.add_argument("file")
     fmt(sp, ("jsonl", "json", "csv"), "jsonl")
-    sp = rs.add_parser("table", help="all 65536 ports of a transport: port,status,service,flags")
+    sp = rs.add_parser("table", parents=[common], help="all 65536 ports of a transport: port,status,service,flags")
     sp.add_argument("--transport", "-t", default="tcp", choices=TRANSPORTS)
     fmt(sp, ("csv", "jsonl", "json"), "csv")
-    sp = rs.add_parser("import", help="validate, compile and make a registry file the default")
+    sp = rs.add_parser("import", parents=[common], help="validate, compile and make a registry file the default")
     sp.add_argument("file")
-    sp = rs.add_parser("update", help="download the registry from IANA, verify it, make it the default")
+    sp = rs.add_parser(
+        "update", parents=[common], help="download the registry from IANA, verify it, make it the default"
+    )
     sp.add_argument("--url", default=sources.IANA_XML_URL, help="where to download from (default: IANA's XML)")
-    sp = rs.add_parser("diff", help="what changed between two registry editions")
+    sp = rs.add_parser("diff", parents=[common], help="what changed between two registry editions")
     sp.add_argument("old")
     sp.add_argument("new")
     fmt(sp, ("table", "json", "jsonl", "csv"))

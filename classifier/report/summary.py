@@ -95,6 +95,9 @@ def services(a: Analysis) -> list[ServiceRow]:
     flows = np.bincount(inv)
     pk = np.bincount(inv, weights=fl.packets_c2s.astype(np.float64) + fl.packets_s2c)
     by = np.bincount(inv, weights=fl.bytes_c2s.astype(np.float64) + fl.bytes_s2c)
+    grouped = np.argsort(inv, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(flows)[:-1]])
+    flags_or = np.bitwise_or.reduceat(lab.flags[grouped], starts)
     names = a.registry.service_names
     out = []
     for i in np.lexsort((-by, -flows)).tolist():
@@ -107,7 +110,7 @@ def services(a: Analysis) -> list[ServiceRow]:
                 port=int(fl.server_port[j]),
                 service=str(names[sid]) if sid >= 0 else None,
                 status=STATUS_NAMES[int(lab.status[j])],
-                flags=int(np.bitwise_or.reduce(lab.flags[inv == i])) if flows[i] < 64 else int(lab.flags[j]),
+                flags=int(flags_or[i]),
                 flows=int(flows[i]),
                 packets=int(pk[i]),
                 bytes=int(by[i]),
