@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture.columns import CaptureStats
+from .errors import CaptureError
 from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, orient
 from .label import Labels, label_ports
 from .registry.compile import CompiledRegistry
@@ -62,13 +63,18 @@ def analyze(
     t0 = time.perf_counter()
     agg = FlowAggregator(int(idle_timeout_s * 1e9))
     interrupted = False
+    # one unreadable file among several is a warning; a single bad file is the run's error
+    several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     try:
-        for batch in read_batches([str(p) for p in paths]):
+        for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
             agg.add(batch)
             if progress is not None:
                 progress(int(batch.stats.bytes))
     except KeyboardInterrupt:
         interrupted = True  # report what was read so far
+    if not agg.stats.files and not interrupted:
+        why = "; ".join(agg.stats.warnings) or "no pcap/pcapng capture files found"
+        raise CaptureError(why, path=", ".join(str(p) for p in paths))
     flows, labels = label_flows(agg.result(), registry)
     return Analysis(
         flows=flows,

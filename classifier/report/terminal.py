@@ -76,7 +76,9 @@ def _totals_block(a: Analysis) -> Group:
         span = f"{_ts(t.first_ts_ns)} → {_ts(t.last_ts_ns)} ({dur:,.3f} s)"
     by_t = ", ".join(f"{k} {v:,}" for k, v in t.flows_by_transport.items())
     lines = [
-        Text.from_markup(f"[bold]Capture[/]  {t.files} file(s), {t.packets:,} packets, {human_bytes(t.bytes)}; {span}"),
+        Text.from_markup(
+            f"[bold]Capture[/]  {t.packets:,} packets in {t.files} file(s) of {human_bytes(t.bytes)}; {span}"
+        ),
         Text.from_markup(
             f"[bold]Flows[/]    {t.flows:,} ({by_t or 'none'}) carrying {t.flow_packets:,} packets, "
             f"{human_bytes(t.flow_bytes)}; [bold]{t.flagged_flows:,} flagged[/]; idle timeout "
