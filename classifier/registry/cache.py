@@ -32,12 +32,19 @@ def _compiler() -> str:
     return f"portclass {__version__} cache {FORMAT_VERSION}"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes | list[bytes]) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared reports unreadable
         with os.fdopen(fd, "wb") as fh:
             for part in data if isinstance(data, list) else [data]:
                 fh.write(part)

@@ -1,0 +1,635 @@
+"""Self-contained HTML report for a SOC shift lead: one file, no network access when opened.
+
+Layout, top to bottom: the IANA registry's warning as a banner, portclass's note that labels are
+port-based and the registry's provenance; capture totals; charts (services by bytes and by flows,
+server-port status and flags, flows over time by severity, top talkers); then every flow in a
+sortable, filterable, paginated table, flagged flows first (``worst_first``).
+
+Charts are inline SVG built here in Python rather than a JavaScript charting library: they are
+plain bars and columns, so SVG keeps a typical report at 40-100 kB (plotly's inlined bundle alone
+is about 3.5 MB), renders without JavaScript, prints, and adds no dependency. The flow table is the
+only scripted part: its rows travel as compact JSON (indexes into string tables) in a
+``<script type="application/json">`` block and are drawn with ``textContent``, so nothing from
+traffic or the registry is ever parsed as HTML. Every string in the markup is escaped, and a
+Content-Security-Policy admits only the report's own script (by hash) and no network at all.
+
+At most ``max_rows`` flows (worst first) are embedded, with a visible note when more exist; totals
+and charts always cover every flow.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import html
+import json
+import math
+import string
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..flows import SERVER_RULES
+from ..label import FLAG_NAMES, SEVERITY
+from ..pipeline import Analysis, worst_first
+from ..registry.cache import atomic_write
+from ..registry.compile import STATUS_NAMES
+from ..registry.model import TRANSPORTS
+from .addr import format_addresses
+from .summary import ServiceRow, Totals, services, totals
+from .terminal import PORTCLASS_NOTE, human_bytes, notice_text
+
+DEFAULT_MAX_ROWS = 50_000
+"""Flows embedded in the table by default (worst first); about 70 bytes of JSON each (3.5 MB at the cap)."""
+DEFAULT_CHART_BARS = 10
+"""Bars per ranking chart (services, talkers); the rest are summed into an "other" bar."""
+
+STATUS_COLORS: dict[str, str] = {
+    "assigned": "#3572b0",
+    "reserved": "#d68a00",
+    "unassigned": "#c62828",
+    "dynamic": "#7e57c2",
+    "unknown": "#90a4ae",
+}
+"""Colour of each server-port status in charts and table."""
+_OTHER_COLOR = "#b0bec5"
+_SEV_GROUPS: tuple[tuple[str, int, int, str], ...] = (
+    ("high (unauthorized use known, mismatch)", 5, 6, "#b71c1c"),
+    ("medium (reserved, unassigned, other transport)", 3, 4, "#ef6c00"),
+    ("low (dynamic, unknown port)", 1, 2, "#9575cd"),
+    ("not flagged", 0, 0, "#cfd8dc"),
+)
+"""Severity bands of the time chart: label, lowest and highest severity, colour."""
+_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+_FLAG_SEVERITY = {name: SEVERITY[bit] for bit, name in FLAG_NAMES.items()}
+
+
+def _esc(value: object) -> str:
+    """Escape any value for HTML text and attribute values (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def _asset(name: str) -> str:
+    """Text of a file in ``html_assets`` (installed as package data)."""
+    return resources.files(__package__).joinpath("html_assets", name).read_text(encoding="utf-8")
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>`` or ``&`` can end the block."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for ch, rep in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, rep)
+    return text
+
+
+def _fmt_ts(ns: int | None) -> str:
+    """UTC time of a nanosecond timestamp, to the millisecond: '2026-08-17 09:00:05.123'."""
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _fmt_duration(seconds: float) -> str:
+    """Human duration: '850 ms', '12.4 s', '4 min 05 s', '3 h 07 min', '2 d 04 h'."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h} h {m:02d} min"
+    d, h = divmod(h, 24)
+    return f"{d} d {h:02d} h"
+
+
+def _transport_name(t: int, proto: int) -> str:
+    return TRANSPORTS[t] if t >= 0 else _PROTO_NAMES.get(proto, str(proto))
+
+
+# --------------------------------------------------------------------------- SVG charts
+
+
+def _nice_step(v: float) -> int:
+    """Smallest whole 1/2/5 x 10^k at or above ``v`` (a gridline step for counts)."""
+    if v <= 1:
+        return 1
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 5, 10):
+        if m * exp >= v:
+            return int(m * exp)
+    return int(10 * exp)  # pragma: no cover
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _legend(items: Sequence[tuple[str, str]]) -> str:
+    """HTML legend below a chart: (label, colour) pairs."""
+    spans = "".join(
+        f'<span class="lg"><svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" rx="2" '
+        f'fill="{c}"/></svg>{_esc(label)}</span>'
+        for label, c in items
+    )
+    return f'<div class="legend">{spans}</div>'
+
+
+def _empty_chart(msg: str = "No flows") -> str:
+    text = f'<text x="280" y="35" class="empty">{_esc(msg)}</text>'
+    return f'<svg class="chart" viewBox="0 0 560 60" role="img">{text}</svg>'
+
+
+def hbar_chart(
+    bars: Sequence[tuple[str, Sequence[tuple[float, str]], str, str]],
+    label: str,
+    width: int = 560,
+    label_w: int = 190,
+) -> str:
+    """Horizontal bar chart as inline SVG.
+
+    ``bars``: (label, segments of (value, colour) stacked left to right, value text, tooltip).
+    """
+    if not bars:
+        return _empty_chart()
+    row_h, top = 24, 6
+    value_w = 78
+    plot_w = width - label_w - value_w - 8
+    vmax = max(sum(v for v, _ in segs) for _, segs, _, _ in bars) or 1.0
+    height = top + row_h * len(bars) + 4
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
+        f'preserveAspectRatio="xMinYMin meet">'
+    ]
+    for i, (text, segs, vtext, tip) in enumerate(bars):
+        y = top + i * row_h
+        out.append(f"<g><title>{_esc(tip)}</title>")
+        out.append(f'<text x="{label_w - 8}" y="{y + 16}" class="bl">{_esc(_short(text, 30))}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{plot_w}" height="{row_h - 6}" class="track"/>')
+        x = float(label_w)
+        for v, color in segs:
+            w = plot_w * v / vmax
+            if w > 0:
+                out.append(
+                    f'<rect x="{x:.1f}" y="{y + 3}" width="{max(w, 1.5):.1f}" height="{row_h - 6}" fill="{color}"/>'
+                )
+            x += w
+        out.append(f'<text x="{label_w + plot_w + 8}" y="{y + 16}" class="bv">{_esc(vtext)}</text></g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass
+class _ChartRow:
+    """One bar of a services chart: a server port, or every dynamic-range port of a transport."""
+
+    label: str
+    status: str
+    flows: int
+    bytes: int
+    tip: str
+
+
+def service_chart_rows(a: Analysis, rows: list[ServiceRow]) -> list[_ChartRow]:
+    """Services rows for charts: dynamic-range ports (peer-to-peer, ephemeral services) grouped per transport."""
+    reg = a.registry
+    out: list[_ChartRow] = []
+    dynamic: dict[str, list[ServiceRow]] = {}
+    for r in rows:
+        if r.status == "dynamic" and not r.service:
+            dynamic.setdefault(r.transport, []).append(r)
+            continue
+        desc = ""
+        if r.transport in TRANSPORTS:
+            recs = reg.names_on(r.transport, r.port)
+            prim = next((x for x in recs if not x.alias_of), recs[0] if recs else None)
+            desc = prim.description if prim else ""
+        flags = ", ".join(n for b, n in FLAG_NAMES.items() if r.flags & b) or "no flags"
+        tip = f"{r.service or '(no service name)'} on {r.port}/{r.transport}: {r.status}, {flags}"
+        tip += f"\nregistry: {desc}" if desc else ""
+        tip += f"\n{r.flows:,} flows, {r.packets:,} packets, {r.bytes:,} bytes"
+        out.append(_ChartRow(f"{r.service or f'({r.status})'} {r.port}/{r.transport}", r.status, r.flows, r.bytes, tip))
+    for transport, group in dynamic.items():
+        flows, by = sum(r.flows for r in group), sum(r.bytes for r in group)
+        ports = ", ".join(str(r.port) for r in group[:12]) + (", …" if len(group) > 12 else "")
+        tip = f"dynamic range 49152-65535/{transport}, {len(group):,} server ports ({ports})"
+        tip += f": {flows:,} flows, {by:,} bytes"
+        ports_label = f"{len(group)} port{'s' if len(group) > 1 else ''}"
+        out.append(_ChartRow(f"(dynamic) {ports_label}/{transport}", "dynamic", flows, by, tip))
+    return out
+
+
+def services_charts(a: Analysis, rows: list[ServiceRow], bars: int) -> tuple[str, str]:
+    """Two SVG charts: services (server port and transport) by bytes and by flows, coloured by status."""
+    crows = service_chart_rows(a, rows)
+    if not crows:
+        return _empty_chart(), _empty_chart()
+    charts = []
+    for key, fmt in (("bytes", human_bytes), ("flows", lambda v: f"{int(v):,}")):
+        ranked = sorted(crows, key=lambda r, k=key: (-getattr(r, k), -r.flows, r.label))
+        items = [
+            (
+                r.label,
+                [(float(getattr(r, key)), STATUS_COLORS.get(r.status, _OTHER_COLOR))],
+                fmt(getattr(r, key)),
+                r.tip,
+            )
+            for r in ranked[:bars]
+        ]
+        rest = ranked[bars:]
+        if rest:
+            v = float(sum(getattr(r, key) for r in rest))
+            items.append((f"other ({len(rest)} ports)", [(v, _OTHER_COLOR)], fmt(v), f"{len(rest)} other server ports"))
+        charts.append(hbar_chart(items, f"Services by {key}"))
+    return charts[0], charts[1]
+
+
+def status_chart(t: Totals, a: Analysis) -> str:
+    """SVG bars: flows per server-port status, then flows per flag."""
+    n = max(t.flows, 1)
+    items = [
+        (s, [(float(v), STATUS_COLORS.get(s, _OTHER_COLOR))], f"{v:,} ({100 * v / n:.0f}%)", f"{s}: {v:,} flows")
+        for s, v in sorted(t.flows_by_status.items(), key=lambda kv: -kv[1])
+    ]
+    flags = a.labels.flags
+    sev_color = {6: "#b71c1c", 5: "#b71c1c", 4: "#e65100", 3: "#ef6c00", 2: "#9575cd", 1: "#90a4ae"}
+    for bit, name in FLAG_NAMES.items():
+        c = int(np.count_nonzero(flags & bit))
+        if c:
+            items.append(
+                (
+                    f"flag: {name}",
+                    [(float(c), sev_color[SEVERITY[bit]])],
+                    f"{c:,} ({100 * c / n:.0f}%)",
+                    f"{name}: {c:,} flows",
+                )
+            )
+    return hbar_chart(items, "Server port status and flags")
+
+
+def talkers_chart(a: Analysis, bars: int) -> str:
+    """SVG bars: hosts by bytes (as client and as server), over every flow."""
+    fl = a.flows
+    n = len(fl)
+    if n == 0:
+        return _empty_chart()
+    tot = fl.bytes_c2s.astype(np.float64) + fl.bytes_s2c
+    pair = np.stack([np.concatenate([fl.client_hi, fl.server_hi]), np.concatenate([fl.client_lo, fl.server_lo])], 1)
+    uniq, inv = np.unique(pair, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    as_client = np.bincount(inv[:n], weights=tot, minlength=len(uniq))
+    as_server = np.bincount(inv[n:], weights=tot, minlength=len(uniq))
+    fc = np.bincount(inv[:n], minlength=len(uniq))
+    fs = np.bincount(inv[n:], minlength=len(uniq))
+    total = as_client + as_server
+    top = np.lexsort((np.arange(len(uniq)), -total))[:bars]
+    names = format_addresses(uniq[top, 0], uniq[top, 1])
+    items = []
+    for k, i in enumerate(top.tolist()):
+        tip = (
+            f"{names[k]}: {int(total[i]):,} bytes; as client {int(as_client[i]):,} bytes in {int(fc[i]):,} flows, "
+            f"as server {int(as_server[i]):,} bytes in {int(fs[i]):,} flows"
+        )
+        segs = [(float(as_client[i]), "#3572b0"), (float(as_server[i]), "#26a69a")]
+        items.append((str(names[k]), segs, human_bytes(float(total[i])), tip))
+    return hbar_chart(items, "Top talkers by bytes")
+
+
+def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
+    """SVG columns: flows started per time bin, stacked by severity band (flagged at the bottom)."""
+    fl, lab = a.flows, a.labels
+    if len(fl) == 0:
+        return _empty_chart()
+    ts = fl.first_ts_ns.astype(np.int64)
+    t0, t1 = int(ts.min()), int(ts.max())
+    span = max(t1 - t0, 1)
+    nbins = 60 if span > 60 * 10**9 else 30
+    idx = np.minimum(((ts - t0) * nbins) // span, nbins - 1) if t1 > t0 else np.zeros(len(ts), dtype=np.int64)
+    sev = lab.severity.astype(np.int64)
+    stacks = []
+    for _, lo, hi, color in _SEV_GROUPS:
+        m = (sev >= lo) & (sev <= hi)
+        stacks.append((np.bincount(idx[m], minlength=nbins), color))
+    totals_per_bin = sum(c for c, _ in stacks)
+    ymax = 4 * _nice_step(float(totals_per_bin.max()) / 4)  # four gridlines at whole counts
+    left, right, top, bottom = 48, 12, 10, 28
+    pw, ph = width - left - right, height - top - bottom
+    bw = pw / nbins
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="Flows over time by severity" '
+        f'preserveAspectRatio="xMinYMin meet">'
+    ]
+    for k in range(5):
+        v = ymax * k / 4
+        y = top + ph - ph * k / 4
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="ay">{v:,.0f}</text>')
+    bin_ns = span / nbins
+    with_date = span > 86_400 * 10**9 or _fmt_ts(t0)[:10] != _fmt_ts(t1)[:10]
+    flagged_per_bin = totals_per_bin - stacks[-1][0]
+    for b in range(nbins):
+        total = int(totals_per_bin[b])
+        if not total:
+            continue
+        x = left + b * bw + 1
+        y = top + ph
+        start = _fmt_ts(int(t0 + b * bin_ns))
+        tip = f"{start} UTC (+{_fmt_duration(bin_ns / 1e9)}): {total:,} flows, {int(flagged_per_bin[b]):,} flagged"
+        out.append(f"<g><title>{_esc(tip)}</title>")
+        for counts, color in stacks:
+            c = int(counts[b])
+            if not c:
+                continue
+            h = ph * c / ymax
+            y -= h
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="{color}"/>')
+        out.append("</g>")
+    ticks = 6
+    for k in range(ticks + 1):
+        t = t0 + span * k // ticks
+        x = left + pw * k / ticks
+        label = _fmt_ts(t)[5:19] if with_date else _fmt_ts(t)[11:19]
+        anchor = "start" if k == 0 else ("end" if k == ticks else "middle")
+        out.append(f'<text x="{x:.1f}" y="{height - 8}" class="ax" text-anchor="{anchor}">{_esc(label)}</text>')
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- flow table data
+
+
+def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, Any]:
+    """The embedded flows (worst first, at most ``max_rows``) as string tables plus integer rows.
+
+    Row layout (``ROW_FIELDS``): severity, client host, client port, server host, server port,
+    transport, service (-1 none), status, flag set, packets, bytes, first seen (microseconds after
+    ``base_ms``), server rule, IPv6 (0/1). Hosts are numbered in address order and services in name
+    order, so sorting by index sorts by value.
+    """
+    fl, lab, reg = a.flows, a.labels, a.registry
+    n = len(fl)
+    sel = worst_first(a)[: max(int(max_rows), 0)] if n else np.zeros(0, dtype=np.int64)
+    base_ms = int(fl.first_ts_ns.min()) // 1_000_000 if n else 0
+    # hosts: one table for clients and servers, in numeric address order
+    k = len(sel)
+    pair = np.stack(
+        [
+            np.concatenate([fl.client_hi[sel], fl.server_hi[sel]]),
+            np.concatenate([fl.client_lo[sel], fl.server_lo[sel]]),
+        ],
+        1,
+    )
+    if k:
+        uniq, hinv = np.unique(pair, axis=0, return_inverse=True)
+        hinv = hinv.reshape(-1)
+        hosts = format_addresses(uniq[:, 0], uniq[:, 1]).tolist()
+    else:
+        hinv, hosts = np.zeros(0, dtype=np.int64), []
+    # services: registry record ids -> names sorted by name (ties by id)
+    sids = lab.service[sel].astype(np.int64)
+    uniq_sid = np.unique(sids[sids >= 0])
+    names = [str(reg.service_names[i]) for i in uniq_sid.tolist()]
+    descs = [reg.records[i].description for i in uniq_sid.tolist()]
+    by_name = sorted(range(len(names)), key=lambda j: (names[j].lower(), names[j], j))
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[by_name] = np.arange(len(names))
+    svc = np.full(k, -1, dtype=np.int64)
+    if len(uniq_sid):
+        svc[sids >= 0] = remap[np.searchsorted(uniq_sid, sids[sids >= 0])]
+    # flag sets, transports
+    uflags, finv = np.unique(lab.flags[sel], return_inverse=True)
+    flag_sets = [[nm for b, nm in FLAG_NAMES.items() if int(u) & b] for u in uflags.tolist()]
+    tkey = lab.transport[sel].astype(np.int64) * 256 + fl.proto[sel]
+    utk, tinv = np.unique(tkey, return_inverse=True)
+    transports = [_transport_name(int(u) // 256 if u >= 0 else -1, int(u) % 256) for u in utk.tolist()]
+    off_us = (fl.first_ts_ns[sel].astype(np.int64) - base_ms * 1_000_000) // 1000
+    cols = [
+        lab.severity[sel].astype(np.int64),
+        hinv[:k],
+        fl.client_port[sel].astype(np.int64),
+        hinv[k:],
+        fl.server_port[sel].astype(np.int64),
+        tinv.reshape(-1),
+        svc,
+        lab.status[sel].astype(np.int64),
+        finv.reshape(-1),
+        fl.packets_c2s[sel].astype(np.int64) + fl.packets_s2c[sel],
+        fl.bytes_c2s[sel].astype(np.int64) + fl.bytes_s2c[sel],
+        off_us,
+        fl.server_rule[sel].astype(np.int64),
+        (fl.ip_version[sel] == 6).astype(np.int64),
+    ]
+    rows = np.stack(cols, 1).tolist() if k else []
+    return {
+        "base_ms": base_ms,
+        "total": n,
+        "flagged": int(np.count_nonzero(lab.severity)),
+        "hosts": hosts,
+        "services": [names[j] for j in by_name],
+        "descs": [descs[j] for j in by_name],
+        "statuses": list(STATUS_NAMES),
+        "status_colors": STATUS_COLORS,
+        "flag_sets": flag_sets,
+        "flag_severity": _FLAG_SEVERITY,
+        "transports": transports,
+        "rules": list(SERVER_RULES),
+        "rows": rows,
+    }
+
+
+ROW_FIELDS = ("sev", "client", "cport", "server", "sport", "transport", "service", "status", "flags",
+              "packets", "bytes", "first_us", "rule", "v6")  # fmt: skip
+"""Field order of each row in ``table_payload``."""
+
+
+# --------------------------------------------------------------------------- page
+
+
+def _span_text(t: Totals) -> str:
+    """'2026-08-17 09:00:05 → 09:09:57 UTC' (the date again only when it changes)."""
+    if t.first_ts_ns is None or t.last_ts_ns is None:
+        return ""
+    first, last = _fmt_ts(t.first_ts_ns)[:19], _fmt_ts(t.last_ts_ns)[:19]
+    return f"{first} \u2192 {last[11:] if last[:10] == first[:10] else last} UTC"
+
+
+def _totals_html(a: Analysis, t: Totals) -> str:
+    span_s = (t.last_ts_ns - t.first_ts_ns) / 1e9 if t.first_ts_ns is not None and t.last_ts_ns is not None else 0.0
+    by_t = ", ".join(f"{k} {v:,}" for k, v in t.flows_by_transport.items()) or "none"
+    pct = f"{100 * t.flagged_flows / t.flows:.1f}% of flows" if t.flows else "no flows"
+    cards = [
+        (
+            "Capture files",
+            f"{t.files:,}",
+            _short(", ".join(Path(f).name for f in a.stats.files or a.inputs), 80) or "-",
+        ),
+        ("Packets", f"{t.packets:,}", f"{t.flow_packets:,} in flows"),
+        ("Bytes", human_bytes(t.bytes), f"{t.bytes:,} B on the wire"),
+        ("Flows", f"{t.flows:,}", by_t),
+        ("Flagged flows", f"{t.flagged_flows:,}", pct),
+        ("Time span", _fmt_duration(span_s) if t.first_ts_ns is not None else "-", _span_text(t)),
+    ]
+    out = ['<div class="cards">']
+    for title, value, sub in cards:
+        cls = " flagged" if title == "Flagged flows" and t.flagged_flows else ""
+        out.append(
+            f'<div class="card{cls}"><div class="k">{_esc(title)}</div><div class="v">{_esc(value)}</div>'
+            f'<div class="s" title="{_esc(sub)}">{_esc(sub)}</div></div>'
+        )
+    out.append("</div>")
+    # what did not become flows, and what could not be decoded
+    facts: list[tuple[str, str, bool]] = []
+    no_ports = ", ".join(f"{k} {v:,}" for k, v in t.no_ports.items())
+    facts.append(("Packets without ports (not in flows)", no_ports or "0", False))
+    facts.append(("Non-IP packets", f"{t.non_ip:,}", False))
+    facts.append(("Malformed", f"{t.malformed:,}", t.malformed > 0))
+    facts.append(("Truncated", f"{t.truncated:,}", t.truncated > 0))
+    facts.append(("IP fragments not attributed", f"{t.fragments_unattributed:,}", t.fragments_unattributed > 0))
+    skipped = ", ".join(f"{k}: {v:,}" for k, v in t.skipped_linktype.items())
+    facts.append(("Skipped link types", skipped or "0", bool(skipped)))
+    facts.append(("Warnings", f"{len(t.warnings):,}", bool(t.warnings)))
+    facts.append(("Idle timeout", "off" if not t.idle_timeout_s else f"{t.idle_timeout_s:g} s", False))
+    out.append('<dl class="facts">')
+    for k, v, bad in facts:
+        out.append(f"<div{' class=bad' if bad else ''}><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>")
+    out.append("</dl>")
+    if t.warnings:
+        shown = t.warnings[:200]
+        more = (
+            f"<li>\u2026 and {len(t.warnings) - 200:,} more (see stderr of the run)</li>"
+            if len(t.warnings) > 200
+            else ""
+        )
+        items = "".join(f"<li>{_esc(w)}</li>" for w in shown)
+        out.append(
+            f'<details class="warnings"{" open" if len(t.warnings) <= 5 else ""}><summary>{len(t.warnings):,} '
+            f"capture warning(s)</summary><ul>{items}{more}</ul></details>"
+        )
+    files = a.stats.files or a.inputs
+    if len(files) > 1:
+        items = "".join(f"<li>{_esc(f)}</li>" for f in files[:500])
+        out.append(f'<details class="files"><summary>{len(files):,} capture files</summary><ul>{items}</ul></details>')
+    return "".join(out)
+
+
+_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("client", "Client", False),
+    ("server", "Server", False),
+    ("port", "Port", True),
+    ("service", "Service (registry)", False),
+    ("status", "Status", False),
+    ("flags", "Flags", False),
+    ("packets", "Packets", True),
+    ("bytes", "Bytes", True),
+    ("first", "First seen (UTC)", False),
+    ("rule", "Server by", False),
+)
+"""Flow table columns: id (``data-col``), header, numeric (right-aligned)."""
+
+
+def render(
+    a: Analysis,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    chart_bars: int = DEFAULT_CHART_BARS,
+    generated: dt.datetime | None = None,
+) -> str:
+    """The whole report as one HTML document (inline CSS, SVG, JSON and script; no external resources)."""
+    t = totals(a)
+    prov = a.registry.provenance
+    svc_rows = services(a)
+    by_bytes, by_flows = services_charts(a, svc_rows, chart_bars)
+    payload = table_payload(a, max_rows)
+    script = _asset("report.js")
+    css = _asset("report.css")
+    if "</script" in script.lower() or "</style" in css.lower():  # pragma: no cover - asset sanity
+        raise ValueError("html assets must not close their own element")
+    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = (
+        f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    when = (generated or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    inputs = a.inputs or a.stats.files
+    subtitle = ", ".join(Path(p).name for p in inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+    notice_src = "" if prov.notice else " (wording of the IANA registry; the registry source in use does not carry it)"
+    partial = ""
+    if not prov.full:
+        from ..registry.sources import PARTIAL_NOTICE
+
+        partial = f'<p class="partial">{_esc(PARTIAL_NOTICE)}</p>'
+    interrupted = (
+        '<div class="alert">Interrupted: this report covers the packets read before the interruption.</div>'
+        if a.interrupted
+        else ""
+    )
+    embedded = len(payload["rows"])
+    cap_note = ""
+    if embedded < payload["total"]:
+        cap_note = (
+            f'<p class="cap" id="pc-cap-note">This table holds the {embedded:,} worst-first flows '
+            f"of {payload['total']:,} "
+            f"(every flagged flow first); totals and charts cover all of them. For every row use "
+            f"<code>--format jsonl</code> or <code>--format csv</code>.</p>"
+        )
+    heads = "".join(
+        f'<th data-col="{cid}" class="{"num" if num else ""}" aria-sort="none"><button type="button">{_esc(label)}'
+        f'<span class="arrow" aria-hidden="true"></span></button></th>'
+        for cid, label, num in _COLUMNS
+    )
+    fields = {
+        "csp": _esc(csp),
+        "version": _esc(__version__),
+        "subtitle": _esc(subtitle or "capture"),
+        "inputs": _esc(", ".join(inputs)),
+        "generated": _esc(when),
+        "notice_source": _esc(notice_src),
+        "notice": _esc(notice_text(a)),
+        "note": _esc(PORTCLASS_NOTE),
+        "provenance": _esc(prov.line()),
+        "partial": partial,
+        "interrupted": interrupted,
+        "totals": _totals_html(a, t),
+        "services_by_bytes": by_bytes,
+        "services_by_flows": by_flows,
+        "status_legend": _legend([(s, STATUS_COLORS[s]) for s in STATUS_NAMES if s in t.flows_by_status]),
+        "timeline": timeline_chart(a),
+        "severity_legend": _legend([(label, c) for label, _, _, c in _SEV_GROUPS]),
+        "status_chart": status_chart(t, a),
+        "talkers": talkers_chart(a, chart_bars),
+        "talkers_legend": _legend([("as client", "#3572b0"), ("as server", "#26a69a")]),
+        "cap_note": cap_note,
+        "table_head": heads,
+        "data": _json_for_script(payload),
+        "css": css,
+        "script": script,
+    }
+    # one pass: values are never scanned for placeholders themselves
+    return string.Template(_asset("report.html")).substitute(fields)
+
+
+def write(
+    a: Analysis,
+    fmt: str,
+    out: str | Path | None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    chart_bars: int = DEFAULT_CHART_BARS,
+    generated: dt.datetime | None = None,
+    **_: object,
+) -> None:
+    """Write the HTML report to ``out`` atomically, or to stdout when ``out`` is None or '-'."""
+    text = render(a, max_rows=max_rows, chart_bars=chart_bars, generated=generated)
+    if out is None or str(out) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write(Path(out), text.encode("utf-8"))

@@ -1,0 +1,508 @@
+"""The HTML report, checked in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium).
+
+The analysis is built from synthetic packet batches (``make_batch`` -> ``FlowAggregator`` ->
+``label_flows``) with a realistic mix: web, DNS, SSH, a flow to 42000 (unauthorized use known,
+unassigned), a reserved port, peer-to-peer UDP in the dynamic range, and IPv6.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier import pipeline
+from classifier.capture.columns import PROTO_TCP, PROTO_UDP
+from classifier.flows import FlowAggregator, make_batch
+from classifier.registry.compile import compile_records
+from classifier.registry.model import Provenance, Record
+from classifier.report import html as html_report
+from tests.conftest import ROOT, run_cli
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+NOTICE_START = "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT"
+T0 = 1_786_957_200 * 10**9  # 2026-08-17 09:00:00 UTC
+SYN, SYNACK, ACK, PSHACK, FINACK = 0x02, 0x12, 0x10, 0x18, 0x11
+
+
+# --------------------------------------------------------------------------- synthetic traffic
+
+
+def _tcp(ts: int, c: str, cp: int, s: str, sp: int, n_data: int, size: int, gap_ns: int = 20_000_000) -> list[tuple]:
+    """Packets of one TCP connection: handshake, ``n_data`` request/response packets, FIN exchange."""
+    pk = [
+        (ts, c, s, cp, sp, SYN, 74),
+        (ts + gap_ns, s, c, sp, cp, SYNACK, 74),
+        (ts + 2 * gap_ns, c, s, cp, sp, ACK, 66),
+    ]
+    t = ts + 3 * gap_ns
+    for i in range(n_data):
+        if i % 3 == 0:
+            pk.append((t, c, s, cp, sp, PSHACK, 66 + min(size, 600)))
+        else:
+            pk.append((t, s, c, sp, cp, PSHACK, 66 + size))
+        t += gap_ns
+    pk += [
+        (t, c, s, cp, sp, FINACK, 66),
+        (t + gap_ns, s, c, sp, cp, FINACK, 66),
+        (t + 2 * gap_ns, c, s, cp, sp, ACK, 66),
+    ]
+    return [p + (PROTO_TCP,) for p in pk]
+
+
+def _udp(ts: int, c: str, cp: int, s: str, sp: int, n: int, size: int, gap_ns: int = 5_000_000) -> list[tuple]:
+    """Packets of one UDP exchange alternating client -> server and back."""
+    pk = []
+    for i in range(n):
+        src, dst, a, b = (c, s, cp, sp) if i % 2 == 0 else (s, c, sp, cp)
+        pk.append((ts + i * gap_ns, src, dst, a, b, 0, size + (i % 5) * 7, PROTO_UDP))
+    return pk
+
+
+def traffic(seed: int = 7) -> list[tuple]:
+    """Packets (ts, src, dst, sport, dport, flags, wire_len, proto) of a ten-minute office capture."""
+    rng = np.random.default_rng(seed)
+    clients = [f"10.1.0.{i}" for i in range(11, 31)]
+    web = ["93.184.216.34", "142.250.74.110", "151.101.1.69", "104.16.132.229"]
+    pk: list[tuple] = []
+    span = 600 * 10**9
+
+    def cport() -> int:
+        return int(rng.integers(50000, 61000))
+
+    for _ in range(110):  # web
+        ts = T0 + int(rng.integers(0, span))
+        port = 443 if rng.random() < 0.75 else 80
+        pk += _tcp(ts, str(rng.choice(clients)), cport(), str(rng.choice(web)), port, int(rng.integers(3, 40)),
+                   int(rng.integers(200, 1400)))  # fmt: skip
+    for _ in range(50):  # DNS to the resolver
+        ts = T0 + int(rng.integers(0, span))
+        pk += _udp(ts, str(rng.choice(clients)), cport(), "10.1.0.2", 53, 2, int(rng.integers(70, 180)))
+    for k in range(5):  # SSH to a jump host, one long session
+        ts = T0 + int(rng.integers(0, span // 2))
+        pk += _tcp(ts, clients[k], cport(), "10.1.0.5", 22, 400 if k == 0 else 12, 900 if k == 0 else 120)
+    for k in range(2):  # unassigned port with known unauthorized use
+        ts = T0 + 240 * 10**9 + k * 30 * 10**9
+        pk += _tcp(ts, "10.1.0.23", 51000 + k, "203.0.113.66", 42000, 30, 1200)
+    pk += _tcp(T0 + 300 * 10**9, "10.1.0.17", 52001, "198.51.100.23", 1023, 4, 300)  # reserved port
+    for k in range(6):  # BitTorrent-like peer-to-peer UDP, both ports dynamic
+        ts = T0 + 120 * 10**9 + k * 40 * 10**9
+        pk += _udp(ts, "10.1.0.30", 51413, f"185.21.216.{140 + k}", 61000 + k, 20, 1100)
+    for _ in range(8):  # IPv6 web and DNS
+        ts = T0 + int(rng.integers(0, span))
+        pk += _tcp(ts, "2001:db8:10::15", cport(), "2606:4700::6810:84e5", 443, 10, 800)
+    pk += _udp(T0 + 5 * 10**9, "2001:db8:10::15", 53535, "2001:db8:10::53", 53, 2, 110)
+    pk.sort(key=lambda p: p[0])
+    return pk
+
+
+def build_analysis(registry, packets: list[tuple] | None = None, chunk: int = 500) -> pipeline.Analysis:
+    """Analysis of ``packets`` fed through the real aggregator in chunks, labelled with ``registry``."""
+    packets = traffic() if packets is None else packets
+    agg = FlowAggregator(int(pipeline.DEFAULT_IDLE_TIMEOUT_S * 1e9))
+    for i in range(0, len(packets), chunk):
+        part = packets[i : i + chunk]
+        ts, src, dst, sp, dp, fl, wl, pr = (list(x) for x in zip(*part, strict=True))
+        agg.add(make_batch(ts_ns=ts, src=src, dst=dst, sport=sp, dport=dp, tcp_flags=fl, wire_len=wl, proto=pr))
+    agg.stats.bytes = sum(p[6] for p in packets) + 5_120  # plus the packets without ports below
+    agg.stats.packets += 53
+    agg.stats.files = ["office-0817.pcapng"]
+    agg.stats.no_ports.update({"icmp": 37, "igmp": 4})
+    agg.stats.non_ip = 12
+    agg.stats.malformed = 1
+    agg.stats.warnings.append("office-0817.pcapng: packet 9123: truncated IPv4 header (offset 1482210)")
+    flows, labels = pipeline.label_flows(agg.result(), registry)
+    return pipeline.Analysis(flows, labels, agg.stats, registry, inputs=["captures/office-0817.pcapng"])
+
+
+# --------------------------------------------------------------------------- browser
+
+
+def _browser_available() -> bool:
+    return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Debian's chromedriver: no downloads, no network, fresh profile."""
+    if not _browser_available():
+        if os.environ.get("CI"):
+            raise RuntimeError("chromium/chromium-driver missing: apt-get install -y chromium chromium-driver")
+        pytest.skip("chromium and chromium-driver are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download anything
+    profile = tempfile.mkdtemp(prefix="portclass-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--window-size=1366,768",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    # the viewport itself is 1366x768, whatever the window decorations
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False}
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(driver, path: Path) -> list[dict]:
+    """Load ``path`` over file:// and return the browser log entries the load produced."""
+    driver.get_log("browser")  # drop anything earlier
+    driver.get(path.resolve().as_uri())
+    driver.execute_script("return document.readyState")
+    return driver.get_log("browser")
+
+
+def _visible_rows(driver) -> list[dict[str, str]]:
+    """The table's rendered rows as {column id: cell text}."""
+    return driver.execute_script(
+        """
+        const cols = [...document.querySelectorAll('#pc-table thead th')].map(th => th.dataset.col);
+        return [...document.querySelectorAll('#pc-table tbody tr')].map(tr =>
+            Object.fromEntries([...tr.cells].map((td, i) => [cols[i], td.textContent])));
+        """
+    )
+
+
+def _wait_matches(driver, n: int) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "pc-count").get_attribute("data-matches") == str(n))
+
+
+def _set_filter(driver, text: str, expected: int) -> None:
+    box = driver.find_element("id", "pc-filter")
+    box.clear()
+    if text:
+        box.send_keys(text)
+    else:  # clear() does not fire 'input'
+        driver.execute_script("arguments[0].dispatchEvent(new Event('input'))", box)
+    _wait_matches(driver, expected)
+
+
+def _int(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def analysis(reg):
+    return build_analysis(reg)
+
+
+@pytest.fixture(scope="module")
+def report(analysis, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("html") / "report.html"
+    html_report.write(analysis, "html", out)
+    return out
+
+
+def test_synthetic_mix_is_realistic(analysis):
+    from classifier.label import flag_list
+
+    fl, lab = analysis.flows, analysis.labels
+    flags_by_port = {int(p): set(flag_list(int(f))) for p, f in zip(fl.server_port, lab.flags, strict=True)}
+    assert {"unauthorized-use-known", "unassigned-port"} <= flags_by_port[42000]
+    assert "reserved-port" in flags_by_port[1023]
+    assert any(p >= 49152 and "dynamic-port" in f for p, f in flags_by_port.items())
+    assert {22, 53, 80, 443} <= set(flags_by_port)
+    assert (fl.ip_version == 6).any()
+    span_s = (int(fl.last_ts_ns.max()) - int(fl.first_ts_ns.min())) / 1e9
+    assert span_s > 300
+
+
+def test_self_contained_and_reasonably_small(report, analysis):
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    # no network: nothing refers to another resource
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?https?:", text, re.I)
+    assert "Content-Security-Policy" in text and "default-src 'none'" in html.unescape(text)
+    assert NOTICE_START in text
+    assert text.index(NOTICE_START) < text.index('id="pc-totals"')
+    assert report.stat().st_size < 400_000
+    assert not list(report.parent.glob(".report.html.*"))  # atomic write left no temporary file
+
+
+def test_html_to_stdout(analysis, capsys):
+    html_report.write(analysis, "html", None)
+    out = capsys.readouterr().out
+    assert out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+
+
+def test_row_cap_note(analysis, tmp_path):
+    out = tmp_path / "capped.html"
+    html_report.write(analysis, "html", str(out), max_rows=25)
+    text = out.read_text(encoding="utf-8")
+    assert 'id="pc-cap-note"' in text and f"25 worst-first flows of {len(analysis.flows):,}" in text
+    payload = html_report.table_payload(analysis, max_rows=25)
+    assert len(payload["rows"]) == 25 and payload["total"] == len(analysis.flows)
+    assert [r[0] for r in payload["rows"]] == sorted((r[0] for r in payload["rows"]), reverse=True)
+
+
+def test_partial_registry_interrupted_many_files(analysis):
+    """A partial registry source, an interrupted read and several files are all said at the top."""
+    import dataclasses
+
+    from classifier.registry.sources import PARTIAL_NOTICE
+
+    prov = dataclasses.replace(analysis.registry.provenance, full=False, notice=None)
+    registry = dataclasses.replace(analysis.registry, provenance=prov)
+    stats = dataclasses.replace(analysis.stats, files=[f"day-{i}.pcap" for i in range(5)])
+    a = dataclasses.replace(analysis, registry=registry, stats=stats, interrupted=True, inputs=["captures/"])
+    text = html.unescape(html_report.render(a))
+    assert PARTIAL_NOTICE in text and "wording of the IANA registry" in text and NOTICE_START in text
+    assert "Interrupted: this report covers the packets read before the interruption" in text
+    assert "5 capture files" in text and "day-4.pcap" in text
+
+
+def test_empty_analysis_renders(reg):
+    a = build_analysis(reg, packets=[])
+    text = html_report.render(a)
+    assert NOTICE_START in text and "No flows" in text
+
+
+def test_report_in_browser(browser, report, analysis):
+    from selenium.webdriver.common.by import By
+
+    logs = _open(browser, report)
+    errors = [e for e in logs if e.get("level") == "SEVERE"]
+    assert not errors, errors
+
+    # the registry's warning is visible above the fold at 1366x768, in the registry's words
+    assert browser.execute_script("return [innerWidth, innerHeight]") == [1366, 768]
+    banner = browser.find_element(By.ID, "pc-notice")
+    assert banner.is_displayed()
+    rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON()", banner)
+    assert 0 <= rect["top"] < 768 and rect["bottom"] <= 768, rect
+    assert NOTICE_START in banner.text
+    assert "labels flows by port number only" in banner.text
+    assert analysis.registry.provenance.line() in banner.text
+
+    # the table fits the 1366 px width (no sideways scrolling)
+    overflow = browser.execute_script(
+        "const t = document.querySelector('.tablewrap'); return t.scrollWidth - t.clientWidth"
+    )
+    assert overflow <= 0
+
+    # charts rendered with a real size
+    sizes = browser.execute_script(
+        "return [...document.querySelectorAll('#pc-charts svg.chart')].map(s => "
+        "{const r = s.getBoundingClientRect(); return [r.width, r.height, s.querySelectorAll('rect').length];})"
+    )
+    assert len(sizes) == 5
+    assert all(w > 100 and h > 40 and n > 0 for w, h, n in sizes), sizes
+
+    # flagged rows come first, worst first, in the initial order
+    n = len(analysis.flows)
+    n_flagged = int(np.count_nonzero(analysis.labels.severity))
+    assert 0 < n_flagged < 100
+    _wait_matches(browser, n)
+    rows = _visible_rows(browser)
+    assert len(rows) == min(100, n)
+    flagged_now = [bool(r["flags"]) for r in rows]
+    assert flagged_now == [True] * n_flagged + [False] * (len(rows) - n_flagged)
+    assert "unauthorized-use-known" in rows[0]["flags"]
+
+    # sorting by bytes: largest first, then smallest first, with the real values
+    all_bytes = sorted((analysis.flows.bytes_c2s + analysis.flows.bytes_s2c).tolist())
+    head = browser.find_element(By.CSS_SELECTOR, 'th[data-col="bytes"] button')
+    head.click()
+    got = [_int(r["bytes"]) for r in _visible_rows(browser)]
+    assert got == all_bytes[::-1][: len(got)]
+    assert browser.find_element(By.CSS_SELECTOR, 'th[data-col="bytes"]').get_attribute("aria-sort") == "descending"
+    head.click()
+    got = [_int(r["bytes"]) for r in _visible_rows(browser)]
+    assert got == all_bytes[: len(got)]
+
+    # filtering by a port and by a service name leaves exactly those flows
+    ports = analysis.flows.server_port
+    _set_filter(browser, "42000", int(np.count_nonzero(ports == 42000)))
+    rows = _visible_rows(browser)
+    assert rows and all(r["port"] == "42000/tcp" and r["server"] == "203.0.113.66" for r in rows)
+    assert all(r["service"] == "\u2014" and r["status"] == "unassigned" for r in rows)
+    _set_filter(browser, "ssh", int(np.count_nonzero(ports == 22)))
+    assert {r["service"] for r in _visible_rows(browser)} == {"ssh"}
+    _set_filter(browser, "2606:4700 https", int(np.count_nonzero((ports == 443) & (analysis.flows.ip_version == 6))))
+    _set_filter(browser, "", n)
+
+    # flagged-only view and the pager
+    browser.find_element(By.ID, "pc-flagged").click()
+    _wait_matches(browser, n_flagged)
+    browser.find_element(By.ID, "pc-flagged").click()
+    _wait_matches(browser, n)
+    browser.find_element(By.ID, "pc-next").click()
+    assert "Page 2" in browser.find_element(By.ID, "pc-page").text
+    assert len(_visible_rows(browser)) == min(100, n - 100)
+
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def test_screenshot_of_report_top(browser, analysis, tmp_path):
+    """A picture of the top of the report for the README (tests/artifacts/html-report.png), the same every run."""
+    import datetime as dt
+
+    page = tmp_path / "readme.html"
+    html_report.write(analysis, "html", page, generated=dt.datetime(2026, 8, 17, 9, 30, tzinfo=dt.UTC))
+    _open(browser, page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / "html-report.png"
+    assert browser.save_screenshot(str(out))
+    assert out.stat().st_size > 20_000
+
+
+def many_flows(registry, n: int, seed: int = 3) -> pipeline.Analysis:
+    """An hour of ``n`` one-packet flows between random hosts (array-built, for size and speed checks)."""
+    rng = np.random.default_rng(seed)
+    src = np.zeros((n, 2), np.uint64)
+    dst = np.zeros((n, 2), np.uint64)
+    src[:, 1] = np.uint64(0xFFFF_0A00_0000) + rng.integers(0, 4000, n).astype(np.uint64)  # 10.0.x.x
+    dst[:, 1] = np.uint64(0xFFFF_C000_0000) + rng.integers(0, 100_000, n).astype(np.uint64)  # 192.x.x.x
+    ports = rng.choice(
+        [80, 443, 53, 22, 42000, 1023, 8080, 25, 61000], n, p=[0.2, 0.45, 0.2, 0.05, 0.01, 0.01, 0.04, 0.02, 0.02]
+    )
+    batch = make_batch(
+        ts_ns=np.sort(T0 + rng.integers(0, 3600 * 10**9, n)),
+        src=src,
+        dst=dst,
+        sport=rng.integers(49152, 65535, n),
+        dport=ports,
+        proto=np.where(ports == 53, PROTO_UDP, PROTO_TCP),
+        tcp_flags=np.where(ports == 53, 0, SYN),
+        wire_len=rng.integers(60, 1500, n),
+    )
+    agg = FlowAggregator(int(pipeline.DEFAULT_IDLE_TIMEOUT_S * 1e9))
+    agg.add(batch)
+    flows, labels = pipeline.label_flows(agg.result(), registry)
+    return pipeline.Analysis(flows, labels, agg.stats, registry, inputs=["big.pcap"])
+
+
+def test_tens_of_thousands_of_flows(browser, reg, tmp_path):
+    """40,000 flows: the page loads, sorts and filters quickly; a row cap shows its note and keeps flagged rows."""
+    import time
+
+    a = many_flows(reg, 40_000)
+    n = len(a.flows)
+    assert n == 40_000
+    out = tmp_path / "big.html"
+    t0 = time.perf_counter()
+    html_report.write(a, "html", out)
+    assert time.perf_counter() - t0 < 10
+    assert out.stat().st_size < 4_000_000
+    logs = _open(browser, out)
+    assert not [e for e in logs if e.get("level") == "SEVERE"], logs
+    _wait_matches(browser, n)
+    assert len(_visible_rows(browser)) == 100  # paginated: the DOM holds one page
+    t0 = time.perf_counter()
+    browser.find_element("css selector", 'th[data-col="bytes"] button').click()
+    top = [_int(r["bytes"]) for r in _visible_rows(browser)]
+    assert top == sorted((a.flows.bytes_c2s + a.flows.bytes_s2c).tolist(), reverse=True)[:100]
+    _set_filter(browser, "42000", int(np.count_nonzero(a.flows.server_port == 42000)))
+    assert time.perf_counter() - t0 < 10
+
+    capped = tmp_path / "capped.html"
+    html_report.write(a, "html", capped, max_rows=5_000)
+    _open(browser, capped)
+    note = browser.find_element("id", "pc-cap-note")
+    assert note.is_displayed() and "5,000 worst-first flows of 40,000" in note.text
+    _wait_matches(browser, 5_000)
+    browser.find_element("id", "pc-flagged").click()
+    _wait_matches(browser, min(5_000, int(np.count_nonzero(a.labels.severity))))
+
+
+def test_hostile_strings_are_escaped(browser, tmp_path):
+    """Registry text, file names and warnings that look like markup stay text and never run."""
+    evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    records = [
+        Record(name="web<b>x</b>", port_low=80, port_high=80, transport="tcp", description=evil),
+        Record(name="</script><script>window.__pwned=3</script>", port_low=22, port_high=22, transport="tcp",
+               description="ssh & \"quotes\" 'apos'"),
+    ]  # fmt: skip
+    prov = Provenance(source=f"/tmp/{evil}.xml", sha256="f" * 64, format="xml", edition="2026-08-17")
+    registry = compile_records(records, prov)
+    pk = _tcp(T0, "10.9.0.1", 50001, "192.0.2.80", 80, 4, 500) + _tcp(
+        T0 + 10**9, "10.9.0.1", 50002, "192.0.2.22", 22, 4, 90
+    )
+    a = build_analysis(registry, pk)
+    a.inputs = [f"captures/{evil}.pcap"]
+    a.stats.files = [f"{evil}.pcap"]
+    a.stats.warnings.append(f"{evil}: packet 3: bad checksum")
+    a.stats.skipped_linktype.update({"<svg onload=window.__pwned=4>": 2})
+    out = tmp_path / "hostile.html"
+    html_report.write(a, "html", out)
+    text = out.read_text(encoding="utf-8")
+
+    # statically: no raw markup from the data anywhere
+    assert "<script>window" not in text and "<img src=x" not in text and "<svg onload" not in text
+    assert "<b>x</b>" not in text
+    assert text.count("<script") == 2  # the JSON block and the report's own script
+
+    logs = _open(browser, out)
+    assert not [e for e in logs if e.get("level") == "SEVERE"], logs
+    assert browser.execute_script("return window.__pwned") is None
+    assert (
+        browser.execute_script(
+            "return document.querySelectorAll('img, script:not([id=pc-data]):not(:last-of-type)').length"
+        )
+        == 0
+    )
+    banner = browser.find_element("id", "pc-notice").text
+    assert evil in banner  # provenance shown literally
+    services = {r["service"] for r in _visible_rows(browser)}
+    assert services == {"web<b>x</b>", "</script><script>window.__pwned=3</script>"}
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#pc-table tbody td')].map(td => td.title).filter(Boolean)"
+    )
+    assert evil in titles
+    chart_titles = browser.execute_script(
+        "return [...document.querySelectorAll('#pc-charts svg title')].map(t => t.textContent).join('\\n')"
+    )
+    assert evil in chart_titles
+    warnings = browser.find_element("css selector", "details.warnings").text
+    assert f"{evil}: packet 3: bad checksum" in warnings
+
+
+@pytest.mark.skipif(
+    not (ROOT / "captures" / "sample.pcap").exists() or not (ROOT / "classifier" / "capture" / "reader.py").exists(),
+    reason="captures/sample.pcap and the capture reader are not there yet",
+)
+def test_cli_end_to_end(browser, tmp_path, xml_path):
+    out = tmp_path / "sample.html"
+    r = run_cli("--registry", str(xml_path), "captures/sample.pcap", "--format", "html", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text(encoding="utf-8")
+    assert NOTICE_START in text
+    logs = _open(browser, out)
+    assert not [e for e in logs if e.get("level") == "SEVERE"], logs
+    assert int(browser.find_element("id", "pc-count").get_attribute("data-matches")) > 0
