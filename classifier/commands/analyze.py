@@ -22,6 +22,7 @@ EPILOG = """formats:
   csv       ECS columns, after '#' lines with the warning (pandas: read_csv(path, comment="#"))
   zeek      a Zeek conn.log (TSV) with portclass_* label fields; the warning in '#' header lines
   parquet   ECS columns; the warning in the file's key/value metadata (needs -o FILE)
+  html      one self-contained page: warning banner, totals, charts, every flow
 
 filters (values of one option are alternatives; different options must all hold):
   --flagged-only --flag dynamic-port --flag unassigned-port --port 53 --host 192.0.2.0/24

@@ -1,0 +1,247 @@
+"""A small Python API for notebooks: classify captures into a table of labelled flows.
+
+>>> import classifier
+>>> flows = classifier.classify("captures/sample.pcap")  # doctest: +SKIP
+>>> flows.to_pandas()[["destination.port", "portclass.service", "portclass.flags"]]  # doctest: +SKIP
+>>> flows.filter(flagged_only=True).summary()["totals"]["selection"]  # doctest: +SKIP
+
+Every result carries the registry's warning (``Flows.notice``; ``to_arrow()``'s schema metadata;
+``to_pandas().attrs["portclass"]``): a label says what the IANA registry assigns to the server port,
+not what the traffic is. pandas is optional (``pip install 'portclass[notebook]'``); pyarrow is not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .capture.columns import PacketBatch
+from .filters import FlowFilter, apply, selection_of, whole_totals
+from .flows import FlowAggregator, FlowTable
+from .label import FLAG_NAMES, Labels
+from .pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis, analyze, label_flows
+from .registry.compile import CompiledRegistry
+
+PathLike = str | os.PathLike[str]
+
+
+def load_registry(path: PathLike | None = None) -> CompiledRegistry:
+    """The IANA registry to label with: ``path`` if given, else portclass's usual discovery.
+
+    Discovery: ``$PORTCLASS_REGISTRY``, the registry you imported or updated, then the system's.
+
+    >>> reg = classifier.load_registry()  # doctest: +SKIP
+    >>> reg.provenance.line()  # doctest: +SKIP
+    'IANA registry: ... (xml, 2026-08-17, sha256 ..., full registry)'
+    """
+    from .registry.sources import load_registry as _load
+
+    return _load(path)
+
+
+def _registry(registry: CompiledRegistry | PathLike | None) -> CompiledRegistry:
+    if isinstance(registry, CompiledRegistry):
+        return registry
+    return load_registry(registry)
+
+
+def classify(
+    paths: PathLike | Sequence[PathLike],
+    registry: CompiledRegistry | PathLike | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> Flows:
+    """Read pcap/pcapng captures (files or directories) and label every flow by its server port.
+
+    ``registry`` is a compiled registry, a registry file, or None (discovery as ``load_registry``);
+    ``idle_timeout`` is the seconds of silence that end a flow (0 disables).
+
+    >>> flows = classifier.classify(["a.pcap", "b.pcapng"], idle_timeout=60)  # doctest: +SKIP
+    >>> len(flows), flows.summary()["totals"]["flagged_flows"]  # doctest: +SKIP
+    (1234, 17)
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such capture: {', '.join(missing)}")
+    return Flows(analyze(list(paths), _registry(registry), idle_timeout))
+
+
+def from_packets(
+    batches: PacketBatch | Iterable[PacketBatch],
+    registry: CompiledRegistry | PathLike | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> Flows:
+    """Label packets you already have as columns (``classifier.flows.make_batch``), in capture order.
+
+    >>> from classifier.flows import make_batch
+    >>> b = make_batch(ts_ns=[0, 10**6], src=["192.0.2.1", "192.0.2.2"], dst=["192.0.2.2", "192.0.2.1"],
+    ...                sport=[40000, 80], dport=[80, 40000], tcp_flags=[0x02, 0x12])
+    >>> classifier.from_packets(b, reg).rows()[0]["portclass.service"]  # doctest: +SKIP
+    'http'
+    """
+    reg = _registry(registry)
+    agg = FlowAggregator(int(idle_timeout * 1e9))
+    for batch in [batches] if isinstance(batches, PacketBatch) else batches:
+        agg.add(batch)
+    flows, labels = label_flows(agg.result(), reg)
+    return Flows(Analysis(flows=flows, labels=labels, stats=agg.stats, registry=reg, idle_timeout_s=idle_timeout))
+
+
+class Flows:
+    """Labelled flows of one analysis: ``len()``, iteration (flat ECS dicts), tables, summary, filters.
+
+    Rows are in start-time order. Column names are those of the CSV/Parquet output (``source.ip``,
+    ``destination.port``, ``portclass.service``, ``portclass.flags`` ...); tables add ``raw.*``
+    columns (exact nanosecond times, TCP flags, flag bits, key hash).
+
+    >>> flows = classifier.classify("captures/sample.pcap")  # doctest: +SKIP
+    >>> [r["portclass.service"] for r in flows][:3]  # doctest: +SKIP
+    ['http', 'domain', None]
+    """
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.analysis = analysis
+
+    # ---- the pieces underneath
+    @property
+    def registry(self) -> CompiledRegistry:
+        """The compiled registry the labels come from."""
+        return self.analysis.registry
+
+    @property
+    def table(self) -> FlowTable:
+        """The NumPy flow columns (``classifier.flows.FlowTable``), in the analysis' row order."""
+        return self.analysis.flows
+
+    @property
+    def labels(self) -> Labels:
+        """The NumPy label columns, parallel to ``table``."""
+        return self.analysis.labels
+
+    @property
+    def notice(self) -> str:
+        """The IANA registry's warning (its own words): a registered port proves nothing about traffic."""
+        from .report.terminal import notice_text
+
+        return notice_text(self.analysis)
+
+    # ---- rows
+    def __len__(self) -> int:
+        return len(self.analysis.flows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows())
+
+    def __repr__(self) -> str:
+        a = self.analysis
+        flagged = int(np.count_nonzero(a.labels.severity))
+        sel = selection_of(a)
+        kept = f" (filter kept {sel.kept} of {sel.total})" if sel else ""
+        return f"<Flows: {len(self)} flows{kept}, {flagged} flagged; {a.registry.provenance.line()}>"
+
+    def columns(self, raw: bool = False) -> dict[str, list[Any]]:
+        """Column name -> Python values (flat ECS names; ``raw`` adds the ``raw.*`` columns)."""
+        return self.to_arrow(raw=raw).to_pydict()
+
+    def rows(self, nested: bool = False) -> list[dict[str, Any]]:
+        """One dict per flow: flat ECS keys (as the CSV), or ``nested`` ECS documents (as the JSON)."""
+        if nested:
+            from .report.rows import rows
+
+            return rows(self.analysis)
+        from .report.rows import flow_columns
+
+        cols = flow_columns(self.analysis)
+        keys = list(cols)
+        return [dict(zip(keys, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+    # ---- tables
+    def to_arrow(self, raw: bool = True) -> Any:
+        """A ``pyarrow.Table`` (types as the Parquet output; the warning in the schema metadata).
+
+        >>> t = flows.to_arrow()  # doctest: +SKIP
+        >>> t.schema.metadata[b"portclass.notice"][:40]  # doctest: +SKIP
+        b'ASSIGNMENT OF A PORT NUMBER DOES NOT IN '
+        """
+        from .report.parquet import arrow_table
+
+        return arrow_table(self.analysis, raw=raw)
+
+    def to_pandas(self, raw: bool = True) -> Any:
+        """A ``pandas.DataFrame`` of the flows; ``df.attrs["portclass"]`` holds the warning and provenance.
+
+        >>> df = flows.to_pandas()  # doctest: +SKIP
+        >>> df.groupby("portclass.service")["network.bytes"].sum()  # doctest: +SKIP
+        """
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install 'portclass[notebook]'") from None
+        table = self.to_arrow(raw=raw)
+        df = table.to_pandas()
+        df.attrs["portclass"] = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        return df
+
+    # ---- summary and selection
+    def summary(self, top: int = 10) -> dict[str, Any]:
+        """Totals (of the whole capture, with what a filter kept), top services, flows per flag and status.
+
+        >>> flows.summary()["services"][0]  # doctest: +SKIP
+        {'transport': 'tcp', 'port': 80, 'service': 'http', 'status': 'assigned', ...}
+        """
+        from .report.summary import services
+
+        a = self.analysis
+        by_flag = {name: int(np.count_nonzero(a.labels.flags & bit)) for bit, name in FLAG_NAMES.items()}
+        tot = whole_totals(a)
+        return {
+            "notice": self.notice,
+            "registry": a.registry.provenance.line(),
+            "flows": len(self),
+            "flagged": int(np.count_nonzero(a.labels.severity)),
+            "totals": tot,
+            "services": [asdict(s) for s in services(a)[:top]],
+            "flags": {k: v for k, v in by_flag.items() if v},
+        }
+
+    def filter(
+        self,
+        *,
+        flagged_only: bool = False,
+        flags: Sequence[str] = (),
+        services: Sequence[str] = (),
+        statuses: Sequence[str] = (),
+        ports: Sequence[int] = (),
+        hosts: Sequence[str] = (),
+    ) -> Flows:
+        """The flows a filter keeps (as the CLI's ``--flagged-only``, ``--flag``, ``--service`` ... options).
+
+        Values of one argument are alternatives, different arguments must all hold.
+
+        >>> flows.filter(ports=[53], hosts=["192.0.2.0/24"])  # doctest: +SKIP
+        <Flows: 2 flows (filter kept 2 of 120), 0 flagged; IANA registry: ...>
+        """
+        flt = FlowFilter(
+            flagged_only=flagged_only,
+            flags=tuple(flags),
+            services=tuple(services),
+            statuses=tuple(statuses),
+            ports=tuple(int(p) for p in ports),
+            hosts=tuple(hosts),
+        )
+        return Flows(apply(self.analysis, flt))
+
+    def write(self, path: PathLike, format: str = "parquet") -> None:
+        """Write a report file (any ``portclass --format``: parquet, zeek, jsonl, json, csv ...), atomically.
+
+        >>> flows.write("flows.parquet")  # doctest: +SKIP
+        """
+        from .report import write
+
+        write(self.analysis, format, str(path), top=20)

@@ -1,0 +1,207 @@
+"""Parquet report: one row per flow with the flat ECS column names of the CSV output, typed.
+
+Why flat dotted columns (``destination.port``) rather than nested ECS structs: ``pandas.read_parquet``
+turns a struct column into one Python dict per cell (slow, and every field access needs
+``.str[...]``), while flat columns come back as ordinary typed columns; DuckDB reads flat columns as
+well (quote the dotted names: ``SELECT "destination.port" FROM 'flows.parquet'``). The schema is also
+the one of the CSV output and of ``classifier.classify(...).to_pandas()``, so code moves between them.
+The on-disk layout is the same either way (Parquet stores each leaf as its own column).
+
+Types: times are ``timestamp[us, UTC]`` (the JSON output's ISO strings have microseconds too; Spark
+and older readers reject nanosecond timestamps), ``event.duration`` int64 nanoseconds (as ECS and the
+JSON), ports int32, counters int64,
+``portclass.severity`` int8, flags and aliases ``list<string>``. Constant ECS fields of the JSON
+documents (``event.kind`` ...) and ``portclass.label_basis`` are columns too, so every field of the
+JSON output is here.
+
+The registry's warning travels in the file's key/value metadata (``portclass.notice``, with the
+provenance, source files, totals and any filter), readable with ``pyarrow.parquet.read_schema(path)
+.metadata`` or DuckDB's ``parquet_kv_metadata('flows.parquet')``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import PortclassError
+from ..pipeline import Analysis
+from ..registry.cache import atomic_write
+from .rows import LABEL_BASIS, flow_columns
+from .terminal import PORTCLASS_NOTE, notice_text
+
+EVENT_CONSTANTS: dict[str, Any] = {
+    "event.kind": "event",
+    "event.category": ["network"],
+    "event.type": ["connection"],
+    "event.dataset": "portclass.flow",
+}
+"""ECS fields every flow document of the JSON output carries with the same value."""
+
+META_PREFIX = "portclass."
+"""Prefix of the key/value metadata keys this writer sets."""
+
+
+def _types() -> dict[str, Any]:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    strings = pa.list_(pa.string())
+    return {
+        "@timestamp": ts,
+        "event.start": ts,
+        "event.end": ts,
+        "event.duration": pa.int64(),
+        "event.kind": pa.string(),
+        "event.category": strings,
+        "event.type": strings,
+        "event.dataset": pa.string(),
+        "source.ip": pa.string(),
+        "source.port": pa.int32(),
+        "source.packets": pa.int64(),
+        "source.bytes": pa.int64(),
+        "destination.ip": pa.string(),
+        "destination.port": pa.int32(),
+        "destination.packets": pa.int64(),
+        "destination.bytes": pa.int64(),
+        "network.transport": pa.string(),
+        "network.type": pa.string(),
+        "network.iana_number": pa.string(),
+        "network.packets": pa.int64(),
+        "network.bytes": pa.int64(),
+        "network.community_id": pa.string(),
+        "portclass.service": pa.string(),
+        "portclass.description": pa.string(),
+        "portclass.aliases": strings,
+        "portclass.status": pa.string(),
+        "portclass.flags": strings,
+        "portclass.severity": pa.int8(),
+        "portclass.server_rule": pa.string(),
+        "portclass.label_basis": pa.string(),
+    }
+
+
+RAW_COLUMNS: dict[str, str] = {
+    "raw.first_ts_ns": "first packet time, ns since the epoch (exact)",
+    "raw.last_ts_ns": "last packet time, ns since the epoch (exact)",
+    "raw.ip_version": "4 or 6",
+    "raw.proto": "IP protocol number",
+    "raw.tcp_flags_c2s": "OR of the TCP flags the client sent (FIN=1 SYN=2 RST=4 PSH=8 ACK=16)",
+    "raw.tcp_flags_s2c": "OR of the TCP flags the server sent",
+    "raw.flag_bits": "portclass flags as a bit set (classifier.label.F_*)",
+    "raw.key_hash": "64-bit hash of the flow's canonical key (flows of one key share it)",
+}
+"""Extra columns of ``arrow_table(raw=True)`` (the Python API's tables), with their meaning."""
+
+
+def _raw_arrays(a: Analysis, order: np.ndarray) -> dict[str, np.ndarray]:
+    fl, lab = a.flows, a.labels
+    return {
+        "raw.first_ts_ns": fl.first_ts_ns[order],
+        "raw.last_ts_ns": fl.last_ts_ns[order],
+        "raw.ip_version": fl.ip_version[order],
+        "raw.proto": fl.proto[order],
+        "raw.tcp_flags_c2s": fl.tcp_flags_c2s[order],
+        "raw.tcp_flags_s2c": fl.tcp_flags_s2c[order],
+        "raw.flag_bits": lab.flags[order],
+        "raw.key_hash": fl.key_hash[order],
+    }
+
+
+def metadata(a: Analysis) -> dict[str, str]:
+    """File-level key/value metadata: the registry's warning, provenance, inputs, totals, filter."""
+    from ..filters import selection_of, whole_totals
+
+    prov = asdict(a.registry.provenance)
+    prov.pop("extra", None)
+    meta: dict[str, Any] = {
+        "notice": notice_text(a),
+        "notice_source": "registry" if a.registry.provenance.notice else "portclass (registry wording; not in source)",
+        "note": PORTCLASS_NOTE,
+        "label_basis": LABEL_BASIS,
+        "registry": json.dumps(prov, ensure_ascii=False),
+        "registry_line": a.registry.provenance.line(),
+        "source_files": json.dumps(a.inputs, ensure_ascii=False),
+        "totals": json.dumps(whole_totals(a), ensure_ascii=False),
+        "schema": "ECS field names, flat (one column per dotted name)",
+        "version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+    sel = selection_of(a)
+    if sel is not None:
+        meta["selection"] = json.dumps(sel.to_dict(), ensure_ascii=False)
+    return {META_PREFIX + k: str(v) for k, v in meta.items()}
+
+
+def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -> Any:
+    """The flows as a ``pyarrow.Table`` with ECS column names (sorted by start time).
+
+    ``raw`` adds ``RAW_COLUMNS`` (exact nanosecond times, TCP flags, flag bits, key hash).
+
+    >>> arrow_table(analysis).column("destination.port").to_pylist()  # doctest: +SKIP
+    [80, 42000, 53]
+    """
+    import pyarrow as pa
+
+    fl = a.flows
+    order = np.argsort(fl.first_ts_ns, kind="stable")
+    cols = flow_columns(a, order)
+    n = len(fl)
+    types = _types()
+    arrays: dict[str, Any] = {}
+    times = {"@timestamp": fl.first_ts_ns, "event.start": fl.first_ts_ns, "event.end": fl.last_ts_ns}
+    for name, values in cols.items():
+        if name in times:
+            # microseconds, truncated as the JSON output's ISO strings (exact ns: raw.*_ts_ns)
+            arrays[name] = pa.array(times[name][order].astype(np.int64) // 1000, type=types[name])
+        elif name in types:
+            arrays[name] = pa.array(values, type=types[name])
+        else:  # a column added to flow_columns later: let Arrow infer its type
+            arrays[name] = pa.array(values)
+        if name == "event.duration":
+            for key, value in EVENT_CONSTANTS.items():
+                arrays[key] = pa.array([value] * n, type=types[key])
+    arrays["portclass.label_basis"] = pa.array([LABEL_BASIS] * n, type=types["portclass.label_basis"])
+    if raw:
+        for name, arr in _raw_arrays(a, order).items():
+            arrays[name] = pa.array(arr)
+    table = pa.table(arrays)
+    if with_metadata:
+        table = table.replace_schema_metadata(metadata(a))
+    return table
+
+
+def render(a: Analysis) -> bytes:
+    """The Parquet file as bytes (zstd-compressed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(arrow_table(a), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def check_output(out: str | Path | None) -> None:
+    """Refuse, with one line, to write Parquet nowhere or to a terminal."""
+    if out is None:
+        raise PortclassError("--format parquet writes a binary file: give -o FILE (or -o - for a pipe)")
+    if str(out) == "-" and sys.stdout.isatty():
+        raise PortclassError("refusing to write binary Parquet to a terminal: give -o FILE")
+
+
+def write(a: Analysis, fmt: str, out: str | Path | None, **_: object) -> None:
+    """Write the Parquet file to ``out`` atomically (temporary file + rename), or to a pipe for ``-``."""
+    check_output(out)
+    data = render(a)
+    if str(out) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    atomic_write(Path(str(out)), data)

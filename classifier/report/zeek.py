@@ -1,0 +1,320 @@
+"""Zeek conn.log (TSV, the ``LogAscii`` writer's layout) with portclass's labels as extra fields.
+
+Layout as Zeek writes it: ``#separator \\x09``, ``#set_separator``, ``#empty_field``, ``#unset_field``,
+``#path conn``, ``#open``, then ``#fields``/``#types``, one line per flow, ``#close``. The registry's
+warning, portclass's note and the registry's provenance are ``#portclass_*`` header lines before
+``#fields`` (Zeek-aware readers skip or keep unknown ``#`` lines there).
+
+Zeek's conn.log fields, and what portclass puts in them:
+
+==================  ===========================================================================
+ts                  first packet (microseconds, as Zeek)
+uid                 ``C`` + 17 base62 characters hashed from the flow key and its first and last
+                    packet times: stable across runs and formats, not Zeek's random uid
+id.orig_*           portclass's client (``id.resp_*``: its server, see ``portclass_server_rule``)
+proto               tcp, udp; ``unknown_transport`` for SCTP and DCCP (Zeek's enum has neither;
+                    ``ip_proto`` says which)
+service             **unset**: Zeek logs protocols its analyzers *confirmed*; portclass confirms
+                    nothing (its port-based label is ``portclass_service``)
+duration            first to last packet when > 0, else unset (as Zeek); Zeek stops at the last
+                    productive TCP packet, so portclass's can be a little longer
+orig_bytes,         **unset**: Zeek's are payload bytes (from TCP sequence numbers); portclass
+resp_bytes          counts frame bytes (``portclass_orig_wire_bytes`` ...)
+conn_state          only where the packets decide it: UDP SF/S0/SHR; TCP S0 (client sent only SYNs,
+                    no reply) and REJ (client sent only SYNs, server answered RST without SYN);
+                    unset otherwise (it needs Zeek's per-packet TCP state machine)
+local_orig,         **unset**, as Zeek leaves them without ``Site::local_nets``
+local_resp
+missed_bytes        **unset**: content gaps need TCP reassembly
+history             **unset**: needs the order of packets, portclass keeps OR-ed flags only
+orig_pkts,          packets each way (exact)
+resp_pkts
+orig_ip_bytes,      **unset**: Zeek's are IP total lengths; portclass counts frame (wire) bytes
+resp_ip_bytes
+tunnel_parents      **unset**: tunnels are decoded through, not logged as connections
+ip_proto            IP protocol number
+community_id        Community ID v1, seed 0 (as Zeek's community-id policy script)
+==================  ===========================================================================
+
+Extra fields: ``portclass_service`` (primary registry name of the server port), ``portclass_aliases``,
+``portclass_description``, ``portclass_status``, ``portclass_flags`` (a set), ``portclass_severity``,
+``portclass_server_rule``, ``portclass_transport``, ``portclass_orig_wire_bytes`` and
+``portclass_resp_wire_bytes``.
+
+Values are escaped as Zeek does (``\\xHH`` for backslash, control characters, the separator, a set
+element's set separator, and the first character of a value equal to ``-`` or ``(empty)``), and
+``#`` too, so that readers using ``#`` as a comment character (``pandas.read_csv(comment="#")``)
+cannot cut a line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..flows import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from ..output import emit
+from ..pipeline import Analysis
+from .rows import flow_columns
+from .terminal import PORTCLASS_NOTE, notice_text
+
+SEPARATOR = "\t"
+SET_SEPARATOR = ","
+EMPTY_FIELD = "(empty)"
+UNSET_FIELD = "-"
+
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+    ("ip_proto", "count"),
+    ("community_id", "string"),
+    ("portclass_service", "string"),
+    ("portclass_aliases", "set[string]"),
+    ("portclass_description", "string"),
+    ("portclass_status", "string"),
+    ("portclass_flags", "set[string]"),
+    ("portclass_severity", "count"),
+    ("portclass_server_rule", "string"),
+    ("portclass_transport", "string"),
+    ("portclass_orig_wire_bytes", "count"),
+    ("portclass_resp_wire_bytes", "count"),
+)
+"""(name, Zeek type) of every column, in order: Zeek's conn.log fields, then portclass's."""
+
+NEVER_SET: tuple[str, ...] = (
+    "service",
+    "orig_bytes",
+    "resp_bytes",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_ip_bytes",
+    "resp_ip_bytes",
+    "tunnel_parents",
+)
+"""conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
+
+_ZEEK_PROTO = {6: "tcp", 17: "udp"}
+_B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+_ESCAPED = {chr(c) for c in range(0x20)} | {"\x7f", "\\", "#"}
+
+
+def escape(value: str, in_set: bool = False) -> str:
+    """A string value as Zeek's ASCII writer renders it (``(empty)`` for ``""``).
+
+    >>> escape("a\\tb"), escape("-"), escape(""), escape("x,y", in_set=True)
+    ('a\\\\x09b', '\\\\x2d', '(empty)', 'x\\\\x2cy')
+    """
+    if value == "":
+        return EMPTY_FIELD
+    if any(ch in _ESCAPED for ch in value) or (in_set and SET_SEPARATOR in value):
+        value = "".join(
+            f"\\x{ord(ch):02x}" if ch in _ESCAPED or (in_set and ch == SET_SEPARATOR) else ch for ch in value
+        )
+    if value in (UNSET_FIELD, EMPTY_FIELD):
+        value = f"\\x{ord(value[0]):02x}{value[1:]}"
+    return value
+
+
+def _strings(values: Iterable[str | None]) -> list[str]:
+    """Escape a column of optional strings (None: unset), each distinct value once."""
+    cache: dict[str | None, str] = {None: UNSET_FIELD}
+    out = []
+    for v in values:
+        s = cache.get(v)
+        if s is None:
+            s = cache[v] = escape(v)  # type: ignore[arg-type]
+        out.append(s)
+    return out
+
+
+def _sets(values: Iterable[list[str] | None]) -> list[str]:
+    """Render a column of optional string sets (None: unset, []: empty)."""
+    cache: dict[tuple[str, ...], str] = {}
+    out = []
+    for v in values:
+        if v is None:
+            out.append(UNSET_FIELD)
+            continue
+        key = tuple(v)
+        s = cache.get(key)
+        if s is None:
+            s = cache[key] = SET_SEPARATOR.join(escape(x, in_set=True) for x in key) if key else EMPTY_FIELD
+        out.append(s)
+    return out
+
+
+def _seconds(ns: np.ndarray) -> np.ndarray:
+    """Nanoseconds as Zeek's ``%.6f`` seconds (rounded to microseconds), vectorized."""
+    us = (np.asarray(ns, dtype=np.int64) + 500) // 1000
+    if not us.size:
+        return np.array([], dtype=str)
+    sec = (us // 1_000_000).astype(str)
+    frac = np.char.zfill((us % 1_000_000).astype(str), 6)
+    return np.char.add(np.char.add(sec, "."), frac)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finalizer (wrapping uint64 arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _base62(x: np.ndarray, digits: int) -> np.ndarray:
+    """Fixed-width base62 text of uint64 values, as an (n, digits) uint8 matrix."""
+    out = np.empty((x.shape[0], digits), dtype=np.uint8)
+    for i in range(digits - 1, -1, -1):
+        out[:, i] = _B62[(x % np.uint64(62)).astype(np.intp)]
+        x = x // np.uint64(62)
+    return out
+
+
+def uids(a: Analysis, order: np.ndarray) -> list[str]:
+    """Zeek-style connection uids (``C`` + 17 base62 characters, 96 bits) from flow key and times.
+
+    Deterministic: the same flow gets the same uid in every run and whatever the filter.
+    """
+    fl = a.flows
+    with np.errstate(over="ignore"):
+        first = fl.first_ts_ns[order].astype(np.uint64)
+        last = fl.last_ts_ns[order].astype(np.uint64)
+        h1 = _mix(fl.key_hash[order] ^ _mix(first))
+        h2 = _mix(h1 ^ _mix(last + np.uint64(0x9E3779B97F4A7C15))) & np.uint64(0xFFFF_FFFF)
+    n = len(order)
+    text = np.empty((n, 18), dtype=np.uint8)
+    text[:, 0] = ord("C")
+    text[:, 1:12] = _base62(h1, 11)
+    text[:, 12:] = _base62(h2, 6)
+    return text.view("S18").reshape(n).astype(str).tolist()
+
+
+def conn_states(a: Analysis, order: np.ndarray) -> np.ndarray:
+    """Zeek's conn_state where packet counts and OR-ed TCP flags decide it, else the unset field."""
+    fl = a.flows
+    proto = fl.proto[order]
+    c_pk, s_pk = fl.packets_c2s[order] > 0, fl.packets_s2c[order] > 0
+    relevant = np.uint8(TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST)
+    fc = fl.tcp_flags_c2s[order] & relevant
+    fs = fl.tcp_flags_s2c[order]
+    out = np.full(len(order), UNSET_FIELD, dtype=object)
+    udp = proto == 17
+    out[udp & c_pk & s_pk] = "SF"
+    out[udp & c_pk & ~s_pk] = "S0"
+    out[udp & ~c_pk & s_pk] = "SHR"
+    only_syn = (proto == 6) & (fc == TCP_SYN)
+    out[only_syn & ~s_pk] = "S0"
+    out[only_syn & s_pk & ((fs & TCP_RST) != 0) & ((fs & TCP_SYN) == 0)] = "REJ"
+    return out
+
+
+def render(a: Analysis) -> str:
+    """The conn.log as text."""
+    fl = a.flows
+    n = len(fl)
+    order = np.argsort(fl.first_ts_ns, kind="stable")
+    ecs = flow_columns(a, order)
+    dur_ns = (fl.last_ts_ns - fl.first_ts_ns)[order]
+    duration = np.where(dur_ns > 0, _seconds(dur_ns), UNSET_FIELD)
+    proto = fl.proto[order]
+    unset = [UNSET_FIELD] * n
+
+    def counts(x: np.ndarray) -> list[str]:
+        return np.asarray(x, dtype=np.int64).astype(str).tolist()
+
+    cols: dict[str, list[str]] = {
+        "ts": _seconds(fl.first_ts_ns[order]).tolist(),
+        "uid": uids(a, order),
+        "id.orig_h": ecs["source.ip"],
+        "id.orig_p": counts(fl.client_port[order]),
+        "id.resp_h": ecs["destination.ip"],
+        "id.resp_p": counts(fl.server_port[order]),
+        "proto": [_ZEEK_PROTO.get(int(p), "unknown_transport") for p in proto],
+        "duration": duration.tolist(),
+        "conn_state": conn_states(a, order).tolist(),
+        "orig_pkts": counts(fl.packets_c2s[order]),
+        "resp_pkts": counts(fl.packets_s2c[order]),
+        "ip_proto": counts(proto),
+        "community_id": _strings(ecs["network.community_id"]),
+        "portclass_service": _strings(ecs["portclass.service"]),
+        "portclass_aliases": _sets(ecs["portclass.aliases"]),
+        "portclass_description": _strings(ecs["portclass.description"]),
+        "portclass_status": _strings(ecs["portclass.status"]),
+        "portclass_flags": _sets(ecs["portclass.flags"]),
+        "portclass_severity": counts(a.labels.severity[order]),
+        "portclass_server_rule": _strings(ecs["portclass.server_rule"]),
+        "portclass_transport": _strings(ecs["network.transport"]),
+        "portclass_orig_wire_bytes": counts(fl.bytes_c2s[order]),
+        "portclass_resp_wire_bytes": counts(fl.bytes_s2c[order]),
+    }
+    for name in NEVER_SET:
+        cols[name] = unset
+    names = [name for name, _ in FIELDS]
+    lines = header(a)
+    lines += [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
+    lines.append(f"#close{SEPARATOR}{_stamp()}")
+    return "\n".join(lines) + "\n"
+
+
+def _stamp() -> str:
+    """Wall-clock time as Zeek's ``#open``/``#close`` lines write it (local time)."""
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime())
+
+
+def _header_value(text: str) -> str:
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ch == "\\" else ch for ch in text)
+
+
+def header(a: Analysis) -> list[str]:
+    """The ``#`` lines before the first flow: Zeek's, then portclass's notice lines, then fields and types."""
+    from ..filters import selection_of
+
+    sep = SEPARATOR
+    lines = [
+        "#separator " + "".join(f"\\x{ord(ch):02x}" for ch in SEPARATOR),
+        f"#set_separator{sep}{SET_SEPARATOR}",
+        f"#empty_field{sep}{EMPTY_FIELD}",
+        f"#unset_field{sep}{UNSET_FIELD}",
+        f"#path{sep}conn",
+        f"#open{sep}{_stamp()}",
+        f"#portclass_notice{sep}{_header_value(notice_text(a))}",
+        f"#portclass_note{sep}{_header_value(PORTCLASS_NOTE)}",
+        f"#portclass_registry{sep}{_header_value(a.registry.provenance.line())}",
+        f"#portclass_unset{sep}{','.join(NEVER_SET)} (not computed by portclass; see its docs)",
+    ]
+    sel = selection_of(a)
+    if sel is not None:
+        lines.append(f"#portclass_filter{sep}{_header_value(sel.line())}")
+    lines.append(f"#fields{sep}" + sep.join(name for name, _ in FIELDS))
+    lines.append(f"#types{sep}" + sep.join(t for _, t in FIELDS))
+    return lines
+
+
+def write(a: Analysis, fmt: str, out: str | Path | None, **_: object) -> None:
+    """Write the conn.log to ``out`` atomically (or stdout)."""
+    emit(render(a), out)

@@ -1,0 +1,280 @@
+"""``--format parquet``: flat ECS columns that read back in pandas and DuckDB equal to the JSON output's flows."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.capture.columns import CaptureStats
+from classifier.cli import main
+from classifier.errors import PortclassError
+from classifier.filters import FlowFilter, apply
+from classifier.flows import FlowTable
+from classifier.label import Labels
+from classifier.pipeline import Analysis
+from classifier.report import machine, write
+from classifier.report.rows import nest
+from tests.conftest import run_cli
+from tests.synthetic import EXPECTED, HAVE_READER, ORDER, known_analysis, write_pcap
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+@pytest.fixture()
+def analysis(reg) -> Analysis:
+    return known_analysis(reg)
+
+
+def _iso(ns: int) -> str:
+    """Nanoseconds since the epoch as the JSON output writes times (ISO 8601, microseconds, Z)."""
+    return str(np.datetime_as_string(np.datetime64(int(ns), "ns"), unit="us")) + "Z"
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def json_flows(a: Analysis) -> list[dict]:
+    return json.loads(machine.render(a, "json"))["flows"]
+
+
+def pandas_flows(path: Path) -> list[dict]:
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    out = []
+    for rec in df.to_dict("records"):
+        flat = {}
+        for key, value in rec.items():
+            if key in ("@timestamp", "event.start", "event.end"):
+                flat[key] = _iso(value.tz_convert("UTC").tz_localize(None).as_unit("ns").value)
+            else:
+                flat[key] = _plain(value)
+        out.append(nest(flat))
+    return out
+
+
+def duckdb_flows(path: Path) -> list[dict]:
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    names = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+    times = {"@timestamp", "event.start", "event.end"}
+    select = ", ".join(f'epoch_us("{n}")' if n in times else f'"{n}"' for n in names)
+    out = []
+    for values in con.sql(f"SELECT {select} FROM read_parquet('{path}')").fetchall():
+        flat = {}
+        for n, v in zip(names, values, strict=True):
+            flat[n] = _iso(v * 1000) if n in times else v
+        out.append(nest(flat))
+    return out
+
+
+def test_reads_back_in_pandas_equal_to_json(analysis, tmp_path):
+    path = tmp_path / "flows.parquet"
+    write(analysis, "parquet", path)
+    flows = pandas_flows(path)
+    expected = json_flows(analysis)
+    assert len(flows) == 6
+    assert flows == expected
+    # real values, not just agreement
+    assert [f["destination"]["port"] for f in flows] == ORDER
+    for f, port in zip(flows, ORDER, strict=True):
+        e = EXPECTED[port]
+        assert f["source"]["ip"] == e["client"] and f["destination"]["ip"] == e["server"]
+        assert (f["source"]["packets"], f["destination"]["packets"]) == (e["c_pkts"], e["s_pkts"])
+        assert (f["source"]["bytes"], f["destination"]["bytes"]) == (e["c_bytes"], e["s_bytes"])
+        assert f["portclass"]["service"] == e["service"] and f["portclass"]["flags"] == e["flags"]
+        assert f["event"]["duration"] == e["end"] - e["start"]
+    assert flows[0]["@timestamp"] == "2023-11-14T22:13:20.000000Z"
+
+
+def test_reads_back_in_duckdb_equal_to_json(analysis, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    path = tmp_path / "flows.parquet"
+    write(analysis, "parquet", path)
+    assert duckdb_flows(path) == json_flows(analysis)
+    con = duckdb.connect()
+    q = f"""SELECT "destination.port", "portclass.severity" FROM read_parquet('{path}')
+            WHERE list_contains("portclass.flags", 'dynamic-port') OR "portclass.status" = 'unassigned'
+            ORDER BY "destination.port" """
+    assert con.sql(q).fetchall() == [(42000, 5), (60000, 2)]
+    types = dict((r[0], r[1]) for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall())
+    assert types["@timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["destination.port"] == "INTEGER" and types["portclass.flags"] == "VARCHAR[]"
+    meta = dict(con.sql(f"SELECT key, value FROM parquet_kv_metadata('{path}')").fetchall())
+    assert meta[b"portclass.notice"].decode() == analysis.registry.provenance.notice
+
+
+def test_metadata_carries_warning_and_provenance(analysis, tmp_path):
+    path = tmp_path / "flows.parquet"
+    write(analysis, "parquet", path)
+    meta = {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
+    prov = analysis.registry.provenance
+    assert meta["portclass.notice"] == prov.notice
+    assert meta["portclass.notice_source"] == "registry"
+    assert meta["portclass.note"].startswith("portclass labels flows by port number only")
+    assert meta["portclass.label_basis"].startswith("server port number in the IANA registry")
+    reg = json.loads(meta["portclass.registry"])
+    assert reg["sha256"] == prov.sha256 and reg["edition"] == "2026-08-17" and reg["full"] is True
+    assert meta["portclass.registry_line"] == prov.line()
+    assert json.loads(meta["portclass.source_files"]) == ["synthetic"]
+    totals = json.loads(meta["portclass.totals"])
+    assert totals["flows"] == 6 and totals["flagged_flows"] == 2 and totals["packets"] == 18
+    assert "portclass.selection" not in meta
+
+
+def test_types_read_well_in_pandas(analysis, tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "flows.parquet"
+    write(analysis, "parquet", path)
+    df = pd.read_parquet(path)
+    assert str(df["@timestamp"].dtype) == "datetime64[us, UTC]"
+    assert str(df["destination.port"].dtype) == "int32"
+    assert str(df["network.bytes"].dtype) == "int64"
+    assert df.groupby("network.transport")["network.bytes"].sum().to_dict() == {
+        "tcp": 2112 + 148 + 168 + 400,
+        "udp": 410,
+    }
+    assert df.loc[df["portclass.severity"] > 0, "destination.port"].tolist() == [42000, 60000]
+
+
+def test_filtered_file_keeps_whole_totals(analysis, tmp_path):
+    path = tmp_path / "flows.parquet"
+    write(apply(analysis, FlowFilter(flags=("dynamic-port",))), "parquet", path)
+    table = pq.read_table(path)
+    assert table.column("destination.port").to_pylist() == [60000]
+    meta = table.schema.metadata
+    sel = json.loads(meta[b"portclass.selection"])
+    assert sel == {
+        "filter": "--flag dynamic-port",
+        "kept_flows": 1,
+        "total_flows": 6,
+        "kept_flagged_flows": 1,
+        "total_flagged_flows": 2,
+    }
+    totals = json.loads(meta[b"portclass.totals"])
+    assert totals["flows"] == 6 and totals["selection"]["kept_flows"] == 1
+
+
+def test_empty_analysis(reg, tmp_path):
+    empty = Analysis(
+        flows=FlowTable.empty(),
+        labels=Labels(
+            transport=np.zeros(0, np.int8),
+            status=np.zeros(0, np.uint8),
+            service=np.zeros(0, np.int32),
+            flags=np.zeros(0, np.uint8),
+            severity=np.zeros(0, np.uint8),
+        ),
+        stats=CaptureStats(),
+        registry=reg,
+    )
+    path = tmp_path / "empty.parquet"
+    write(empty, "parquet", path)
+    table = pq.read_table(path)
+    assert table.num_rows == 0
+    assert table.schema.field("portclass.flags").type == pa.list_(pa.string())
+    assert table.schema.metadata[b"portclass.notice"] == reg.provenance.notice.encode()
+
+
+def test_needs_an_output_file(analysis, monkeypatch):
+    with pytest.raises(PortclassError, match="give -o FILE"):
+        write(analysis, "parquet", None)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    with pytest.raises(PortclassError, match="refusing to write binary Parquet to a terminal"):
+        write(analysis, "parquet", "-")
+
+
+def test_dash_writes_to_a_pipe(analysis, monkeypatch):
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw))
+    write(analysis, "parquet", "-")
+    assert pq.read_table(io.BytesIO(raw.getvalue())).num_rows == 6
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(analysis, tmp_path, monkeypatch):
+    import classifier.registry.cache as cache
+
+    path = tmp_path / "flows.parquet"
+    write(analysis, "parquet", path)
+    before = path.read_bytes()
+    written = []
+
+    def full_disk(fd):  # fails after the new bytes went to the temporary file
+        written.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="disk full"):
+        write(apply(analysis, FlowFilter(ports=(53,))), "parquet", path)
+    assert len(written[0]) == 2  # the temporary file existed beside the target
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flows.parquet"]
+
+
+def test_cli_refuses_parquet_without_output_before_reading(tmp_path, xml_path, monkeypatch, capsys):
+    import classifier.commands.analyze as cmd
+
+    cap = tmp_path / "x.pcap"
+    cap.write_bytes(b"")
+    monkeypatch.setattr(cmd, "analyze", lambda *a, **k: pytest.fail("read the capture before refusing"))
+    assert main(["--registry", str(xml_path), str(cap), "-f", "parquet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "portclass: --format parquet writes a binary file: give -o FILE (or -o - for a pipe)"
+    r = run_cli("--registry", str(xml_path), str(cap), "-f", "parquet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "give -o FILE" in r.stderr
+
+
+def test_cli_writes_parquet_equal_to_json(tmp_path, xml_path, reg, monkeypatch):
+    import classifier.commands.analyze as cmd
+
+    cap = tmp_path / "x.pcap"
+    cap.write_bytes(b"")
+    monkeypatch.setattr(cmd, "analyze", lambda paths, registry, *a, **k: known_analysis(registry))
+    out, js = tmp_path / "f.parquet", tmp_path / "f.json"
+    assert main(["--registry", str(xml_path), str(cap), "-f", "parquet", "-o", str(out), "--no-progress"]) == 0
+    assert main(["--registry", str(xml_path), str(cap), "-f", "json", "-o", str(js), "--no-progress"]) == 0
+    assert pandas_flows(out) == json.loads(js.read_text())["flows"]
+
+
+@pytest.mark.skipif(not HAVE_READER, reason="capture reader not there yet")
+def test_cli_end_to_end_from_a_pcap(tmp_path, xml_path):
+    pcap = tmp_path / "known.pcap"
+    write_pcap(pcap)
+    out, js = tmp_path / "f.parquet", tmp_path / "f.json"
+    for fmt, dest in (("parquet", out), ("json", js)):
+        r = run_cli("--registry", str(xml_path), str(pcap), "-f", fmt, "-o", str(dest), "--no-progress")
+        assert r.returncode == 0, r.stderr
+    flows = pandas_flows(out)
+    assert flows == json.loads(js.read_text())["flows"]
+    assert duckdb_flows(out) == flows
+    assert [f["destination"]["port"] for f in flows] == ORDER
+    assert [f["portclass"]["flags"] for f in flows] == [EXPECTED[p]["flags"] for p in ORDER]
+    assert [f["source"]["bytes"] for f in flows] == [EXPECTED[p]["c_bytes"] for p in ORDER]
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "captures" / "sample.pcap"
+
+
+@pytest.mark.skipif(not (HAVE_READER and SAMPLE.is_file()), reason="captures/sample.pcap or the reader not there yet")
+def test_sample_capture_parquet_equals_json(tmp_path, xml_path):
+    out, js = tmp_path / "s.parquet", tmp_path / "s.json"
+    for fmt, dest in (("parquet", out), ("json", js)):
+        r = run_cli("--registry", str(xml_path), str(SAMPLE), "-f", fmt, "-o", str(dest), "--no-progress")
+        assert r.returncode == 0, r.stderr
+    flows = json.loads(js.read_text())["flows"]
+    assert flows and pandas_flows(out) == flows
+    assert duckdb_flows(out) == flows
