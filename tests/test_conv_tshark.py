@@ -79,34 +79,23 @@ def test_flows_match_tshark(name):
 def test_fragments_difference_class():
     """Difference class: IP fragments.
 
-    portclass counts every fragment in its flow, attributing later fragments by (addresses, protocol,
-    IP id) to the ports of the first fragment. tshark reassembles first and shows a TCP/UDP layer only
-    in the one frame that completes a datagram. Here the fragments are garbage (overlapping offsets):
-    tshark "completes" one datagram per IP id and reads ports from the reassembled bytes (9253 ->
-    24102, 18730 -> 20304: one frame of 42 bytes each), while portclass reports the two flows the
-    first fragments' own TCP headers name (24102 -> 10792, 16417 -> 16419), with all 313 fragments each.
+    portclass counts every fragment in its flow, attributing a later fragment by (addresses, protocol,
+    IP id) to the ports of the nearest first fragment before it. tshark reassembles first and shows a
+    TCP/UDP layer only in the one frame that completes a datagram. This file is garbage on purpose:
+    1252 frames share IP id 0xa0, with four first fragments (frames 1, 314, 627, 940) each followed
+    by 312 overlapping later ones. portclass reports four flows of 313 frames, named by the four first
+    fragments' TCP headers; tshark "completes" two datagrams and reports one 42-byte frame for each,
+    with the ports of the last two first fragments.
     """
     need_tshark()
     path = shared("captures", "ndpi", "pcap", "ip_fragmented_garbage.pcap")
     theirs = {k: dict(v["frames"]) for k, v in conversations(path).items()}
-    assert theirs == {
-        ("tcp", frozenset({("10.0.0.2", 9253), ("10.128.0.2", 24102)})): {
-            ("10.0.0.2", 9253): 1,
-            ("10.128.0.2", 24102): 0,
-        },
-        ("tcp", frozenset({("10.0.0.2", 18730), ("10.128.0.2", 20304)})): {
-            ("10.0.0.2", 18730): 1,
-            ("10.128.0.2", 20304): 0,
-        },
-    }
-    ours = _ours(path)
-    assert {k: dict(v["frames"]) for k, v in ours.items()} == {
-        ("tcp", frozenset({("10.0.0.2", 24102), ("10.128.0.2", 10792)})): {
-            ("10.0.0.2", 24102): 313,
-            ("10.128.0.2", 10792): 0,
-        },
-        ("tcp", frozenset({("10.0.0.2", 16417), ("10.128.0.2", 16419)})): {
-            ("10.0.0.2", 16417): 313,
-            ("10.128.0.2", 16419): 0,
-        },
-    }
+    pairs = [
+        (("10.0.0.2", 24102), ("10.128.0.2", 10792)),
+        (("10.0.0.2", 16417), ("10.128.0.2", 16419)),
+        (("10.0.0.2", 9253), ("10.128.0.2", 24102)),
+        (("10.0.0.2", 18730), ("10.128.0.2", 20304)),
+    ]
+    assert theirs == {("tcp", frozenset(p)): {p[0]: 1, p[1]: 0} for p in pairs[2:]}
+    ours = {k: dict(v["frames"]) for k, v in _ours(path).items()}
+    assert ours == {("tcp", frozenset(p)): {p[0]: 313, p[1]: 0} for p in pairs}
