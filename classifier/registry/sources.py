@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -177,6 +175,9 @@ def import_file(path: str | Path) -> CompiledRegistry:
 
 def download(url: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> bytes:
     """Fetch ``url`` into memory, reporting (bytes so far, total or None) to ``progress``."""
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(url, headers={"User-Agent": "portclass registry update"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
