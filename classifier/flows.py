@@ -48,7 +48,12 @@ Columns (one row per flow; dtypes in ``FLOW_DTYPES``)
     the canonical key: tables are sorted by it, rows of one key in flow order);
     payload_file_c2s/s2c and payload_pkt_c2s/s2c (``PAYLOAD_SLOTS`` columns each: the
     file_index and 1-based pkt_index of the first packets carrying captured payload each
-    way, later IP fragments excluded; -1 in pkt where absent), for a later evidence stage.
+    way, later IP fragments excluded; -1 in pkt where absent), for a later evidence stage;
+    evidence_sig/file/pkt_c2s/s2c (the first packet each way that the payload-evidence stage
+    recognised: its signature code, ``classifier.evidence``'s numbering, 0 none, and its
+    file_index/pkt_index, -1 in pkt where none) and server_name (the first TLS server name
+    seen, ``SERVER_NAME_BYTES`` at most, b"" none); both are filled only from ``PacketTags``
+    passed alongside the batches, and merge as "first in capture order", like payload refs.
 
 Before ``orient`` (``server_rule == 0``, "unoriented") client is the lower endpoint.
 
@@ -110,6 +115,8 @@ chunk's last flow of the key / joins the open row unless that flow saw FIN or RS
 SENDER_CLIENT, SENDER_SERVER, SENDER_NONE = 0, 1, -1
 PAYLOAD_SLOTS = 3
 """How many payload-carrying packets per direction a flow remembers."""
+SERVER_NAME_BYTES = 64
+"""Width of the ``server_name`` column (longer TLS server names are cut)."""
 
 ASSIGNED = 1
 """``port_status`` code of a port assigned by IANA (registry stage's status arrays)."""
@@ -144,6 +151,13 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "payload_pkt_c2s": np.dtype((np.int64, (PAYLOAD_SLOTS,))),
     "payload_file_s2c": np.dtype((np.uint16, (PAYLOAD_SLOTS,))),
     "payload_pkt_s2c": np.dtype((np.int64, (PAYLOAD_SLOTS,))),
+    "evidence_sig_c2s": np.dtype(np.uint8),
+    "evidence_sig_s2c": np.dtype(np.uint8),
+    "evidence_file_c2s": np.dtype(np.uint16),
+    "evidence_file_s2c": np.dtype(np.uint16),
+    "evidence_pkt_c2s": np.dtype(np.int64),
+    "evidence_pkt_s2c": np.dtype(np.int64),
+    "server_name": np.dtype(f"S{SERVER_NAME_BYTES}"),
 }
 """Column name -> dtype of ``FlowTable`` (payload columns are (n, PAYLOAD_SLOTS) matrices)."""
 
@@ -157,7 +171,19 @@ _PAIRS: tuple[tuple[str, str], ...] = (
     ("tcp_flags_c2s", "tcp_flags_s2c"),
     ("payload_file_c2s", "payload_file_s2c"),
     ("payload_pkt_c2s", "payload_pkt_s2c"),
+    ("evidence_sig_c2s", "evidence_sig_s2c"),
+    ("evidence_file_c2s", "evidence_file_s2c"),
+    ("evidence_pkt_c2s", "evidence_pkt_s2c"),
 )
+_MINUS_ONE = (
+    "syn_sender",
+    "synack_sender",
+    "payload_pkt_c2s",
+    "payload_pkt_s2c",
+    "evidence_pkt_c2s",
+    "evidence_pkt_s2c",
+)
+"""Columns whose 'none' marker is -1."""
 _U64 = np.uint64
 _HASH_K = tuple(
     _U64(k)
@@ -207,6 +233,13 @@ class FlowTable:
     payload_pkt_c2s: np.ndarray
     payload_file_s2c: np.ndarray
     payload_pkt_s2c: np.ndarray
+    evidence_sig_c2s: np.ndarray
+    evidence_sig_s2c: np.ndarray
+    evidence_file_c2s: np.ndarray
+    evidence_file_s2c: np.ndarray
+    evidence_pkt_c2s: np.ndarray
+    evidence_pkt_s2c: np.ndarray
+    server_name: np.ndarray
 
     def __len__(self) -> int:
         return int(self.key_hash.shape[0])
@@ -215,7 +248,7 @@ class FlowTable:
     def empty(cls, n: int = 0) -> FlowTable:
         """A table of ``n`` rows with every column allocated (zeros; -1 for 'none' markers)."""
         cols = {name: np.zeros(n, dtype=dt) for name, dt in FLOW_DTYPES.items()}
-        for name in ("syn_sender", "synack_sender", "payload_pkt_c2s", "payload_pkt_s2c"):
+        for name in _MINUS_ONE:
             cols[name].fill(-1)
         return cls(**cols)
 
@@ -269,6 +302,40 @@ class FlowTable:
     def total_bytes(self) -> np.ndarray:
         """Wire bytes each flow carried, both directions."""
         return self.bytes_c2s + self.bytes_s2c
+
+
+@dataclass
+class PacketTags:
+    """Per-packet results of the payload-evidence stage for one batch, for the flow stage to aggregate.
+
+    ``sig`` has one uint8 per packet of the batch (a signature code, 0: nothing recognised);
+    ``name_rows`` lists the packets (batch row numbers) that carried a TLS server name and
+    ``names`` the names (``S{SERVER_NAME_BYTES}``).  Flows keep, per direction, the first
+    packet with a non-zero code, and the first server name, in capture order.
+
+    >>> t = PacketTags.none(3)
+    >>> t.sig.tolist(), t.name_rows.size
+    ([0, 0, 0], 0)
+    """
+
+    sig: np.ndarray
+    name_rows: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def none(cls, n: int) -> PacketTags:
+        """Tags of ``n`` packets of which nothing was recognised."""
+        return cls(np.zeros(n, dtype=np.uint8), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f"S{SERVER_NAME_BYTES}"))
+
+    @classmethod
+    def concat(cls, tags: Sequence[PacketTags], sizes: Sequence[int]) -> PacketTags:
+        """Tags of consecutive batches of ``sizes`` packets as the tags of their concatenation."""
+        base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(
+            np.concatenate([t.sig for t in tags]),
+            np.concatenate([t.name_rows + b for t, b in zip(tags, base, strict=True)]),
+            np.concatenate([t.names for t in tags]).astype(f"S{SERVER_NAME_BYTES}"),
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -519,11 +586,12 @@ def _total_order(h: np.ndarray, words: Sequence[np.ndarray | None], tiebreak: np
 # --------------------------------------------------------------------------- batch -> flows
 
 
-def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int) -> FlowTable:
+def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags | None = None) -> FlowTable:
     """One batch's packets as a partial flow table (rows sorted by key, then flow order).
 
     Merge partial tables of consecutive batches with ``merge`` and close the whole
-    capture's table with ``finalize`` (``FlowAggregator`` does both).
+    capture's table with ``finalize`` (``FlowAggregator`` does both).  ``tags`` (the
+    evidence stage's per-packet results for this batch) fill the evidence columns.
 
     >>> b = make_batch(ts_ns=[0, 10, 20], src=["192.0.2.1", "192.0.2.2", "192.0.2.1"],
     ...                dst=["192.0.2.2", "192.0.2.1", "192.0.2.2"], sport=[50000, 80, 50000],
@@ -669,6 +737,8 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int) -> FlowTable:
         _first_sender_of(out.synack_sender, r, rev_s[synack])
 
     _payload_refs(batch, order, starts, rev_s, out)
+    if tags is not None:
+        _evidence_refs(batch, tags, order, starts, rev_s, out)
     return out
 
 
@@ -707,6 +777,44 @@ def _payload_refs(batch: PacketBatch, order: np.ndarray, starts: np.ndarray, rev
             dest = rows * PAYLOAD_SLOTS + k
             pflat[dest] = batch.pkt_index[src]
             fflat[dest] = batch.file_index[src]
+
+
+def _evidence_refs(
+    batch: PacketBatch, tags: PacketTags, order: np.ndarray, starts: np.ndarray, rev_s: np.ndarray, out: FlowTable
+) -> None:
+    """Fill the evidence columns: per row and direction the first tagged packet; the first server name."""
+    if tags.sig.shape[0] != len(batch):
+        raise ValueError(f"tags cover {tags.sig.shape[0]} packets, the batch has {len(batch)}")
+    pos = np.flatnonzero(tags.sig[order])  # tagged packets in sorted order (few)
+    if not pos.size:
+        return
+    row = np.searchsorted(starts, pos, side="right") - 1
+    src_all = order[pos]
+    back = rev_s[pos]
+    for way, scol, fcol, pcol in (
+        (False, out.evidence_sig_c2s, out.evidence_file_c2s, out.evidence_pkt_c2s),
+        (True, out.evidence_sig_s2c, out.evidence_file_s2c, out.evidence_pkt_s2c),
+    ):
+        sel = back == way
+        r, src = row[sel], src_all[sel]
+        first = np.ones(r.size, dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        src, r = src[first], r[first]
+        scol[r] = tags.sig[src]
+        fcol[r] = batch.file_index[src]
+        pcol[r] = batch.pkt_index[src]
+    if tags.name_rows.size:
+        # where each named packet sits among the tagged ones (a name comes only with a code)
+        k = np.argsort(src_all, kind="stable")
+        at = np.searchsorted(src_all[k], tags.name_rows)
+        at = np.minimum(at, k.size - 1)
+        ok = src_all[k[at]] == tags.name_rows
+        spos, names = k[at[ok]], tags.names[ok]
+        o = np.argsort(spos, kind="stable")
+        r = row[spos[o]]
+        first = np.ones(r.size, dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        out.server_name[r[first]] = names[o[first]]
 
 
 # --------------------------------------------------------------------------- merging
@@ -761,6 +869,19 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
         col = getattr(t, name)
         hv = col[head]
         col[head] = np.where(hv >= 0, hv, np.take(getattr(src, name), rows))
+    # evidence: the head's own where it has one (it came first), else the folded row's
+    for sname, fname, pname in (
+        ("evidence_sig_c2s", "evidence_file_c2s", "evidence_pkt_c2s"),
+        ("evidence_sig_s2c", "evidence_file_s2c", "evidence_pkt_s2c"),
+    ):
+        take = np.flatnonzero(getattr(t, sname)[head] == 0)
+        if take.size:
+            h, r = head[take], rows[take]
+            for name in (sname, fname, pname):
+                getattr(t, name)[h] = np.take(getattr(src, name), r)
+    take = np.flatnonzero(t.server_name[head] == b"")
+    if take.size:
+        t.server_name[head[take]] = np.take(src.server_name, rows[take])
     # payload refs: the head's filled slots, then the folded row's, PAYLOAD_SLOTS at most
     h_base = head * PAYLOAD_SLOTS
     r_base = rows * PAYLOAD_SLOTS
@@ -1086,17 +1207,21 @@ class FlowAggregator:
         self.min_packets = int(min_packets)
         self._stack: list[FlowTable] = []
         self._pool: list[PacketBatch] = []
+        self._tags: list[PacketTags | None] = []
         self._pooled = 0
         self.stats = CaptureStats()
 
-    def add(self, batch: PacketBatch) -> None:
-        """Fold one batch (the next in capture order) into the running flows."""
+    def add(self, batch: PacketBatch, tags: PacketTags | None = None) -> None:
+        """Fold one batch (the next in capture order) into the running flows.
+
+        ``tags`` are the evidence stage's per-packet results for this batch (optional).
+        """
         self.stats.merge(batch.stats)
         n = len(batch)
         if not n:
             return
         if n >= self.min_packets and not self._pool:
-            self.add_table(flows_from_batch(batch, self.idle_timeout_ns))
+            self.add_table(flows_from_batch(batch, self.idle_timeout_ns, tags))
             return
         slim = PacketBatch(
             **{name: getattr(batch, name) for name in _FLOW_INPUTS},
@@ -1104,6 +1229,7 @@ class FlowAggregator:
             data=np.zeros(0, dtype=np.uint8),
         )  # drops the reference to the chunk's raw bytes
         self._pool.append(slim)
+        self._tags.append(tags)
         self._pooled += n
         if self._pooled >= self.min_packets:
             self._flush()
@@ -1112,9 +1238,15 @@ class FlowAggregator:
         """Turn the pooled packets into a partial table."""
         if not self._pool:
             return
-        batch = self._pool[0] if len(self._pool) == 1 else concat_batches(self._pool)
-        self._pool, self._pooled = [], 0
-        self.add_table(flows_from_batch(batch, self.idle_timeout_ns))
+        pool, tags = self._pool, self._tags
+        self._pool, self._tags, self._pooled = [], [], 0
+        batch = pool[0] if len(pool) == 1 else concat_batches(pool)
+        merged: PacketTags | None = None
+        if any(t is not None for t in tags):
+            sizes = [len(b) for b in pool]
+            full = [t if t is not None else PacketTags.none(k) for t, k in zip(tags, sizes, strict=True)]
+            merged = full[0] if len(full) == 1 else PacketTags.concat(full, sizes)
+        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged))
 
     def add_table(self, part: FlowTable) -> None:
         """Fold a partial table of the next stretch of packets (e.g. made by a worker)."""

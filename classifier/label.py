@@ -11,7 +11,8 @@ its description and aliases, and the port's status. Flags (a bit set, vocabulary
   a service on an ephemeral port);
 - ``transport-not-registered``: the server port is assigned, but for another transport only;
 - ``unknown-port``: a partial registry source does not list the server port (it cannot tell more);
-- ``service-mismatch``: reserved for the evidence stage (payload contradicts the port).
+- ``service-mismatch``: the payload evidence names a protocol that no name registered on the server
+  port carries (``classifier.evidence.verdict``; e.g. SSH on 443/tcp, registered for https).
 
 A client's port counts only where it could be a service: when it is a system port (< 1024) or when
 the server side is a mere guess (rule ``first-packet``); where a SYN, the registry or the port ranges
@@ -83,6 +84,22 @@ class Labels:
     service: np.ndarray  # int32 record index of the server port's primary name, -1 none
     flags: np.ndarray  # uint8 bit set of F_*
     severity: np.ndarray  # uint8, 0 = not flagged
+    # filled by the evidence stage (classifier.evidence.verdict); defaults: nothing inspected
+    verdict: np.ndarray | None = None  # uint8 code of classifier.evidence.verdict.VERDICTS (0 unverified)
+    protocol: np.ndarray | None = None  # uint8 observed protocol code (classifier.evidence.PROTOCOLS), 0 none
+    evidence_side: np.ndarray | None = None  # int8 direction of that evidence: 0 c2s, 1 s2c, -1 none
+    tshark_protocol: np.ndarray | None = None  # object: Wireshark's protocol per flow (--dissect tshark), None
+
+    def __post_init__(self) -> None:
+        n = int(np.shape(self.status)[0])
+        if self.verdict is None:
+            self.verdict = np.zeros(n, dtype=np.uint8)
+        if self.protocol is None:
+            self.protocol = np.zeros(n, dtype=np.uint8)
+        if self.evidence_side is None:
+            self.evidence_side = np.full(n, -1, dtype=np.int8)
+        if self.tshark_protocol is None:
+            self.tshark_protocol = np.full(n, None, dtype=object)
 
     def __len__(self) -> int:
         return int(self.status.shape[0])

@@ -35,6 +35,7 @@ class Analysis:
     elapsed_s: float = 0.0
     inputs: list[str] = field(default_factory=list)
     interrupted: bool = False
+    payload_inspected: bool = True  # the evidence stage ran (False: labels from port numbers only)
 
 
 def label_flows(flows: FlowTable, registry: CompiledRegistry) -> tuple[FlowTable, Labels]:
@@ -49,10 +50,16 @@ def analyze(
     registry: CompiledRegistry,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     progress: Callable[[int], None] | None = None,
+    *,
+    evidence: bool = True,
+    tshark: bool = False,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
     ``progress`` is called with the bytes of capture consumed so far (for a progress bar).
+    ``evidence`` looks at each flow's first payload bytes and gives it a verdict against the
+    registry (``classifier.evidence``; flag ``service-mismatch``); ``tshark`` also asks
+    Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
@@ -62,12 +69,15 @@ def analyze(
 
     t0 = time.perf_counter()
     agg = FlowAggregator(int(idle_timeout_s * 1e9))
+    scan = None
+    if evidence:
+        from .evidence.match import scan
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     try:
         for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
-            agg.add(batch)
+            agg.add(batch, scan(batch) if scan is not None else None)
             if progress is not None:
                 progress(int(batch.stats.bytes))
     except KeyboardInterrupt:
@@ -76,6 +86,14 @@ def analyze(
         why = "; ".join(agg.stats.warnings) or "no pcap/pcapng capture files found"
         raise CaptureError(why, path=", ".join(str(p) for p in paths))
     flows, labels = label_flows(agg.result(), registry)
+    if evidence:
+        from .evidence.verdict import verdicts
+
+        verdicts(flows, labels, registry)
+    if tshark:
+        from .evidence.tshark import dissect
+
+        labels.tshark_protocol = dissect(agg.stats.files, flows)
     return Analysis(
         flows=flows,
         labels=labels,
@@ -85,6 +103,7 @@ def analyze(
         elapsed_s=time.perf_counter() - t0,
         inputs=[str(p) for p in paths],
         interrupted=interrupted,
+        payload_inspected=evidence,
     )
 
 

@@ -21,6 +21,9 @@ FLAGS = {
     "unauthorized-42000": ["unauthorized-use-known", "unassigned-port"],
     "unauthorized-44515": ["unauthorized-use-known", "unassigned-port"],
     "p2p-dynamic": ["dynamic-port"],
+    "mismatch-ssh-on-443": ["service-mismatch"],
+    "mismatch-http-on-3306": ["service-mismatch"],
+    "mismatch-dns-on-40000": ["service-mismatch"],
 }
 SAMPLES = ["sample.pcap", "sample.pcapng", "sample-sll.pcap"]
 
@@ -82,7 +85,7 @@ def test_readme_first_command_output():
     out = res.stdout
     order = [out.index(s) for s in ("IANA registry notice", "2026-08-17", "Capture", "Services claimed", "Flagged")]
     assert order == sorted(order)
-    assert "NOR THAT IT NECESSARILY" in out and "5 flagged" in out and "42000/tcp" in out
+    assert "NOR THAT IT NECESSARILY" in out and "8 flagged" in out and "42000/tcp" in out
 
 
 def test_exit_code_fail_on_flagged():

@@ -88,6 +88,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="flagged: exit 1 when flagged flows remain after the filters (default never)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--dissect",
+        choices=("portclass", "tshark", "none"),
+        default="portclass",
+        help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
+        "for a second opinion (slow); none: port labels only",
+    )
     f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
     f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
     f.add_argument(
@@ -131,6 +138,12 @@ def _progress_total(paths: list[str]) -> int:
     return total
 
 
+def _dissect(args: argparse.Namespace) -> dict[str, bool]:
+    """``analyze`` keywords for ``--dissect``."""
+    how = getattr(args, "dissect", "portclass")
+    return {"evidence": how != "none", "tshark": how == "tshark"}
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyze captures and write the chosen report."""
     from ..filters import FlowFilter, apply, selection_of, service_port_mask
@@ -165,9 +178,11 @@ def run(args: argparse.Namespace) -> int:
             transient=True,
         ) as prog:
             task = prog.add_task("reading captures", total=_progress_total(args.paths))
-            analysis = analyze(args.paths, registry, args.idle_timeout, lambda n: prog.advance(task, n))
+            analysis = analyze(
+                args.paths, registry, args.idle_timeout, lambda n: prog.advance(task, n), **_dissect(args)
+            )
     else:
-        analysis = analyze(args.paths, registry, args.idle_timeout)
+        analysis = analyze(args.paths, registry, args.idle_timeout, **_dissect(args))
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:

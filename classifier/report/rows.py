@@ -89,7 +89,7 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
             return x[order].tolist()
         return [x[i] for i in o]
 
-    return {
+    cols = {
         "@timestamp": col(start),
         "event.start": col(start),
         "event.end": col(end),
@@ -116,6 +116,12 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         "portclass.severity": col(lab.severity.astype(np.int64)),
         "portclass.server_rule": col(rules),
     }
+    # payload evidence: observed protocol, verdict against the registry, where it was seen, SNI
+    from ..evidence.verdict import flow_evidence_columns
+
+    for key, values in flow_evidence_columns(fl, lab, a.registry, list(a.stats.files)).items():
+        cols[key] = col(values)
+    return cols
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Order: the registry's own warning in its own words; the provenance of the registry; capture totals
 (packets, flows, time span, what was skipped or malformed); services by server port with flows,
-packets and bytes; the port-status breakdown; flagged flows, worst first.
+packets and bytes; the port-status breakdown; payload-evidence verdicts; flagged flows, worst first
+(service mismatches first, with the protocol the payload shows); after ``--dissect tshark``, where
+Wireshark's dissectors and portclass's evidence disagree.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime as dt
 import io
 from pathlib import Path
 
+import numpy as np
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -156,16 +159,17 @@ def _flagged_table(a: Analysis, top: int, width: int) -> Table:
     sel = order[:top]
     wide = width >= 120
     tbl = Table(title=f"Flagged flows, worst first (top {len(sel)} of {n_flagged})", box=box.SIMPLE)
-    cols = ["flags", "client → server", "service (registry)" if wide else "service", "packets", "bytes"]
+    cols = ["flags", "client → server", "registry" if wide else "service", "payload", "packets", "bytes"]
     if wide:
         cols += ["first seen", "server by"]
     for col in cols:
         tbl.add_column(
             col,
             justify="right" if col in ("packets", "bytes") else "left",
-            no_wrap=col != "client → server",
+            no_wrap=col not in ("client → server", "flags"),
             overflow="fold",
             ratio=1 if col == "client → server" else None,
+            min_width={"client → server": 22, "flags": 23}.get(col),
         )
     if len(sel) == 0:
         return tbl
@@ -173,6 +177,7 @@ def _flagged_table(a: Analysis, top: int, width: int) -> Table:
     sip = format_addresses(fl.server_hi[sel], fl.server_lo[sel])
     flags = flag_strings(lab.flags[sel])
     names = a.registry.service_names
+    payload = _payload_cells(a, sel)
     for k, i in enumerate(sel.tolist()):
         t = int(lab.transport[i])
         tname = TRANSPORTS[t] if t >= 0 else str(int(fl.proto[i]))
@@ -185,12 +190,83 @@ def _flagged_table(a: Analysis, top: int, width: int) -> Table:
             Text((", " if wide else "\n").join(flags[k]), style=_SEV_STYLE.get(int(lab.severity[i]), "")),
             f"{c} → {s}",
             str(names[sid]) if sid >= 0 else "—",
+            payload[k],
             f"{int(fl.packets_c2s[i]) + int(fl.packets_s2c[i]):,}",
             human_bytes(int(fl.bytes_c2s[i]) + int(fl.bytes_s2c[i])),
         ]
         if wide:
             row += [ts, SERVER_RULES[int(fl.server_rule[i])]]
         tbl.add_row(*row)
+    return tbl
+
+
+_VERDICT_STYLE = {"consistent": "green", "mismatch": "bold red", "unregistered": "yellow", "unverified": "dim"}
+
+
+def _payload_cells(a: Analysis, rows: np.ndarray) -> list[Text]:
+    """The observed protocol of each flow in ``rows``, styled by its verdict ('—' when none)."""
+    from ..evidence.verdict import VERDICTS, protocol_names
+
+    lab = a.labels
+    shown = protocol_names(lab.protocol[rows], display=True)
+    out = []
+    for k, i in enumerate(rows.tolist()):
+        v = VERDICTS[int(lab.verdict[i])]
+        out.append(Text(shown[k] or "—", style=_VERDICT_STYLE.get(v, "")))
+    return out
+
+
+def _evidence_line(a: Analysis) -> Text:
+    """Verdict counts: how many flows the payload confirms or contradicts."""
+    from ..evidence.verdict import VERDICTS
+
+    whole = getattr(a, "whole", None) or a  # a filtered analysis: the run's setting
+    if not getattr(whole, "payload_inspected", True):
+        return Text("Payload evidence: not inspected (--dissect none): labels rest on port numbers only", style="dim")
+    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
+    out = Text("Payload evidence: ")
+    for i, code in enumerate((1, 2, 3, 0)):  # consistent, mismatch, unregistered, unverified
+        if i:
+            out.append(", ")
+        out.append(f"{VERDICTS[code]} {int(counts[code]):,}", style=_VERDICT_STYLE.get(VERDICTS[code], ""))
+    out.append(" (unverified: no payload, or nothing recognised)", style="dim")
+    return out
+
+
+def _tshark_table(a: Analysis, top: int) -> Table | None:
+    """Where tshark's dissectors and portclass's evidence disagree (only after --dissect tshark)."""
+    lab, fl = a.labels, a.flows
+    ts = lab.tshark_protocol
+    if ts is None or all(x is None for x in ts.tolist()):
+        return None
+    from ..evidence.tshark import agreement
+    from ..evidence.verdict import protocol_names
+
+    agree = agreement(lab)
+    kinds = ("differ", "tshark-only", "portclass-only")
+    counts = {k: int(np.count_nonzero(agree == k)) for k in ("agree",) + kinds}
+    order = worst_first(a)
+    order = order[np.isin(agree[order], kinds)]
+    sel = order[:top]
+    head = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    tbl = Table(title=f"portclass vs tshark ({head}; top {len(sel)} disagreements)", box=box.SIMPLE)
+    for col in ("client → server", "service (registry)", "portclass", "tshark", "how"):
+        tbl.add_column(col, overflow="fold")
+    if not sel.size:
+        return tbl
+    cip = format_addresses(fl.client_hi[sel], fl.client_lo[sel])
+    sip = format_addresses(fl.server_hi[sel], fl.server_lo[sel])
+    mine = protocol_names(lab.protocol[sel], display=True)
+    names = a.registry.service_names
+    for k, i in enumerate(sel.tolist()):
+        sid = int(lab.service[i])
+        tbl.add_row(
+            f"{cip[k]}:{fl.client_port[i]} → {sip[k]}:{fl.server_port[i]}",
+            str(names[sid]) if sid >= 0 else "—",
+            mine[k] or "—",
+            str(ts[i] or "—"),
+            str(agree[i]),
+        )
     return tbl
 
 
@@ -206,7 +282,11 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
     console.print(_totals_block(a))
     console.print(_services_table(a, top))
     console.print(_status_line(a))
+    console.print(_evidence_line(a))
     console.print(_flagged_table(a, top, console.width))
+    tshark = _tshark_table(a, top)
+    if tshark is not None:
+        console.print(tshark)
 
 
 def write(a: Analysis, fmt: str, out: str | Path | None, top: int = 20, **_: object) -> None:

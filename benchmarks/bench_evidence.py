@@ -1,0 +1,93 @@
+"""What the payload-evidence stage costs: the pipeline with and without it, in one run, on the same capture.
+
+Runs ``classifier.pipeline.analyze`` on the 1,000,000-packet benchmark capture (built with
+../shared/bench/make_bench_pcap.py under benchmarks/out/ unless ``--pcap`` names one),
+alternating ``evidence=False`` / ``evidence=True`` so both see the same page cache, and prints
+the median wall time of each, the ratio, the evidence stage's share of the pipeline, and the
+signature scan alone (``classifier.evidence.scan`` over every batch, already in memory).
+The registry's carrier index is built once before timing (a one-off ~30 ms per process).
+
+    python benchmarks/bench_evidence.py [--runs 5] [--pcap FILE] [--max-share 0.30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PORTCLASS_SHARED", ROOT.parent / "shared"))
+OUT = ROOT / "benchmarks" / "out"
+REGISTRY = SHARED / "registry" / "service-names-port-numbers.xml"
+
+
+def capture(path: Path | None) -> Path:
+    """The benchmark capture: ``path``, else benchmarks/out/bench1m.pcap (built once)."""
+    if path is not None:
+        return path
+    out = OUT / "bench1m.pcap"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(SHARED / "bench" / "make_bench_pcap.py"), str(out)], check=True)
+    return out
+
+
+def main() -> int:
+    """Time the pipeline both ways and print the comparison; exit 1 when the share exceeds ``--max-share``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pcap", type=Path)
+    ap.add_argument("--max-share", type=float, default=0.30, help="fail when evidence takes more of the pipeline")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from classifier.capture.reader import read_batches
+    from classifier.evidence.match import scan
+    from classifier.evidence.verdict import VERDICTS, carrier_index
+    from classifier.pipeline import analyze
+    from classifier.registry.sources import compile_file
+
+    pcap = capture(args.pcap)
+    reg = compile_file(REGISTRY, use_cache=False)
+    carrier_index(reg)
+    analyze([pcap], reg, evidence=False)  # warm the page cache and imports
+    times: dict[bool, list[float]] = {False: [], True: []}
+    last = None
+    for _ in range(args.runs):
+        for ev in (False, True):
+            t0 = time.perf_counter()
+            a = analyze([pcap], reg, evidence=ev)
+            times[ev].append(time.perf_counter() - t0)
+            if ev:
+                last = a
+    batches = list(read_batches([pcap]))
+    scans = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        for b in batches:
+            scan(b)
+        scans.append(time.perf_counter() - t0)
+    without, with_ = statistics.median(times[False]), statistics.median(times[True])
+    scan_s = statistics.median(scans)
+    packets = int(last.stats.packets) if last is not None else 0
+    share = (with_ - without) / with_
+    print(f"capture: {pcap} ({packets:,} packets, {len(last.flows) if last else 0:,} flows)")
+    print(f"pipeline without evidence: {without:.3f} s  ({packets / without / 1e6:.2f} M packets/s)")
+    print(f"pipeline with evidence:    {with_:.3f} s  ({packets / with_ / 1e6:.2f} M packets/s)")
+    print(f"ratio with/without:        {with_ / without:.3f}  (evidence adds {100 * (with_ / without - 1):.1f} %)")
+    print(f"evidence share of the pipeline: {100 * share:.1f} % (limit {100 * args.max_share:.0f} %)")
+    print(f"signature scan alone:      {scan_s:.3f} s  ({1e9 * scan_s / max(packets, 1):.0f} ns/packet)")
+    if last is not None:
+        import numpy as np
+
+        counts = np.bincount(last.labels.verdict, minlength=len(VERDICTS))
+        print("verdicts: " + ", ".join(f"{v} {int(c):,}" for v, c in zip(VERDICTS, counts, strict=True)))
+    return 0 if share <= args.max_share else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

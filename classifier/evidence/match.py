@@ -1,0 +1,405 @@
+"""Evaluate the signature table on every payload-carrying packet of a batch, vectorized.
+
+One gather builds a fixed-width prefix matrix of the payloads (``PREFIX_BYTES`` per packet,
+read through a view of the chunk's bytes as overlapping fixed-size items, no per-packet
+Python), viewed also as little-endian 64-bit words; rows are bucketed by their first byte
+once, so each signature row looks only at the packets whose first byte it allows (or, for
+rows with no anchor byte, makes one contiguous pass over all of them).  Byte tests become
+word-wide ``(word & mask) == value`` comparisons; structural checks (``walk``) run on the
+rows the tests kept.  The result is a ``classifier.flows.PacketTags``: a signature code
+per packet (first matching row in table order) and the TLS server names found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture.columns import FRAG_LATER, PROTO_TCP, PROTO_UDP, PacketBatch
+from ..flows import SERVER_NAME_BYTES, PacketTags
+from . import walk
+from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, LenField, Lit, OneOf, Signature
+
+PREFIX_BYTES = 24
+"""Width of the prefix matrix: every byte test must lie within it (longer looks are walks)."""
+_ANCHOR_BUCKETS = 48
+"""A row whose first byte allows at most this many values reads those buckets; else it scans."""
+
+PROTOCOL_CODE: dict[str, int] = {p.name: i + 1 for i, p in enumerate(PROTOCOLS)}
+"""Protocol name -> code (1-based; 0 none)."""
+SIG_PROTOCOL = np.array([0] + [PROTOCOL_CODE[s.protocol] for s in SIGNATURES], dtype=np.uint8)
+"""Signature code -> protocol code."""
+SIG_WEIGHT = np.array([0] + [s.weight for s in SIGNATURES], dtype=np.uint8)
+"""Signature code -> weight (0 for 'none')."""
+ROLE_CODES = {"any": 0, "client": 1, "server": 2}
+SIG_ROLE = np.array([0] + [ROLE_CODES[s.role] for s in SIGNATURES], dtype=np.uint8)
+"""Signature code -> sending side (0 any, 1 client, 2 server)."""
+SIG_NAMES: tuple[str, ...] = ("",) + tuple(s.name for s in SIGNATURES)
+"""Signature code -> name."""
+
+
+@dataclass
+class _Compiled:
+    """A signature row turned into word/byte tests over the prefix matrix."""
+
+    code: int
+    sig: Signature
+    proto: int  # 0 any, else IP protocol number
+    min_len: int
+    words: list[tuple[int, int, int]]  # (word, mask, value): all must hold
+    alts: list[list[list[tuple[int, int, int]]]]  # per OneOf: alternatives, each a word-test list
+    alt0: list[tuple[int, list[tuple[int, int, int]]]]  # OneOf at offset 0: (first byte, tests) per alternative
+    bytesets: list[tuple[int, np.ndarray]]  # (offset, 256-entry bool LUT)
+    lenfields: list[LenField]
+    anchor: np.ndarray  # first-byte values the row allows (sorted)
+    anchor_set: frozenset[int]
+    alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
+    lengths: np.ndarray  # allowed payload lengths (empty: any)
+
+
+def _byte_tests(off: int, value: bytes, mask: bytes | None, nocase: bool) -> list[tuple[int, int, int]]:
+    """Per-byte (offset, mask, value) tests of a literal."""
+    out = []
+    for i, v in enumerate(value):
+        m = mask[i] if mask is not None and i < len(mask) else 0xFF
+        if nocase and (0x41 <= v <= 0x5A or 0x61 <= v <= 0x7A):
+            m &= 0xDF
+            v &= 0xDF
+        out.append((off + i, m, v & m))
+    return out
+
+
+def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Fold byte tests into (word, mask, value) tests on little-endian 64-bit words."""
+    acc: dict[int, list[int]] = {}
+    for off, m, v in tests:
+        if off >= PREFIX_BYTES:
+            raise ValueError(f"byte test at offset {off} lies beyond PREFIX_BYTES={PREFIX_BYTES}")
+        w, sh = divmod(off, 8)
+        mv = acc.setdefault(w, [0, 0])
+        mv[0] |= m << (8 * sh)
+        mv[1] |= v << (8 * sh)
+    return [(w, mv[0], mv[1]) for w, mv in sorted(acc.items()) if mv[0]]
+
+
+def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
+    """Alternatives at offset 0 grouped by their first byte."""
+    out: dict[int, list[list[tuple[int, int, int]]]] = {}
+    for v, tests in alt0:
+        out.setdefault(v, []).append(tests)
+    return out
+
+
+def _compile(code: int, sig: Signature) -> _Compiled:
+    """Turn a table row into the tests the engine runs, and find its anchor byte set."""
+    fixed: list[tuple[int, int, int]] = []
+    alts: list[list[list[tuple[int, int, int]]]] = []
+    alt0: list[tuple[int, list[tuple[int, int, int]]]] = []
+    bytesets: list[tuple[int, np.ndarray]] = []
+    lenfields: list[LenField] = []
+    first = np.ones(256, dtype=bool)
+    last = 0
+    for t in sig.tests:
+        if isinstance(t, Lit):
+            bt = _byte_tests(t.off, t.value, None, t.nocase)
+            fixed += bt
+            last = max(last, t.off + len(t.value))
+        elif isinstance(t, Bits):
+            bt = _byte_tests(t.off, t.value, t.mask, False)
+            fixed += bt
+            last = max(last, t.off + len(t.value))
+        elif isinstance(t, OneOf):
+            masks = t.masks or (None,) * len(t.values)
+            per = [_byte_tests(t.off, v, mk, t.nocase) for v, mk in zip(t.values, masks, strict=True)]
+            last = max(last, t.off + max(len(v) for v in t.values))
+            if t.off == 0:
+                allowed = np.zeros(256, dtype=bool)
+                for bt in per:
+                    _, m0, v0 = bt[0]
+                    for v in np.flatnonzero((np.arange(256) & m0) == v0).tolist():
+                        alt0.append((v, _to_words(bt)))  # one bucket per first-byte value
+                        allowed[v] = True
+                first &= allowed
+            else:
+                alts.append([_to_words(bt) for bt in per])
+        elif isinstance(t, ByteIn):
+            lut = np.zeros(256, dtype=bool)
+            lut[list(t.values)] = True
+            if t.off == 0:
+                first &= lut
+            else:
+                bytesets.append((t.off, lut))
+            last = max(last, t.off + 1)
+        elif isinstance(t, LenField):
+            lenfields.append(t)
+            last = max(last, t.off + t.size)
+            if t.off + t.size > PREFIX_BYTES:
+                raise ValueError(f"{sig.name}: length field beyond PREFIX_BYTES")
+    for off, m, v in fixed:
+        if off == 0:
+            first &= (np.arange(256) & m) == v
+    return _Compiled(
+        code=code,
+        sig=sig,
+        proto={"any": 0, "tcp": PROTO_TCP, "udp": PROTO_UDP}[sig.transport],
+        min_len=max(sig.min_len, last),
+        words=_to_words(fixed),
+        alts=alts,
+        alt0=alt0,
+        bytesets=bytesets,
+        lenfields=lenfields,
+        anchor=np.flatnonzero(first),
+        anchor_set=frozenset(np.flatnonzero(first).tolist()),
+        alt0_by_byte=_group(alt0),
+        lengths=np.array(sorted(sig.lengths), dtype=np.int64),
+    )
+
+
+COMPILED: tuple[_Compiled, ...] = tuple(_compile(i + 1, s) for i, s in enumerate(SIGNATURES))
+if len(COMPILED) > 255:  # pragma: no cover - codes are uint8
+    raise ValueError("at most 255 signatures")
+
+
+def prefix_matrix(data: np.ndarray, off: np.ndarray, width: int = PREFIX_BYTES) -> np.ndarray:
+    """``data[off[:, None] + arange(width)]`` as a (len(off), width) uint8 matrix, zeros past the end.
+
+    Rows are copied through a view of overlapping ``width``-byte items (no index matrix is built).
+
+    >>> prefix_matrix(np.arange(10, dtype=np.uint8), np.array([0, 8]), 4).tolist()
+    [[0, 1, 2, 3], [8, 9, 0, 0]]
+    """
+    n = int(data.shape[0])
+    k = int(off.shape[0])
+    if k == 0:
+        return np.zeros((0, width), dtype=np.uint8)
+    if n < width:
+        data = np.concatenate([data, np.zeros(width - n, dtype=np.uint8)])
+    last = int(data.shape[0]) - width
+    # overlapping fixed-size items, one per byte offset: a 1-D gather copies each row at once
+    items = np.ndarray(shape=(last + 1,), dtype=f"V{width}", buffer=data, offset=0, strides=(1,))
+    out = items[np.minimum(off, last)].view(np.uint8).reshape(k, width)
+    late = np.flatnonzero(off > last)
+    if late.size:  # the chunk's last payloads: shift and zero-fill
+        cols = off[late, None] + np.arange(width)
+        out[late] = np.where(cols < n, data[np.minimum(cols, n - 1)], 0)
+    return out
+
+
+class _Batch:
+    """The prefix matrix of one batch's candidate packets and its first-byte buckets."""
+
+    def __init__(self, data: np.ndarray, off: np.ndarray, plen: np.ndarray, proto: np.ndarray) -> None:
+        self.data = data
+        self.off = off
+        self.plen = plen
+        self.proto = proto
+        self.m8 = prefix_matrix(data, off)
+        self.mw = self.m8.view("<u8")
+        b0 = np.ascontiguousarray(self.m8[:, 0])
+        self.order = np.argsort(b0, kind="stable")
+        self.bstart = np.zeros(257, dtype=np.int64)
+        np.cumsum(np.bincount(b0, minlength=256), out=self.bstart[1:])
+        self.sig = np.zeros(off.shape[0], dtype=np.uint8)
+        self._by_proto: dict[int, np.ndarray] = {}
+
+    def bucket(self, value: int) -> np.ndarray:
+        """Rows whose first payload byte is ``value``."""
+        return self.order[self.bstart[value] : self.bstart[value + 1]]
+
+    def proto_mask(self, proto: int) -> np.ndarray | None:
+        """Mask of the rows of one transport (None: all)."""
+        if proto == 0:
+            return None
+        if proto not in self._by_proto:
+            self._by_proto[proto] = self.proto == proto
+        return self._by_proto[proto]
+
+    def words_ok(self, rows: np.ndarray, tests: list[tuple[int, int, int]]) -> np.ndarray:
+        """Rows (a subset of ``rows``) passing every (word, mask, value) test."""
+        for w, m, v in tests:
+            if not rows.size:
+                break
+            col = self.mw[rows, w]
+            rows = rows[(col & np.uint64(m)) == np.uint64(v)]
+        return rows
+
+    def field(self, rows: np.ndarray, off: int, size: int) -> np.ndarray:
+        """Big-endian integer field at ``off`` of ``size`` bytes."""
+        v = np.zeros(rows.size, dtype=np.int64)
+        for i in range(size):
+            v = (v << 8) | self.m8[rows, off + i]
+        return v
+
+
+def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
+    """Rows the signature may match, from the first-byte buckets (alternatives tested at once)."""
+    if c.alt0:
+        parts = []
+        for v, group in c.alt0_by_byte.items():
+            if v not in c.anchor_set:
+                continue
+            bucket = b.bucket(v)
+            if not bucket.size:
+                continue
+            w0 = b.mw[bucket, 0]  # one gather per first byte, shared by its alternatives
+            for tests in group:
+                (w, m, val), rest = tests[0], tests[1:]
+                sel = bucket[(w0 & np.uint64(m)) == np.uint64(val)] if w == 0 else b.words_ok(bucket, tests[:1])
+                parts.append(b.words_ok(sel, rest))
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if len(parts) > 1:  # a row may pass two alternatives (one a prefix of the other)
+            hit = np.zeros(b.off.shape[0], dtype=bool)
+            hit[rows] = True
+            rows = np.flatnonzero(hit)
+    elif c.anchor.size <= _ANCHOR_BUCKETS:
+        parts = [b.bucket(int(v)) for v in c.anchor]
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    else:  # no anchor byte: one contiguous pass over all rows with the row's last word test
+        keep = b.proto_mask(c.proto)
+        if c.words:
+            w, m, v = c.words[-1]
+            hit = (b.mw[:, w] & np.uint64(m)) == np.uint64(v)
+            keep = hit if keep is None else hit & keep
+        if c.anchor.size < 256:
+            lut = np.zeros(256, dtype=bool)
+            lut[c.anchor] = True
+            hit = lut[b.m8[:, 0]]
+            keep = hit if keep is None else hit & keep
+        rows = np.arange(b.off.shape[0]) if keep is None else np.flatnonzero(keep)
+    return rows
+
+
+def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Evaluate one signature row and tag the rows it matches (those still untagged)."""
+    rows = _candidates(b, c)
+    if not rows.size:
+        return
+    rows = rows[b.sig[rows] == 0]
+    if c.proto:
+        rows = rows[b.proto[rows] == c.proto]
+    plen = b.plen[rows]
+    keep = plen >= c.min_len
+    if c.sig.max_len:
+        keep &= plen <= c.sig.max_len
+    if c.lengths.size:
+        keep &= np.isin(plen, c.lengths)
+    rows = rows[keep]
+    rows = b.words_ok(rows, c.words)
+    for alternatives in c.alts:
+        if not rows.size:
+            return
+        ok = np.zeros(rows.size, dtype=bool)
+        for tests in alternatives:
+            sub = np.ones(rows.size, dtype=bool)
+            for w, m, v in tests:
+                sub &= (b.mw[rows, w] & np.uint64(m)) == np.uint64(v)
+            ok |= sub
+        rows = rows[ok]
+    for off, lut in c.bytesets:
+        if not rows.size:
+            return
+        rows = rows[lut[b.m8[rows, off]]]
+    for f in c.lenfields:
+        if not rows.size:
+            return
+        v = b.field(rows, f.off, f.size)
+        if f.mask >= 0:
+            v &= f.mask
+        ok = (v >= f.lo) & (v <= f.hi)
+        total = v + f.add
+        if f.op == "eq":
+            ok &= total == b.plen[rows]
+        elif f.op == "ge":
+            ok &= total >= b.plen[rows]
+        elif f.op == "le":
+            ok &= total <= b.plen[rows]
+        rows = rows[ok]
+    if not rows.size:
+        return
+    if c.sig.check is not None:
+        rows, found = _check(b, c, rows)
+        if found is not None:
+            names.append(found)
+    b.sig[rows] = c.code
+
+
+def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Run the row's structural check; returns the rows that pass and any server names found."""
+    off, plen = b.off[rows], b.plen[rows].astype(np.int64)
+    kind = c.sig.check
+    if kind in ("dns", "dns-answer"):
+        prefix = 2 if c.sig.transport == "tcp" else 0
+        ok = walk.dns_first_name(b.data, off + prefix, plen - prefix, answer=kind == "dns-answer")
+        return rows[ok], None
+    if kind == "keyword":
+        ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window)
+        return rows[ok], None
+    if kind == "tls-client-hello":
+        has, name = walk.tls_server_name(b.data, off, plen, SERVER_NAME_BYTES)
+        return rows, (rows[has], name[has])
+    raise ValueError(f"unknown check {kind!r}")
+
+
+def scan(batch: PacketBatch) -> PacketTags:
+    """Recognise protocols in the payloads of one batch: a signature code per packet, and TLS server names.
+
+    Packets without captured payload, and later IP fragments, are not looked at.
+
+    >>> from classifier.capture.reader import read_batches  # doctest: +SKIP
+    >>> tags = scan(next(read_batches(["captures/sample.pcap"])))  # doctest: +SKIP
+    >>> sorted({SIG_NAMES[c] for c in tags.sig if c})[:3]  # doctest: +SKIP
+    ['dns', 'http-request', 'http-response']
+    """
+    n = len(batch)
+    tags = PacketTags.none(n)
+    if n == 0 or batch.data.size == 0:
+        return tags
+    cand = batch.payload_len > 0
+    cand &= batch.payload_off >= 0
+    cand &= batch.frag != FRAG_LATER
+    idx = np.flatnonzero(cand)
+    if not idx.size:
+        return tags
+    b = _Batch(batch.data, batch.payload_off[idx], batch.payload_len[idx], batch.proto[idx])
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for c in COMPILED:
+        _run(b, c, found)
+    tags.sig[idx] = b.sig
+    if found:
+        rows = np.concatenate([r for r, _ in found])
+        tags.name_rows = idx[rows]
+        tags.names = np.concatenate([nm for _, nm in found])
+        o = np.argsort(tags.name_rows, kind="stable")
+        tags.name_rows, tags.names = tags.name_rows[o], tags.names[o]
+    return tags
+
+
+def scan_bytes(payloads: list[bytes], proto: int = PROTO_TCP) -> np.ndarray:
+    """Signature code of each payload (tests and examples: packs them into one synthetic batch).
+
+    >>> [SIG_NAMES[c] for c in scan_bytes([b"SSH-2.0-OpenSSH_9.2\\r\\n", b"hello"])]
+    ['ssh-banner', '']
+    """
+    return scan_payloads(payloads, proto)[0]
+
+
+def scan_payloads(payloads: list[bytes], proto: int | list[int] = PROTO_TCP) -> tuple[np.ndarray, PacketTags]:
+    """Codes and full tags of payloads packed as one batch (see ``scan_bytes``)."""
+    from ..flows import make_batch
+
+    n = len(payloads)
+    b = make_batch(
+        ts_ns=np.arange(n),
+        src=["192.0.2.1"] * n,
+        dst=["192.0.2.2"] * n,
+        sport=40000,
+        dport=1,
+        proto=proto,
+        payload_len=[len(p) for p in payloads],
+    )
+    b.data = np.frombuffer(b"".join(payloads), dtype=np.uint8).copy()
+    b.payload_off = np.concatenate([[0], np.cumsum([len(p) for p in payloads])[:-1]]).astype(np.int64)
+    b.payload_off[b.payload_len == 0] = -1
+    tags = scan(b)
+    return tags.sig, tags

@@ -1,0 +1,273 @@
+"""Compare each flow's observed protocol with every name the registry gives its server port.
+
+The registry side is precomputed once per registry: a bit per protocol for each
+(transport, port), set where any record on that port (primary, other names, aliases) is a
+carrier of the protocol (``table.CARRIERS``).  A flow's verdict is then a gather and a bit
+test:
+
+``consistent``    the observed protocol is carried by a name on the server port;
+``mismatch``      the port has registered names and none carries it (flag ``service-mismatch``);
+``unregistered``  the port has no registered name on this transport (its status flags say so);
+``unverified``    nothing recognised (no payload, or no signature matched).
+
+The observed protocol of a flow comes from the direction whose first recognised packet
+weighs more (ties: the one whose sender matches the signature's role, then the packet
+seen first).  Evidence on a later payload packet of a service that upgrades in-band
+(``Carriers.after_plaintext``, e.g. STARTTLS on smtp) counts as consistent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..flows import FlowTable
+from ..label import F_MISMATCH, Labels, severity_of
+from ..registry.compile import NPORTS, CompiledRegistry
+from ..registry.model import TRANSPORTS
+from .match import PROTOCOL_CODE, SIG_NAMES, SIG_PROTOCOL, SIG_ROLE, SIG_WEIGHT
+from .table import CARRIERS, PROTOCOLS
+
+VERDICTS: tuple[str, ...] = ("unverified", "consistent", "mismatch", "unregistered")
+"""Verdict code -> name."""
+V_UNVERIFIED, V_CONSISTENT, V_MISMATCH, V_UNREGISTERED = range(4)
+DIRECTIONS = ("client-to-server", "server-to-client")
+"""``Labels.evidence_side`` -> ECS-like direction name."""
+_PROTO_LOWER = np.array([None] + [p.name for p in PROTOCOLS], dtype=object)
+_PROTO_DISPLAY = np.array([None] + [p.display for p in PROTOCOLS], dtype=object)
+
+
+@dataclass
+class CarrierIndex:
+    """Per (transport, port): bit ``code`` set where a registered name carries protocol ``code``."""
+
+    carries: np.ndarray  # uint32, len(TRANSPORTS) * NPORTS
+    after_plaintext: np.ndarray  # uint32, same layout: carries it after an in-band upgrade
+    named: np.ndarray  # bool: the (transport, port) has at least one registered name
+
+
+_WORDS = re.compile(r"[A-Za-z]{3,}")
+
+
+def _record_bits(names: list[str], descs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Carrier bits and after-plaintext bits per registry record."""
+    n = len(names)
+    bits = np.zeros(n, dtype=np.uint32)
+    after = np.zeros(n, dtype=np.uint32)
+    low = [x.lower() for x in names]
+    index: dict[str, list[int]] = {}
+    for i, x in enumerate(low):
+        index.setdefault(x, []).append(i)
+    # only records mentioning one of the patterns' words need the regular expressions
+    # (the patterns are alternations of words, so a match needs one of their words)
+    pats = [r for c in CARRIERS.values() for r in (c.name_re, c.desc_re) if r]
+    words = sorted({w.lower() for r in pats for w in _WORDS.findall(re.sub(r"\\.", " ", r))})
+    pre = re.compile("|".join(words))
+    texts = [f"{a} {b.lower()}".replace("\n", " ") for a, b in zip(low, descs, strict=True)]
+    big = "\n".join(texts)  # one scan of all records instead of one search per record
+    line_start = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    hits = [m.start() for m in pre.finditer(big)]
+    maybe = np.unique(np.searchsorted(line_start, hits, side="right") - 1).tolist() if hits else []
+    for pname, car in CARRIERS.items():
+        bit = np.uint32(1 << PROTOCOL_CODE[pname])
+        hit = np.zeros(n, dtype=bool)
+        for x in car.names:
+            hit[index.get(x, [])] = True
+        if car.name_re or car.desc_re:
+            nre = re.compile(car.name_re, re.I) if car.name_re else None
+            dre = re.compile(car.desc_re, re.I) if car.desc_re else None
+            xre = re.compile(car.exclude_re, re.I) if car.exclude_re else None
+            for i in maybe:
+                if hit[i] or (xre is not None and xre.search(low[i])):
+                    continue
+                if (nre is not None and nre.search(low[i])) or (dre is not None and dre.search(descs[i])):
+                    hit[i] = True
+        bits[hit] |= bit
+        up = np.zeros(n, dtype=bool)
+        for x in car.after_plaintext:
+            up[index.get(x, [])] = True
+        after[up] |= bit
+    return bits, after
+
+
+def carrier_index(reg: CompiledRegistry) -> CarrierIndex:
+    """The registry's carrier bits (computed once per registry object, then cached on it).
+
+    >>> idx = carrier_index(load_registry())  # doctest: +SKIP
+    >>> bool(idx.carries[443] >> PROTOCOL_CODE["tls"] & 1)  # doctest: +SKIP
+    True
+    """
+    cached = reg.__dict__.get("_evidence_carriers")
+    if isinstance(cached, CarrierIndex):
+        return cached
+    recs = reg.records
+    bits, after = _record_bits([r.name or "" for r in recs], [r.description or "" for r in recs])
+    counts = np.diff(reg.name_offsets).astype(np.int64)
+    keys = np.repeat(np.arange(len(TRANSPORTS) * NPORTS), counts)
+    ids = reg.name_ids.astype(np.int64)
+    carries = np.zeros(len(TRANSPORTS) * NPORTS, dtype=np.uint32)
+    up = np.zeros_like(carries)
+    if ids.size:
+        np.bitwise_or.at(carries, keys, bits[ids])
+        np.bitwise_or.at(up, keys, after[ids])
+    idx = CarrierIndex(carries=carries, after_plaintext=up, named=counts > 0)
+    reg.__dict__["_evidence_carriers"] = idx
+    return idx
+
+
+def observed(flows: FlowTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per flow: (signature code used, its direction 0 c2s / 1 s2c / -1 none, protocol code)."""
+    sc, ss = flows.evidence_sig_c2s, flows.evidence_sig_s2c
+    rc, rs = SIG_ROLE[sc], SIG_ROLE[ss]
+    score_c = SIG_WEIGHT[sc].astype(np.int16) * 2 + (rc != 2)  # role any/client fits client to server
+    score_s = SIG_WEIGHT[ss].astype(np.int16) * 2 + (rs != 1)
+    score_c[sc == 0] = 0
+    score_s[ss == 0] = 0
+    # equal scores: the packet seen first (same file: lower packet number)
+    s_first = (flows.evidence_file_s2c < flows.evidence_file_c2s) | (
+        (flows.evidence_file_s2c == flows.evidence_file_c2s) & (flows.evidence_pkt_s2c < flows.evidence_pkt_c2s)
+    )
+    use_s = (score_s > score_c) | ((score_s == score_c) & (ss > 0) & s_first)
+    sig = np.where(use_s, ss, sc)
+    side = np.where(sig == 0, -1, use_s.astype(np.int8)).astype(np.int8)
+    return sig, side, SIG_PROTOCOL[sig]
+
+
+def verdicts(flows: FlowTable, labels: Labels, reg: CompiledRegistry) -> Labels:
+    """Fill the evidence columns of ``labels`` (verdict, protocol, side) and flag mismatches, in place.
+
+    ``flows`` must be oriented (``pipeline.label_flows``) and carry the evidence columns.
+
+    >>> from classifier.flows import FlowAggregator, PacketTags, make_batch
+    >>> from classifier.pipeline import label_flows
+    >>> from classifier.registry.compile import compile_records
+    >>> from classifier.registry.model import Provenance, Record
+    >>> reg = compile_records([Record(name="https", port_low=443, port_high=443, transport="tcp")],
+    ...                       Provenance(source="x", sha256="0" * 64, format="xml"))
+    >>> b = make_batch(ts_ns=[0, 1], src=["192.0.2.1", "198.51.100.2"], dst=["198.51.100.2", "192.0.2.1"],
+    ...                sport=[50000, 443], dport=[443, 50000], tcp_flags=[0x02, 0x12], payload_len=[0, 21])
+    >>> tags = PacketTags.none(2)
+    >>> tags.sig[1] = SIG_NAMES.index("ssh-banner")  # the server sent an SSH banner
+    >>> agg = FlowAggregator()
+    >>> agg.add(b, tags)
+    >>> flows, labels = label_flows(agg.result(), reg)
+    >>> labels = verdicts(flows, labels, reg)
+    >>> VERDICTS[labels.verdict[0]], note(reg, int(labels.verdict[0]), int(labels.protocol[0]), 0, 443, 6)
+    ('mismatch', 'port 443/tcp registered for https; payload is SSH')
+    """
+    idx = carrier_index(reg)
+    sig, side, proto = observed(flows)
+    t = labels.transport.astype(np.int64)
+    key = np.maximum(t, 0) * NPORTS + flows.server_port.astype(np.int64)
+    valid = t >= 0
+    bit = np.left_shift(np.uint32(1), proto.astype(np.uint32))
+    carried = (idx.carries[key] & bit) != 0
+    # the evidence packet is not the direction's first payload packet: an in-band upgrade is possible
+    first_c, first_s = flows.payload_pkt_c2s[:, 0], flows.payload_pkt_s2c[:, 0]
+    ev_pkt = np.where(side == 1, flows.evidence_pkt_s2c, flows.evidence_pkt_c2s)
+    first = np.where(side == 1, first_s, first_c)
+    later = ev_pkt != first
+    carried |= ((idx.after_plaintext[key] & bit) != 0) & later
+    named = idx.named[key] & valid
+    v = np.full(len(flows), V_UNVERIFIED, dtype=np.uint8)
+    seen = proto > 0
+    v[seen & ~named] = V_UNREGISTERED
+    v[seen & named & carried] = V_CONSISTENT
+    v[seen & named & ~carried] = V_MISMATCH
+    labels.verdict = v
+    labels.protocol = proto
+    labels.evidence_side = side
+    labels.flags = labels.flags | np.where(v == V_MISMATCH, F_MISMATCH, 0).astype(np.uint8)
+    labels.severity = severity_of(labels.flags)
+    return labels
+
+
+# --------------------------------------------------------------------------- report helpers
+
+
+def protocol_names(codes: np.ndarray, display: bool = False) -> np.ndarray:
+    """Protocol codes as ECS names (``tls``), or display names (``TLS``); None for 0."""
+    return (_PROTO_DISPLAY if display else _PROTO_LOWER)[np.asarray(codes, dtype=np.int64)]
+
+
+def registered_names(reg: CompiledRegistry, transport: int, port: int, most: int = 3) -> str:
+    """The names the registry gives a port, primary first (``urd, submissions``), at most ``most``."""
+    if transport < 0:
+        return ""
+    names: list[str] = []
+    for r in reg.names_on(TRANSPORTS[transport], port):
+        if r.name and r.name not in names:
+            names.append(r.name)
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" (+{more})" if more > 0 else "")
+
+
+def note(
+    reg: CompiledRegistry, verdict: int, protocol: int, transport: int, port: int, proto_number: int
+) -> str | None:
+    """One line saying both sides, for a mismatch or an unregistered port (None otherwise; see ``verdicts``)."""
+    tname = TRANSPORTS[transport] if transport >= 0 else str(proto_number)
+    what = _PROTO_DISPLAY[protocol]
+    if verdict == V_MISMATCH:
+        return f"port {port}/{tname} registered for {registered_names(reg, transport, port)}; payload is {what}"
+    if verdict == V_UNREGISTERED:
+        return f"port {port}/{tname} has no registered service; payload is {what}"
+    return None
+
+
+def flow_evidence_columns(
+    flows: FlowTable, labels: Labels, reg: CompiledRegistry, files: list[str]
+) -> dict[str, list[Any]]:
+    """ECS-style columns of the evidence for every flow (rows in table order).
+
+    ``network.protocol``, ``portclass.verdict``, ``portclass.verdict_note``,
+    ``portclass.evidence.{signature,direction,file,packet}``, ``tls.client.server_name``, and
+    ``portclass.tshark_protocol`` / ``portclass.tshark_agreement`` when tshark was asked.
+    """
+    n = len(flows)
+    v, p, side = labels.verdict, labels.protocol, labels.evidence_side
+    sig = np.where(side == 1, flows.evidence_sig_s2c, np.where(side == 0, flows.evidence_sig_c2s, 0))
+    pkt = np.where(side == 1, flows.evidence_pkt_s2c, flows.evidence_pkt_c2s)
+    fidx = np.where(side == 1, flows.evidence_file_s2c, flows.evidence_file_c2s)
+    has = side >= 0
+    sig_names = np.array(SIG_NAMES, dtype=object)[sig]
+    dirs = np.array(DIRECTIONS + (None,), dtype=object)[np.where(has, side, 2)]
+    file_arr = np.array(list(files) + [None], dtype=object)
+    fpath = file_arr[np.where(has & (fidx < len(files)), fidx, len(files))]
+    notes: list[str | None] = [None] * n
+    key = labels.transport.astype(np.int64) * NPORTS + flows.server_port
+    flagged = np.flatnonzero((v == V_MISMATCH) | (v == V_UNREGISTERED))
+    cache: dict[tuple[int, int, int], str | None] = {}
+    for i in flagged.tolist():
+        k = (int(key[i]), int(p[i]), int(v[i]))
+        if k not in cache:
+            cache[k] = note(
+                reg, int(v[i]), int(p[i]), int(labels.transport[i]), int(flows.server_port[i]), int(flows.proto[i])
+            )
+        notes[i] = cache[k]
+    sni = flows.server_name
+    sni_txt = np.full(n, None, dtype=object)
+    named = np.flatnonzero(sni != b"")
+    if named.size:
+        sni_txt[named] = np.char.decode(sni[named], "utf-8", errors="replace").astype(object)
+    cols: dict[str, list[Any]] = {
+        "network.protocol": protocol_names(p).tolist(),
+        "portclass.verdict": np.array(VERDICTS, dtype=object)[v].tolist(),
+        "portclass.verdict_note": notes,
+        "portclass.evidence.signature": np.where(has, sig_names, None).tolist(),
+        "portclass.evidence.direction": dirs.tolist(),
+        "portclass.evidence.file": fpath.tolist(),
+        "portclass.evidence.packet": np.where(has, pkt, -1).astype(object).tolist(),
+        "tls.client.server_name": sni_txt.tolist(),
+    }
+    cols["portclass.evidence.packet"] = [x if x >= 0 else None for x in cols["portclass.evidence.packet"]]
+    ts = labels.tshark_protocol
+    if ts is not None and any(x is not None for x in ts.tolist()):
+        from .tshark import agreement
+
+        cols["portclass.tshark_protocol"] = ts.tolist()
+        cols["portclass.tshark_agreement"] = agreement(labels).tolist()
+    return cols
