@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..filters import selection_of, whole_totals
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import LABEL_BASIS, flow_columns, rows
-from .summary import totals
 from .terminal import PORTCLASS_NOTE, notice_text
 
 
@@ -39,7 +39,7 @@ def render(a: Analysis, fmt: str) -> str:
             "@timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
             "event": {"kind": "state", "dataset": "portclass.notice"},
             "message": f"{notice} -- {PORTCLASS_NOTE}",
-            "portclass": {"notice": notice, "label_basis": LABEL_BASIS, **_meta(a), "totals": totals(a).to_dict()},
+            "portclass": {"notice": notice, "label_basis": LABEL_BASIS, **_meta(a), "totals": whole_totals(a)},
         }
         lines = [json.dumps(head, ensure_ascii=False)]
         lines += [json.dumps(r, ensure_ascii=False) for r in rows(a)]
@@ -50,7 +50,7 @@ def render(a: Analysis, fmt: str) -> str:
             "portclass_note": PORTCLASS_NOTE,
             "label_basis": LABEL_BASIS,
             **_meta(a),
-            "totals": totals(a).to_dict(),
+            "totals": whole_totals(a),
             "flows": rows(a),
         }
         return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
@@ -60,6 +60,9 @@ def render(a: Analysis, fmt: str) -> str:
         buf.write(f"# NOTICE (IANA registry): {notice}\n")
         buf.write(f"# {PORTCLASS_NOTE}\n")
         buf.write(f"# {a.registry.provenance.line()}\n")
+        sel = selection_of(a)
+        if sel is not None:
+            buf.write(f"# {sel.line()}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
         w.writerow(keys)

@@ -72,7 +72,9 @@ def _warning_panel(a: Analysis) -> Panel:
 
 
 def _totals_block(a: Analysis) -> Group:
-    t = totals(a)
+    from ..filters import selection_of
+
+    t = totals(getattr(a, "whole", None) or a)  # a filter narrows the tables below, not the capture
     span = ""
     if t.first_ts_ns is not None:
         dur = (t.last_ts_ns - t.first_ts_ns) / 1e9
@@ -108,6 +110,9 @@ def _totals_block(a: Analysis) -> Group:
         lines.append(Text(f"warning: {w}", style="yellow"))
     if len(t.warnings) > 10:
         lines.append(Text(f"... and {len(t.warnings) - 10} more warnings", style="yellow"))
+    sel = selection_of(a)
+    if sel is not None:
+        lines.append(Text(f"Shown below: {sel.line()}", style="bold yellow"))
     if a.interrupted:
         lines.append(Text("interrupted: the report covers the packets read before the interruption", style="red"))
     return Group(*lines)

@@ -1,0 +1,36 @@
+"""A filtered report says what it kept; its totals still describe the whole capture."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ROOT, run_cli
+from tests.shared import shared
+
+
+def _run(*args: str):
+    xml = shared("registry", "service-names-port-numbers.xml")
+    res = run_cli("--registry", str(xml), str(ROOT / "captures" / "sample.pcap"), *args)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_json_totals_whole_and_selection():
+    doc = json.loads(_run("--flagged-only", "--format", "json").stdout)
+    assert doc["totals"]["flows"] == 19 and len(doc["flows"]) == 8
+    assert doc["totals"]["selection"] == {
+        "filter": "--flagged-only",
+        "kept_flows": 8,
+        "total_flows": 19,
+        "kept_flagged_flows": 8,
+        "total_flagged_flows": 8,
+    }
+
+
+def test_csv_and_terminal_state_the_filter():
+    csv = _run("--port", "22", "--format", "csv").stdout.splitlines()
+    assert csv[3] == "# filter --port 22: kept 1 of 19 flows (0 flagged)"
+    assert csv[5].split(",")[9] == "22"  # destination.port of the one row kept
+    term = _run("--port", "22").stdout
+    assert "Shown below: filter --port 22: kept 1 of 19 flows (0 flagged)" in term
+    assert "19 (tcp 12, udp 6, sctp 1)" in term  # the capture's totals are not narrowed
