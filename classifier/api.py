@@ -2,8 +2,14 @@
 
 >>> import classifier
 >>> flows = classifier.classify("captures/sample.pcap")  # doctest: +SKIP
->>> flows.to_pandas()[["destination.port", "portclass.service", "portclass.flags"]]  # doctest: +SKIP
+>>> df = flows.to_pandas()  # doctest: +SKIP
+>>> df[["destination.port", "portclass.service", "network.protocol", "portclass.verdict"]]  # doctest: +SKIP
 >>> flows.filter(flagged_only=True).summary()["totals"]["selection"]  # doctest: +SKIP
+
+By default the first payload bytes of each flow are inspected too (``network.protocol``,
+``portclass.verdict``: consistent / mismatch / unregistered / unverified, flag ``service-mismatch``);
+``classify(..., dissect="tshark")`` adds Wireshark's opinion, ``evidence=False`` (or ``dissect="none"``)
+labels by port numbers only, as the CLI's ``--dissect``.
 
 Every result carries the registry's warning (``Flows.notice``; ``to_arrow()``'s schema metadata;
 ``to_pandas().attrs["portclass"]``): a label says what the IANA registry assigns to the server port,
@@ -50,34 +56,80 @@ def _registry(registry: CompiledRegistry | PathLike | None) -> CompiledRegistry:
     return load_registry(registry)
 
 
+DISSECTORS = ("portclass", "tshark", "none")
+"""Values of ``classify(dissect=...)``, as the CLI's ``--dissect``."""
+
+
+def _dissect(evidence: bool, dissect: str | None) -> dict[str, bool]:
+    """``pipeline.analyze`` keywords for ``classify``'s ``evidence`` and ``dissect`` (as the CLI's ``--dissect``)."""
+    if dissect is None:
+        return {"evidence": bool(evidence), "tshark": False}
+    if dissect not in DISSECTORS:
+        raise ValueError(f"dissect must be one of {', '.join(DISSECTORS)} (or None), not {dissect!r}")
+    if not evidence and dissect != "none":
+        raise ValueError(f"evidence=False inspects no payload: it contradicts dissect={dissect!r}")
+    return {"evidence": dissect != "none", "tshark": dissect == "tshark"}
+
+
 def classify(
     paths: PathLike | Sequence[PathLike],
     registry: CompiledRegistry | PathLike | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+    *,
+    evidence: bool = True,
+    dissect: str | None = None,
 ) -> Flows:
     """Read pcap/pcapng captures (files or directories) and label every flow by its server port.
 
     ``registry`` is a compiled registry, a registry file, or None (discovery as ``load_registry``);
     ``idle_timeout`` is the seconds of silence that end a flow (0 disables).
 
+    ``evidence`` (default True) also looks at the first payload bytes of each flow and compares the
+    protocol they show with every name the registry gives the server port: columns
+    ``network.protocol``, ``portclass.verdict`` (consistent, mismatch, unregistered, unverified),
+    ``portclass.verdict_note``, ``portclass.evidence.*`` and ``tls.client.server_name``, and the flag
+    ``service-mismatch`` (the worst). With ``evidence=False`` labels rest on port numbers only: every
+    verdict is ``unverified`` and ``network.protocol`` is None.
+
+    ``dissect`` mirrors the CLI's ``--dissect``: ``"portclass"`` (portclass's signatures, the same as
+    the default), ``"tshark"`` (also ask Wireshark's dissectors, slow; adds
+    ``portclass.tshark_protocol`` and ``portclass.tshark_agreement``) or ``"none"`` (the same as
+    ``evidence=False``). None follows ``evidence``; ``evidence=False`` with ``"portclass"`` or
+    ``"tshark"`` is a contradiction and raises ValueError.
+
     >>> flows = classifier.classify(["a.pcap", "b.pcapng"], idle_timeout=60)  # doctest: +SKIP
     >>> len(flows), flows.summary()["totals"]["flagged_flows"]  # doctest: +SKIP
     (1234, 17)
+    >>> df = classifier.classify("captures/sample.pcap").to_pandas()  # doctest: +SKIP
+    >>> df.loc[df["portclass.verdict"] == "mismatch",  # doctest: +SKIP
+    ...        ["destination.port", "portclass.service", "network.protocol"]]
+        destination.port portclass.service network.protocol
+    16               443             https              ssh
+    17              3306             mysql             http
+    18             40000        safetynetp              dns
+    >>> classifier.classify("captures/sample.pcap", dissect="tshark")  # doctest: +SKIP
+    >>> classifier.classify("captures/sample.pcap", evidence=False)  # port numbers only  # doctest: +SKIP
     """
+    how = _dissect(evidence, dissect)  # a bad combination fails before anything is read
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"no such capture: {', '.join(missing)}")
-    return Flows(analyze(list(paths), _registry(registry), idle_timeout))
+    return Flows(analyze(list(paths), _registry(registry), idle_timeout, **how))
 
 
 def from_packets(
     batches: PacketBatch | Iterable[PacketBatch],
     registry: CompiledRegistry | PathLike | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+    *,
+    evidence: bool = True,
 ) -> Flows:
     """Label packets you already have as columns (``classifier.flows.make_batch``), in capture order.
+
+    ``evidence`` inspects the payload bytes batches carry (those of ``classifier.capture.reader``;
+    ``make_batch`` builds none, so its flows stay ``unverified``), as ``classify``.
 
     >>> from classifier.flows import make_batch
     >>> b = make_batch(ts_ns=[0, 10**6], src=["192.0.2.1", "192.0.2.2"], dst=["192.0.2.2", "192.0.2.1"],
@@ -87,10 +139,25 @@ def from_packets(
     """
     reg = _registry(registry)
     agg = FlowAggregator(int(idle_timeout * 1e9))
+    scan = None
+    if evidence:
+        from .evidence.match import scan
     for batch in [batches] if isinstance(batches, PacketBatch) else batches:
-        agg.add(batch)
+        agg.add(batch, scan(batch) if scan is not None else None)
     flows, labels = label_flows(agg.result(), reg)
-    return Flows(Analysis(flows=flows, labels=labels, stats=agg.stats, registry=reg, idle_timeout_s=idle_timeout))
+    if evidence:
+        from .evidence.verdict import verdicts
+
+        verdicts(flows, labels, reg)
+    a = Analysis(
+        flows=flows,
+        labels=labels,
+        stats=agg.stats,
+        registry=reg,
+        idle_timeout_s=idle_timeout,
+        payload_inspected=evidence,
+    )
+    return Flows(a)
 
 
 class Flows:
@@ -190,15 +257,26 @@ class Flows:
 
     # ---- summary and selection
     def summary(self, top: int = 10) -> dict[str, Any]:
-        """Totals (of the whole capture, with what a filter kept), top services, flows per flag and status.
+        """Totals (of the whole capture, with what a filter kept), top services, flows per flag and verdict.
+
+        ``verdicts`` counts the flows of each payload-evidence verdict (None when payloads were not
+        inspected: ``evidence=False``).
 
         >>> flows.summary()["services"][0]  # doctest: +SKIP
         {'transport': 'tcp', 'port': 80, 'service': 'http', 'status': 'assigned', ...}
+        >>> flows.summary()["verdicts"]  # doctest: +SKIP
+        {'consistent': 9, 'mismatch': 3, 'unregistered': 0, 'unverified': 7}
         """
+        from .evidence.verdict import VERDICTS
         from .report.summary import services
 
         a = self.analysis
         by_flag = {name: int(np.count_nonzero(a.labels.flags & bit)) for bit, name in FLAG_NAMES.items()}
+        whole = getattr(a, "whole", None) or a
+        verdicts = None
+        if getattr(whole, "payload_inspected", True):
+            counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
+            verdicts = {VERDICTS[c]: int(counts[c]) for c in (1, 2, 3, 0)}
         tot = whole_totals(a)
         return {
             "notice": self.notice,
@@ -208,6 +286,7 @@ class Flows:
             "totals": tot,
             "services": [asdict(s) for s in services(a)[:top]],
             "flags": {k: v for k, v in by_flag.items() if v},
+            "verdicts": verdicts,
         }
 
     def filter(

@@ -197,6 +197,109 @@ def known_analysis(reg, idle_timeout_s: float = 300.0) -> Analysis:
     )
 
 
+# --------------------------------------------------------------------------- payload evidence
+
+# Two more flows for the evidence tests (same layout as PACKETS): G, TLS to 993/tcp (imaps) with a
+# server name; H, an SSH server answering on 443/tcp (registered for https: a service mismatch).
+EVIDENCE_PACKETS: list[tuple[int, str, str, int, int, int, int, int]] = [
+    (T0 + 600 * MS, "192.0.2.10", "198.51.100.9", 40004, 993, 6, SYN, 74),
+    (T0 + 601 * MS, "198.51.100.9", "192.0.2.10", 993, 40004, 6, SYN | ACK, 74),
+    (T0 + 602 * MS, "192.0.2.10", "198.51.100.9", 40004, 993, 6, ACK, 66),
+    (T0 + 603 * MS, "192.0.2.10", "198.51.100.9", 40004, 993, 6, PSH | ACK, 583),
+    (T0 + 610 * MS, "198.51.100.9", "192.0.2.10", 993, 40004, 6, PSH | ACK, 1400),
+    (T0 + 700 * MS, "192.0.2.11", "203.0.113.44", 40005, 443, 6, SYN, 74),
+    (T0 + 701 * MS, "203.0.113.44", "192.0.2.11", 443, 40005, 6, SYN | ACK, 74),
+    (T0 + 702 * MS, "192.0.2.11", "203.0.113.44", 40005, 443, 6, ACK, 66),
+    (T0 + 705 * MS, "203.0.113.44", "192.0.2.11", 443, 40005, 6, PSH | ACK, 87),
+    (T0 + 706 * MS, "192.0.2.11", "203.0.113.44", 40005, 443, 6, PSH | ACK, 87),
+]
+
+TAGS: dict[int, tuple[str, str | None]] = {
+    T0 + 3 * MS: ("http-request", None),
+    T0 + 10 * MS: ("http-response", None),
+    T0 + 200 * MS: ("dns", None),
+    T0 + 205 * MS: ("dns-answer", None),
+    T0 + 300 * MS: ("bittorrent-dht", None),
+    T0 + 502 * MS: ("ssh-banner", None),
+    T0 + 603 * MS: ("tls-client-hello", "mail.example.org"),
+    T0 + 610 * MS: ("tls-server-hello", None),
+    T0 + 705 * MS: ("ssh-banner", None),
+    T0 + 706 * MS: ("ssh-banner", None),
+}
+"""Packet time -> (signature the evidence stage recognises in its payload, TLS server name)."""
+
+EVIDENCE_FILE = "synthetic.pcap"
+"""The capture file name the evidence analysis says its packets came from."""
+
+# Flow name -> what every report must say of its payload evidence.  Packet numbers count all
+# packets of PACKETS + EVIDENCE_PACKETS in time order, from 1.
+EVIDENCE: dict[str, dict] = {
+    "A": dict(port=80, verdict="consistent", protocol="http", zeek_service="http", signature="http-request",
+              direction="client-to-server", packet=4, server_name=None, note=None),
+    "B": dict(port=42000, verdict="unverified", protocol=None, zeek_service=None, signature=None, direction=None,
+              packet=None, server_name=None, note=None),
+    "C": dict(port=53, verdict="consistent", protocol="dns", zeek_service="dns", signature="dns",
+              direction="client-to-server", packet=10, server_name=None, note=None),
+    "D": dict(port=60000, verdict="unregistered", protocol="bittorrent", zeek_service="bittorrent",
+              signature="bittorrent-dht", direction="client-to-server", packet=12, server_name=None,
+              note="port 60000/udp has no registered service; payload is BitTorrent"),
+    "E": dict(port=443, verdict="unverified", protocol=None, zeek_service=None, signature=None, direction=None,
+              packet=None, server_name=None, note=None),
+    "F": dict(port=22, verdict="consistent", protocol="ssh", zeek_service="ssh", signature="ssh-banner",
+              direction="server-to-client", packet=17, server_name=None, note=None),
+    "G": dict(port=993, verdict="consistent", protocol="tls", zeek_service="ssl", signature="tls-client-hello",
+              direction="client-to-server", packet=21, server_name="mail.example.org", note=None),
+    "H": dict(port=443, verdict="mismatch", protocol="ssh", zeek_service="ssh", signature="ssh-banner",
+              direction="server-to-client", packet=26, server_name=None,
+              note="port 443/tcp registered for https; payload is SSH"),
+}  # fmt: skip
+EVIDENCE_ORDER = list(EVIDENCE)
+"""Flow names in start-time order (the order reports list flows)."""
+
+
+def evidence_analysis(reg) -> Analysis:
+    """``PACKETS`` + ``EVIDENCE_PACKETS`` with the evidence stage's tags (``TAGS``), labelled and given verdicts.
+
+    As ``pipeline.analyze`` returns it for a capture whose payloads showed what ``TAGS`` says.
+    """
+    import numpy as np
+
+    from classifier.evidence import SIG_NAMES
+    from classifier.evidence.verdict import verdicts
+    from classifier.flows import SERVER_NAME_BYTES, PacketTags
+
+    pk = sorted(PACKETS + EVIDENCE_PACKETS)
+
+    def payload(p: tuple) -> int:
+        if not (p[5] == 17 or p[6] & PSH):
+            return 0
+        return max(0, p[7] - 14 - (40 if ":" in p[1] else 20) - (20 if p[5] == 6 else 8))
+
+    b = make_batch(
+        ts_ns=[p[0] for p in pk],
+        src=[p[1] for p in pk],
+        dst=[p[2] for p in pk],
+        sport=[p[3] for p in pk],
+        dport=[p[4] for p in pk],
+        proto=[p[5] for p in pk],
+        tcp_flags=[p[6] for p in pk],
+        wire_len=[p[7] for p in pk],
+        payload_len=[payload(p) for p in pk],
+    )
+    named = [i for i, p in enumerate(pk) if TAGS.get(p[0], ("", None))[1]]
+    tags = PacketTags(
+        np.array([SIG_NAMES.index(TAGS[p[0]][0]) if p[0] in TAGS else 0 for p in pk], dtype=np.uint8),
+        np.array(named, dtype=np.int64),
+        np.array([TAGS[pk[i][0]][1].encode() for i in named], dtype=f"S{SERVER_NAME_BYTES}"),  # type: ignore[union-attr]
+    )
+    agg = FlowAggregator(int(300 * 1e9))
+    agg.add(b, tags)
+    agg.stats.files = [EVIDENCE_FILE]
+    flows, labels = label_flows(agg.result(), reg)
+    verdicts(flows, labels, reg)
+    return Analysis(flows=flows, labels=labels, stats=agg.stats, registry=reg, inputs=[EVIDENCE_FILE])
+
+
 HAVE_READER = importlib.util.find_spec("classifier.capture.reader") is not None
 """Whether the capture stage can read files yet (end-to-end tests skip until it can)."""
 

@@ -13,7 +13,19 @@ from classifier import api
 from classifier.report import machine
 from classifier.report.parquet import RAW_COLUMNS
 from classifier.report.rows import flow_columns
+from tests.conftest import ROOT
 from tests.synthetic import EXPECTED, HAVE_READER, ORDER, T0, batch, known_analysis, write_pcap
+
+SAMPLE = ROOT / "captures" / "sample.pcap"
+SAMPLE_MISMATCHES = [
+    # (client, server, port/transport, registry name, payload protocol, note)
+    ("192.0.2.17", "198.51.100.44", 443, "tcp", "https", "ssh", "port 443/tcp registered for https; payload is SSH"),
+    ("192.0.2.18", "198.51.100.33", 3306, "tcp", "mysql", "http",
+     "port 3306/tcp registered for mysql; payload is HTTP"),
+    ("192.0.2.19", "198.51.100.40", 40000, "udp", "safetynetp", "dns",
+     "port 40000/udp registered for safetynetp; payload is DNS"),
+]  # fmt: skip
+"""The deliberate service mismatches of captures/sample.pcap (captures/README.md)."""
 
 
 @pytest.fixture()
@@ -93,6 +105,9 @@ def test_summary(flows):
     top = {(r["transport"], r["port"]): r for r in s["services"]}
     assert top[("tcp", 80)]["service"] == "http" and top[("tcp", 80)]["packets"] == 8
     assert top[("udp", 53)]["service"] == "domain"
+    # make_batch carries no payload bytes: inspected, nothing recognised
+    assert s["verdicts"] == {"consistent": 0, "mismatch": 0, "unregistered": 0, "unverified": 6}
+    assert classifier.from_packets(batch(), flows.registry, evidence=False).summary()["verdicts"] is None
 
 
 def test_filter_and_repr(flows):
@@ -119,19 +134,159 @@ def test_write(flows, tmp_path):
 def test_classify_arguments(reg, xml_path, tmp_path, monkeypatch):
     seen = {}
 
-    def fake(paths, registry, idle_timeout_s):
-        seen.update(paths=paths, registry=registry, idle=idle_timeout_s)
+    def fake(paths, registry, idle_timeout_s, **kw):
+        seen.update(paths=paths, registry=registry, idle=idle_timeout_s, **kw)
         return known_analysis(registry)
 
     monkeypatch.setattr(api, "analyze", fake)
     cap = tmp_path / "a.pcap"
     cap.write_bytes(b"")
     res = classifier.classify(cap, registry=reg, idle_timeout=60)
-    assert len(res) == 6 and seen == {"paths": [cap], "registry": reg, "idle": 60}
+    assert len(res) == 6
+    assert seen == {"paths": [cap], "registry": reg, "idle": 60, "evidence": True, "tshark": False}
     res = classifier.classify([str(cap), str(cap)], registry=xml_path)
     assert seen["paths"] == [str(cap), str(cap)] and seen["registry"].provenance.sha256 == reg.provenance.sha256
     with pytest.raises(FileNotFoundError, match="missing.pcap"):
         classifier.classify(tmp_path / "missing.pcap", registry=reg)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, {"evidence": True, "tshark": False}),
+        ({"evidence": False}, {"evidence": False, "tshark": False}),
+        ({"dissect": "portclass"}, {"evidence": True, "tshark": False}),
+        ({"dissect": "tshark"}, {"evidence": True, "tshark": True}),
+        ({"dissect": "none"}, {"evidence": False, "tshark": False}),
+        ({"evidence": False, "dissect": "none"}, {"evidence": False, "tshark": False}),
+    ],
+)
+def test_classify_dissect_mirrors_the_cli(reg, tmp_path, monkeypatch, kwargs, expected):
+    """``evidence``/``dissect`` reach the pipeline as the CLI's ``--dissect portclass|tshark|none`` does."""
+    import argparse
+
+    from classifier.commands import analyze as cmd
+
+    seen = {}
+
+    def fake(paths, registry, idle_timeout_s, **kw):
+        seen.update(kw)
+        return known_analysis(registry)
+
+    monkeypatch.setattr(api, "analyze", fake)
+    cap = tmp_path / "a.pcap"
+    cap.write_bytes(b"")
+    classifier.classify(cap, registry=reg, **kwargs)
+    assert seen == expected
+    if "dissect" in kwargs:  # the same keywords as the CLI option
+        assert cmd._dissect(argparse.Namespace(dissect=kwargs["dissect"])) == expected
+
+
+def test_classify_rejects_bad_dissect_before_reading(reg, tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "analyze", lambda *a, **k: pytest.fail("read the capture before refusing"))
+    cap = tmp_path / "a.pcap"
+    cap.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"dissect must be one of portclass, tshark, none \(or None\), not 'nDPI'"):
+        classifier.classify(cap, registry=reg, dissect="nDPI")
+    with pytest.raises(ValueError, match="evidence=False inspects no payload: it contradicts dissect='tshark'"):
+        classifier.classify(cap, registry=reg, evidence=False, dissect="tshark")
+    with pytest.raises(ValueError, match="contradicts dissect='portclass'"):
+        classifier.classify(cap, registry=reg, evidence=False, dissect="portclass")
+    with pytest.raises(TypeError):
+        classifier.classify(cap, reg, 300.0, False)  # keyword-only
+
+
+def _mismatches(flows: api.Flows) -> list[tuple]:
+    return [
+        (
+            r["source.ip"],
+            r["destination.ip"],
+            r["destination.port"],
+            r["network.transport"],
+            r["portclass.service"],
+            r["network.protocol"],
+            r["portclass.verdict_note"],
+        )
+        for r in flows
+        if r["portclass.verdict"] == "mismatch"
+    ]
+
+
+@pytest.mark.skipif(not (HAVE_READER and SAMPLE.is_file()), reason="captures/sample.pcap or the reader not there yet")
+def test_classify_sample_gives_verdicts_by_default(reg):
+    flows = classifier.classify(SAMPLE, registry=reg)
+    assert flows.analysis.payload_inspected
+    assert _mismatches(flows) == SAMPLE_MISMATCHES
+    rows = flows.rows()
+    assert len(rows) == 19
+    for r in rows:
+        mismatch = r["portclass.verdict"] == "mismatch"
+        assert ("service-mismatch" in r["portclass.flags"]) == mismatch
+        assert (r["portclass.severity"] == 6) == mismatch
+    verdicts = {v: sum(r["portclass.verdict"] == v for r in rows) for v in ("consistent", "mismatch", "unverified")}
+    assert verdicts == {"consistent": 9, "mismatch": 3, "unverified": 7}
+    assert flows.summary()["verdicts"] == {"consistent": 9, "mismatch": 3, "unregistered": 0, "unverified": 7}
+    assert flows.summary()["flags"]["service-mismatch"] == 3
+    tls = [r for r in rows if r["network.protocol"] == "tls"]
+    assert [(r["destination.port"], r["tls.client.server_name"], r["portclass.verdict"]) for r in tls] == [
+        (443, "example.com", "consistent")
+    ]
+    ssh443 = next(r for r in rows if r["destination.port"] == 443 and r["network.protocol"] == "ssh")
+    assert ssh443["portclass.evidence.signature"] == "ssh-banner"
+    assert ssh443["portclass.evidence.direction"] == "server-to-client"
+    assert ssh443["portclass.evidence.file"] == str(SAMPLE) and ssh443["portclass.evidence.packet"] == 97
+    # the tables carry the same
+    pytest.importorskip("pandas")
+    df = flows.to_pandas()
+    got = df.loc[df["portclass.verdict"] == "mismatch", ["destination.port", "portclass.service", "network.protocol"]]
+    assert got.values.tolist() == [[443, "https", "ssh"], [3306, "mysql", "http"], [40000, "safetynetp", "dns"]]
+    # and a filter keeps them
+    assert _mismatches(flows.filter(flags=["service-mismatch"])) == SAMPLE_MISMATCHES
+    assert classifier.classify(SAMPLE, registry=reg, dissect="portclass").rows() == rows
+
+
+@pytest.mark.skipif(not (HAVE_READER and SAMPLE.is_file()), reason="captures/sample.pcap or the reader not there yet")
+@pytest.mark.parametrize("kwargs", [{"evidence": False}, {"dissect": "none"}])
+def test_classify_without_evidence_is_port_only(reg, kwargs):
+    flows = classifier.classify(SAMPLE, registry=reg, **kwargs)
+    assert not flows.analysis.payload_inspected
+    rows = flows.rows()
+    assert len(rows) == 19
+    assert {r["portclass.verdict"] for r in rows} == {"unverified"}
+    assert all(r["network.protocol"] is None and r["tls.client.server_name"] is None for r in rows)
+    assert all(r["portclass.evidence.packet"] is None for r in rows)
+    assert not any("service-mismatch" in r["portclass.flags"] for r in rows)
+    assert _mismatches(flows) == []
+    s = flows.summary()
+    assert s["verdicts"] is None and "service-mismatch" not in s["flags"]
+    # the port labels themselves are the same as with evidence
+    with_evidence = classifier.classify(SAMPLE, registry=reg).rows()
+    assert [r["portclass.service"] for r in rows] == [r["portclass.service"] for r in with_evidence]
+
+
+@pytest.mark.skipif(not (HAVE_READER and SAMPLE.is_file()), reason="captures/sample.pcap or the reader not there yet")
+def test_classify_with_tshark(reg):
+    from tests.tshark import need_tshark
+
+    need_tshark()
+    flows = classifier.classify(SAMPLE, registry=reg, dissect="tshark")
+    rows = flows.rows()
+    assert _mismatches(flows) == SAMPLE_MISMATCHES
+    opinion = {
+        (r["destination.port"], r["network.protocol"]): (
+            r["portclass.tshark_protocol"],
+            r["portclass.tshark_agreement"],
+        )
+        for r in rows
+    }
+    assert opinion[(443, "tls")] == ("tls", "agree")
+    # tshark decodes by port and finds nothing it knows on 443 and 3306: portclass's evidence stands alone
+    assert opinion[(443, "ssh")] == ("tcp", "portclass-only")
+    assert opinion[(3306, "http")] == ("tcp", "portclass-only")
+    assert opinion[(40000, "dns")] == ("dns", "agree")
+    t = flows.to_arrow()
+    assert str(t.schema.field("portclass.tshark_agreement").type) == "string"
+    assert t.column("portclass.tshark_agreement").to_pylist().count("agree") == 10
 
 
 @pytest.mark.skipif(not HAVE_READER, reason="capture reader not there yet")

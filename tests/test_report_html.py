@@ -1,8 +1,10 @@
 """The HTML report, checked in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium).
 
 The analysis is built from synthetic packet batches (``make_batch`` -> ``FlowAggregator`` ->
-``label_flows``) with a realistic mix: web, DNS, SSH, a flow to 42000 (unauthorized use known,
-unassigned), a reserved port, peer-to-peer UDP in the dynamic range, and IPv6.
+``label_flows`` -> ``verdicts``) with a realistic mix: web (TLS with server names, HTTP), DNS, SSH,
+a flow to 42000 (unauthorized use known, unassigned), a reserved port, peer-to-peer UDP in the
+dynamic range, IPv6, and two service mismatches (SSH on 443/tcp, HTTP on 3306/tcp). The payload
+evidence is given as the evidence stage's per-packet tags (signature, TLS server name).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import pytest
 
 from classifier import pipeline
 from classifier.capture.columns import PROTO_TCP, PROTO_UDP
-from classifier.flows import FlowAggregator, make_batch
+from classifier.evidence import SIG_NAMES
+from classifier.evidence.verdict import VERDICTS, protocol_names, verdicts
+from classifier.flows import SERVER_NAME_BYTES, FlowAggregator, PacketTags, make_batch
 from classifier.registry.compile import compile_records
 from classifier.registry.model import Provenance, Record
 from classifier.report import html as html_report
@@ -36,34 +40,57 @@ SYN, SYNACK, ACK, PSHACK, FINACK = 0x02, 0x12, 0x10, 0x18, 0x11
 # --------------------------------------------------------------------------- synthetic traffic
 
 
-def _tcp(ts: int, c: str, cp: int, s: str, sp: int, n_data: int, size: int, gap_ns: int = 20_000_000) -> list[tuple]:
-    """Packets of one TCP connection: handshake, ``n_data`` request/response packets, FIN exchange."""
+def _tcp(
+    ts: int,
+    c: str,
+    cp: int,
+    s: str,
+    sp: int,
+    n_data: int,
+    size: int,
+    gap_ns: int = 20_000_000,
+    *,
+    c_sig: str | None = None,
+    s_sig: str | None = None,
+    sni: str | None = None,
+) -> list[tuple]:
+    """Packets of one TCP connection: handshake, ``n_data`` request/response packets, FIN exchange.
+
+    Each packet is (ts, src, dst, sport, dport, tcp flags, wire length, proto, payload length,
+    signature name or None, TLS server name or None): the first client data packet carries ``c_sig``
+    (and ``sni``), the first server data packet ``s_sig``.
+    """
     pk = [
-        (ts, c, s, cp, sp, SYN, 74),
-        (ts + gap_ns, s, c, sp, cp, SYNACK, 74),
-        (ts + 2 * gap_ns, c, s, cp, sp, ACK, 66),
+        (ts, c, s, cp, sp, SYN, 74, 0, None, None),
+        (ts + gap_ns, s, c, sp, cp, SYNACK, 74, 0, None, None),
+        (ts + 2 * gap_ns, c, s, cp, sp, ACK, 66, 0, None, None),
     ]
     t = ts + 3 * gap_ns
     for i in range(n_data):
         if i % 3 == 0:
-            pk.append((t, c, s, cp, sp, PSHACK, 66 + min(size, 600)))
+            first = i == 0
+            pk.append((t, c, s, cp, sp, PSHACK, 66 + min(size, 600), min(size, 600),
+                       c_sig if first else None, sni if first else None))  # fmt: skip
         else:
-            pk.append((t, s, c, sp, cp, PSHACK, 66 + size))
+            pk.append((t, s, c, sp, cp, PSHACK, 66 + size, size, s_sig if i == 1 else None, None))
         t += gap_ns
     pk += [
-        (t, c, s, cp, sp, FINACK, 66),
-        (t + gap_ns, s, c, sp, cp, FINACK, 66),
-        (t + 2 * gap_ns, c, s, cp, sp, ACK, 66),
+        (t, c, s, cp, sp, FINACK, 66, 0, None, None),
+        (t + gap_ns, s, c, sp, cp, FINACK, 66, 0, None, None),
+        (t + 2 * gap_ns, c, s, cp, sp, ACK, 66, 0, None, None),
     ]
-    return [p + (PROTO_TCP,) for p in pk]
+    return [p[:7] + (PROTO_TCP,) + p[7:] for p in pk]
 
 
-def _udp(ts: int, c: str, cp: int, s: str, sp: int, n: int, size: int, gap_ns: int = 5_000_000) -> list[tuple]:
-    """Packets of one UDP exchange alternating client -> server and back."""
+def _udp(
+    ts: int, c: str, cp: int, s: str, sp: int, n: int, size: int, gap_ns: int = 5_000_000, *, sig: str | None = None
+) -> list[tuple]:
+    """Packets of one UDP exchange alternating client -> server and back (the first one carries ``sig``)."""
     pk = []
     for i in range(n):
         src, dst, a, b = (c, s, cp, sp) if i % 2 == 0 else (s, c, sp, cp)
-        pk.append((ts + i * gap_ns, src, dst, a, b, 0, size + (i % 5) * 7, PROTO_UDP))
+        wire = size + (i % 5) * 7
+        pk.append((ts + i * gap_ns, src, dst, a, b, 0, wire, PROTO_UDP, wire - 42, sig if i == 0 else None, None))
     return pk
 
 
@@ -72,6 +99,7 @@ def traffic(seed: int = 7) -> list[tuple]:
     rng = np.random.default_rng(seed)
     clients = [f"10.1.0.{i}" for i in range(11, 31)]
     web = ["93.184.216.34", "142.250.74.110", "151.101.1.69", "104.16.132.229"]
+    names = dict(zip(web, ["www.example.com", "mail.example.org", "cdn.example.net", "api.example.com"], strict=True))
     pk: list[tuple] = []
     span = 600 * 10**9
 
@@ -81,25 +109,34 @@ def traffic(seed: int = 7) -> list[tuple]:
     for _ in range(110):  # web
         ts = T0 + int(rng.integers(0, span))
         port = 443 if rng.random() < 0.75 else 80
-        pk += _tcp(ts, str(rng.choice(clients)), cport(), str(rng.choice(web)), port, int(rng.integers(3, 40)),
-                   int(rng.integers(200, 1400)))  # fmt: skip
+        client, server = str(rng.choice(clients)), str(rng.choice(web))
+        ev = {"c_sig": "tls-client-hello", "sni": names[server]} if port == 443 else {"c_sig": "http-request"}
+        pk += _tcp(ts, client, cport(), server, port, int(rng.integers(3, 40)), int(rng.integers(200, 1400)), **ev)
     for _ in range(50):  # DNS to the resolver
         ts = T0 + int(rng.integers(0, span))
-        pk += _udp(ts, str(rng.choice(clients)), cport(), "10.1.0.2", 53, 2, int(rng.integers(70, 180)))
+        pk += _udp(ts, str(rng.choice(clients)), cport(), "10.1.0.2", 53, 2, int(rng.integers(70, 180)), sig="dns")
     for k in range(5):  # SSH to a jump host, one long session
         ts = T0 + int(rng.integers(0, span // 2))
-        pk += _tcp(ts, clients[k], cport(), "10.1.0.5", 22, 400 if k == 0 else 12, 900 if k == 0 else 120)
+        pk += _tcp(ts, clients[k], cport(), "10.1.0.5", 22, 400 if k == 0 else 12, 900 if k == 0 else 120,
+                   s_sig="ssh-banner")  # fmt: skip
     for k in range(2):  # unassigned port with known unauthorized use
         ts = T0 + 240 * 10**9 + k * 30 * 10**9
         pk += _tcp(ts, "10.1.0.23", 51000 + k, "203.0.113.66", 42000, 30, 1200)
     pk += _tcp(T0 + 300 * 10**9, "10.1.0.17", 52001, "198.51.100.23", 1023, 4, 300)  # reserved port
     for k in range(6):  # BitTorrent-like peer-to-peer UDP, both ports dynamic
         ts = T0 + 120 * 10**9 + k * 40 * 10**9
-        pk += _udp(ts, "10.1.0.30", 51413, f"185.21.216.{140 + k}", 61000 + k, 20, 1100)
+        pk += _udp(ts, "10.1.0.30", 51413, f"185.21.216.{140 + k}", 61000 + k, 20, 1100, sig="bittorrent-dht")
     for _ in range(8):  # IPv6 web and DNS
         ts = T0 + int(rng.integers(0, span))
-        pk += _tcp(ts, "2001:db8:10::15", cport(), "2606:4700::6810:84e5", 443, 10, 800)
-    pk += _udp(T0 + 5 * 10**9, "2001:db8:10::15", 53535, "2001:db8:10::53", 53, 2, 110)
+        pk += _tcp(ts, "2001:db8:10::15", cport(), "2606:4700::6810:84e5", 443, 10, 800, c_sig="tls-client-hello",
+                   sni="ipv6.example.com")  # fmt: skip
+    pk += _udp(T0 + 5 * 10**9, "2001:db8:10::15", 53535, "2001:db8:10::53", 53, 2, 110, sig="dns")
+    # service mismatches: an SSH server answering on 443/tcp, HTTP on the MySQL port
+    pk += _tcp(
+        T0 + 420 * 10**9, "10.1.0.19", 53443, "203.0.113.9", 443, 24, 700, c_sig="ssh-banner", s_sig="ssh-banner"
+    )
+    pk += _tcp(T0 + 450 * 10**9, "10.1.0.21", 53306, "198.51.100.33", 3306, 6, 400, c_sig="http-request",
+               s_sig="http-response")  # fmt: skip
     pk.sort(key=lambda p: p[0])
     return pk
 
@@ -110,8 +147,17 @@ def build_analysis(registry, packets: list[tuple] | None = None, chunk: int = 50
     agg = FlowAggregator(int(pipeline.DEFAULT_IDLE_TIMEOUT_S * 1e9))
     for i in range(0, len(packets), chunk):
         part = packets[i : i + chunk]
-        ts, src, dst, sp, dp, fl, wl, pr = (list(x) for x in zip(*part, strict=True))
-        agg.add(make_batch(ts_ns=ts, src=src, dst=dst, sport=sp, dport=dp, tcp_flags=fl, wire_len=wl, proto=pr))
+        ts, src, dst, sp, dp, fl, wl, pr, pl, sig, sni = (list(x) for x in zip(*part, strict=True))
+        batch = make_batch(
+            ts_ns=ts, src=src, dst=dst, sport=sp, dport=dp, tcp_flags=fl, wire_len=wl, proto=pr, payload_len=pl
+        )
+        named = [k for k, x in enumerate(sni) if x]
+        tags = PacketTags(
+            np.array([SIG_NAMES.index(x) if x else 0 for x in sig], dtype=np.uint8),
+            np.array(named, dtype=np.int64),
+            np.array([sni[k].encode() for k in named], dtype=f"S{SERVER_NAME_BYTES}"),
+        )
+        agg.add(batch, tags)
     agg.stats.bytes = sum(p[6] for p in packets) + 5_120  # plus the packets without ports below
     agg.stats.packets += 53
     agg.stats.files = ["office-0817.pcapng"]
@@ -120,6 +166,7 @@ def build_analysis(registry, packets: list[tuple] | None = None, chunk: int = 50
     agg.stats.malformed = 1
     agg.stats.warnings.append("office-0817.pcapng: packet 9123: truncated IPv4 header (offset 1482210)")
     flows, labels = pipeline.label_flows(agg.result(), registry)
+    verdicts(flows, labels, registry)
     return pipeline.Analysis(flows, labels, agg.stats, registry, inputs=["captures/office-0817.pcapng"])
 
 
@@ -237,9 +284,24 @@ def test_synthetic_mix_is_realistic(analysis):
     assert "reserved-port" in flags_by_port[1023]
     assert any(p >= 49152 and "dynamic-port" in f for p, f in flags_by_port.items())
     assert {22, 53, 80, 443} <= set(flags_by_port)
+    assert flags_by_port[3306] == {"service-mismatch"}
     assert (fl.ip_version == 6).any()
     span_s = (int(fl.last_ts_ns.max()) - int(fl.first_ts_ns.min())) / 1e9
     assert span_s > 300
+    # payload evidence: every verdict occurs; the two mismatches are the worst flows
+    verdict = np.array(VERDICTS, dtype=object)[lab.verdict]
+    proto = protocol_names(lab.protocol)
+    assert {str(v) for v in verdict} == {"consistent", "mismatch", "unregistered", "unverified"}
+    mism = np.flatnonzero(verdict == "mismatch")
+    assert sorted(zip(fl.server_port[mism].tolist(), proto[mism].tolist(), strict=True)) == [
+        (443, "ssh"),
+        (3306, "http"),
+    ]
+    assert (lab.severity[mism] == 6).all() and lab.severity.max() == 6
+    assert set(proto[fl.server_port == 22]) == {"ssh"} and set(verdict[fl.server_port == 22]) == {"consistent"}
+    assert set(verdict[fl.server_port >= 61000]) == {"unregistered"}
+    assert set(verdict[fl.server_port == 42000]) == {"unverified"}
+    assert {bytes(x).decode() for x in fl.server_name[fl.server_port == 443]} >= {"www.example.com", ""}
 
 
 def test_self_contained_and_reasonably_small(report, analysis):
@@ -293,6 +355,71 @@ def test_empty_analysis_renders(reg):
     assert NOTICE_START in text and "No flows" in text
 
 
+def test_payload_table_and_charts(analysis):
+    """The embedded rows carry protocol, verdict, server name and note; the evidence charts count them."""
+    payload = html_report.table_payload(analysis)
+    fields = {name: i for i, name in enumerate(html_report.ROW_FIELDS)}
+    rows = payload["rows"]
+    assert len(rows) == len(analysis.flows) and all(len(r) == len(fields) for r in rows)
+    first = rows[0]
+    assert payload["verdicts"][first[fields["verdict"]]] == "mismatch" and first[fields["sev"]] == 6
+    assert payload["protocols"][first[fields["protocol"]]] == ["ssh", "SSH"]
+    assert payload["services"][first[fields["service"]]] == "https"
+    assert payload["notes"][first[fields["note"]]] == "port 443/tcp registered for https; payload is SSH"
+    second = rows[1]
+    assert payload["notes"][second[fields["note"]]] == "port 3306/tcp registered for mysql; payload is HTTP"
+    assert sorted(payload["server_names"]) == sorted(
+        ["www.example.com", "mail.example.org", "cdn.example.net", "api.example.com", "ipv6.example.com"]
+    )
+    tls = [r for r in rows if r[fields["protocol"]] >= 0 and payload["protocols"][r[fields["protocol"]]][0] == "tls"]
+    assert tls and all(r[fields["server_name"]] >= 0 for r in tls)
+    unverified = [r for r in rows if payload["verdicts"][r[fields["verdict"]]] == "unverified"]
+    assert {r[fields["sport"]] for r in unverified} == {42000, 1023}
+    assert all(r[fields["protocol"]] == -1 and r[fields["server_name"]] == -1 for r in unverified)
+    assert payload["inspected"] is True
+
+    counts = {v: int(np.count_nonzero(analysis.labels.verdict == i)) for i, v in enumerate(VERDICTS)}
+    chart = html.unescape(html_report.verdict_chart(analysis))
+    for name, c in counts.items():
+        assert f"{name}: {c:,} flows" in chart
+    facts = re.search(r'<div class="ev">.*?</div>', html_report.render(analysis)).group(0)
+    assert re.findall(r'class="vd vd-(\w+)"[^>]*>([^<]*)<', facts) == [
+        ("mismatch", f"MISMATCH {counts['mismatch']}"),
+        ("unregistered", f"unregistered {counts['unregistered']}"),
+        ("consistent", f"consistent {counts['consistent']}"),
+        ("unverified", f"unverified {counts['unverified']}"),
+    ]
+    chart = html.unescape(html_report.protocol_chart(analysis, 10))
+    assert "SSH (ssh): 6 flows; mismatch 1, consistent 5" in chart
+    assert "BitTorrent (bittorrent): 6 flows; unregistered 6" in chart
+
+
+def test_not_inspected_says_so(analysis, browser, tmp_path):
+    """After ``--dissect none`` the report says payloads were not looked at, not that nothing was found."""
+    import dataclasses
+
+    from classifier.evidence.verdict import V_UNVERIFIED
+
+    labels = dataclasses.replace(
+        analysis.labels,
+        verdict=np.full(len(analysis.flows), V_UNVERIFIED, np.uint8),
+        protocol=np.zeros(len(analysis.flows), np.uint8),
+        evidence_side=np.full(len(analysis.flows), -1, np.int8),
+    )
+    a = dataclasses.replace(analysis, labels=labels, payload_inspected=False)
+    text = html_report.render(a)
+    assert text.count("Payload not inspected (--dissect none)") == 2
+    assert '<dt>Payload evidence</dt><dd class="none">not inspected (--dissect none)</dd>' in text
+    assert html_report.table_payload(a)["inspected"] is False
+    out = tmp_path / "none.html"
+    out.write_text(text, encoding="utf-8")
+    logs = _open(browser, out)
+    assert not [e for e in logs if e.get("level") == "SEVERE"], logs
+    _wait_matches(browser, len(a.flows))
+    assert {r["payload"] for r in _visible_rows(browser)} == {"not inspected"}
+    _set_filter(browser, "not inspected 42000", int(np.count_nonzero(a.flows.server_port == 42000)))
+
+
 def test_report_in_browser(browser, report, analysis):
     from selenium.webdriver.common.by import By
 
@@ -323,6 +450,22 @@ def test_report_in_browser(browser, report, analysis):
     )
     assert len(sizes) == 5
     assert all(w > 100 and h > 40 and n > 0 for w, h, n in sizes), sizes
+    evidence = browser.execute_script(
+        "return [...document.querySelectorAll('#pc-evidence svg.chart')].map(s => "
+        "[s.getBoundingClientRect().width, [...s.querySelectorAll('text.bl')].map(t => t.textContent)])"
+    )
+    assert [labels for _, labels in evidence] == [
+        ["mismatch", "unregistered", "consistent", "unverified"],
+        ["TLS", "DNS", "HTTP", "SSH", "BitTorrent"],
+    ]
+    assert all(w > 100 for w, _ in evidence)
+    values = browser.execute_script(
+        "return [...document.querySelector('#pc-evidence svg.chart').querySelectorAll('text.bv')]"
+        ".map(t => t.textContent)"
+    )
+    counts = [_int(v.split()[0]) for v in values]
+    verdict = analysis.labels.verdict
+    assert counts == [int(np.count_nonzero(verdict == v)) for v in (2, 3, 1, 0)]
 
     # flagged rows come first, worst first, in the initial order
     n = len(analysis.flows)
@@ -333,7 +476,19 @@ def test_report_in_browser(browser, report, analysis):
     assert len(rows) == min(100, n)
     flagged_now = [bool(r["flags"]) for r in rows]
     assert flagged_now == [True] * n_flagged + [False] * (len(rows) - n_flagged)
-    assert "unauthorized-use-known" in rows[0]["flags"]
+    # service mismatches first (severity 6): the payload says ssh where the registry says https
+    assert rows[0]["flags"] == "service-mismatch" and rows[1]["flags"] == "service-mismatch"
+    assert (rows[0]["service"], rows[0]["payload"], rows[0]["port"]) == ("https", "ssh MISMATCH", "443/tcp")
+    assert (rows[1]["service"], rows[1]["payload"], rows[1]["port"]) == ("mysql", "http MISMATCH", "3306/tcp")
+    assert "unauthorized-use-known" in rows[2]["flags"]
+    cell = browser.find_element(By.CSS_SELECTOR, "#pc-table tbody tr:first-child td.payload")
+    assert cell.get_attribute("title") == "port 443/tcp registered for https; payload is SSH"
+    badge = cell.find_element(By.CSS_SELECTOR, ".vd-mismatch")
+    assert badge.value_of_css_property("background-color") == "rgba(183, 28, 28, 1)"
+    payloads = {r["payload"] for r in rows}
+    assert {"tls consistent www.example.com", "http consistent", "bittorrent unregistered", "\u2014 unverified"} <= (
+        payloads
+    )
 
     # sorting by bytes: largest first, then smallest first, with the real values
     all_bytes = sorted((analysis.flows.bytes_c2s + analysis.flows.bytes_s2c).tolist())
@@ -352,8 +507,25 @@ def test_report_in_browser(browser, report, analysis):
     rows = _visible_rows(browser)
     assert rows and all(r["port"] == "42000/tcp" and r["server"] == "203.0.113.66" for r in rows)
     assert all(r["service"] == "\u2014" and r["status"] == "unassigned" for r in rows)
-    _set_filter(browser, "ssh", int(np.count_nonzero(ports == 22)))
-    assert {r["service"] for r in _visible_rows(browser)} == {"ssh"}
+    _set_filter(browser, "ssh", int(np.count_nonzero(ports == 22)) + 1)  # the ssh port, and ssh on 443
+    assert {(r["service"], r["payload"]) for r in _visible_rows(browser)} == {
+        ("https", "ssh MISMATCH"),
+        ("ssh", "ssh consistent"),
+    }
+    # the payload's protocol, the verdict and the TLS server name are filter words too
+    verdict = analysis.labels.verdict
+    _set_filter(browser, "mismatch", int(np.count_nonzero(verdict == 2)))
+    _set_filter(browser, "unregistered bittorrent", int(np.count_nonzero(verdict == 3)))
+    sni = analysis.flows.server_name
+    _set_filter(browser, "mail.example.org", int(np.count_nonzero(sni == b"mail.example.org")))
+    assert {r["payload"] for r in _visible_rows(browser)} == {"tls consistent mail.example.org"}
+    # sorting by payload: mismatches, then unregistered, consistent, unverified
+    browser.find_element(By.CSS_SELECTOR, 'th[data-col="payload"] button').click()
+    _set_filter(browser, "", n)
+    by_payload = [r["payload"].split()[1] for r in _visible_rows(browser)]
+    order = ["MISMATCH", "unregistered", "consistent", "unverified"]
+    assert by_payload == sorted(by_payload, key=order.index) and by_payload[:2] == ["MISMATCH"] * 2
+    browser.find_element(By.ID, "pc-reset").click()
     _set_filter(browser, "2606:4700 https", int(np.count_nonzero((ports == 443) & (analysis.flows.ip_version == 6))))
     _set_filter(browser, "", n)
 
@@ -451,9 +623,10 @@ def test_hostile_strings_are_escaped(browser, tmp_path):
     ]  # fmt: skip
     prov = Provenance(source=f"/tmp/{evil}.xml", sha256="f" * 64, format="xml", edition="2026-08-17")
     registry = compile_records(records, prov)
-    pk = _tcp(T0, "10.9.0.1", 50001, "192.0.2.80", 80, 4, 500) + _tcp(
-        T0 + 10**9, "10.9.0.1", 50002, "192.0.2.22", 22, 4, 90
-    )
+    # a TLS server name comes from packets: markup in it (at most SERVER_NAME_BYTES) stays text too
+    evil_sni = '<img src=x onerror="window.__pwned=5">'
+    pk = _tcp(T0, "10.9.0.1", 50001, "192.0.2.80", 80, 4, 500, c_sig="tls-client-hello", sni=evil_sni)
+    pk += _tcp(T0 + 10**9, "10.9.0.1", 50002, "192.0.2.22", 22, 4, 90)
     a = build_analysis(registry, pk)
     a.inputs = [f"captures/{evil}.pcap"]
     a.stats.files = [f"{evil}.pcap"]
@@ -479,8 +652,14 @@ def test_hostile_strings_are_escaped(browser, tmp_path):
     )
     banner = browser.find_element("id", "pc-notice").text
     assert evil in banner  # provenance shown literally
-    services = {r["service"] for r in _visible_rows(browser)}
+    rows = _visible_rows(browser)
+    services = {r["service"] for r in rows}
     assert services == {"web<b>x</b>", "</script><script>window.__pwned=3</script>"}
+    # TLS on a port registered for web<b>x</b> only: a mismatch, with the hostile name and SNI as text
+    assert rows[0]["payload"] == f"tls MISMATCH {evil_sni}"
+    cell = browser.find_element("css selector", "#pc-table tbody tr:first-child td.payload")
+    assert cell.get_attribute("title") == "port 80/tcp registered for web<b>x</b>; payload is TLS"
+    assert cell.find_element("css selector", ".sni").text == evil_sni
     titles = browser.execute_script(
         "return [...document.querySelectorAll('#pc-table tbody td')].map(td => td.title).filter(Boolean)"
     )
@@ -506,3 +685,12 @@ def test_cli_end_to_end(browser, tmp_path, xml_path):
     logs = _open(browser, out)
     assert not [e for e in logs if e.get("level") == "SEVERE"], logs
     assert int(browser.find_element("id", "pc-count").get_attribute("data-matches")) > 0
+    # the capture's three deliberate mismatches lead the table, most bytes first
+    rows = _visible_rows(browser)
+    assert [(r["port"], r["service"], r["payload"]) for r in rows[:3]] == [
+        ("3306/tcp", "mysql", "http MISMATCH"),
+        ("443/tcp", "https", "ssh MISMATCH"),
+        ("40000/udp", "safetynetp", "dns MISMATCH"),
+    ]
+    assert all(r["flags"] == "service-mismatch" for r in rows[:3])
+    assert "tls consistent example.com" in {r["payload"] for r in rows}

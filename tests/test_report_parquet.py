@@ -20,7 +20,29 @@ from classifier.pipeline import Analysis
 from classifier.report import machine, write
 from classifier.report.rows import nest
 from tests.conftest import run_cli
-from tests.synthetic import EXPECTED, HAVE_READER, ORDER, known_analysis, write_pcap
+from tests.synthetic import (
+    EVIDENCE,
+    EVIDENCE_FILE,
+    EVIDENCE_ORDER,
+    EXPECTED,
+    HAVE_READER,
+    ORDER,
+    evidence_analysis,
+    known_analysis,
+    write_pcap,
+)
+
+EVIDENCE_TYPES = {
+    "network.protocol": "string",
+    "portclass.verdict": "string",
+    "portclass.verdict_note": "string",
+    "portclass.evidence.signature": "string",
+    "portclass.evidence.direction": "string",
+    "portclass.evidence.file": "string",
+    "portclass.evidence.packet": "int64",
+    "tls.client.server_name": "string",
+}
+"""Arrow types of the payload-evidence columns."""
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -117,6 +139,99 @@ def test_reads_back_in_duckdb_equal_to_json(analysis, tmp_path):
     assert meta[b"portclass.notice"].decode() == analysis.registry.provenance.notice
 
 
+def test_evidence_columns_are_typed_even_without_evidence(analysis, reg, tmp_path):
+    """The same explicit schema whether no flow had payload evidence (all null) or some did."""
+    schemas = []
+    for a in (analysis, evidence_analysis(reg)):
+        path = tmp_path / f"{len(schemas)}.parquet"
+        write(a, "parquet", path)
+        schema = pq.read_schema(path)
+        assert {n: str(schema.field(n).type) for n in EVIDENCE_TYPES} == EVIDENCE_TYPES
+        schemas.append(schema.remove_metadata())
+    assert schemas[0].equals(schemas[1])
+    table = pq.read_table(tmp_path / "0.parquet")
+    assert table.column("portclass.verdict").to_pylist() == ["unverified"] * 6
+    assert table.column("portclass.evidence.packet").null_count == 6
+
+
+def test_tshark_columns_are_strings(reg, tmp_path):
+    """After ``--dissect tshark`` Wireshark's protocol and the agreement are string columns equal to the JSON."""
+    a = evidence_analysis(reg)
+    order = np.argsort(a.flows.first_ts_ns, kind="stable")
+    theirs = {"A": "http", "C": "dns", "F": "ssh", "G": "tls", "H": "ssh", "E": "tcp"}
+    ts = np.full(len(a.flows), None, dtype=object)
+    for name, i in zip(EVIDENCE_ORDER, order.tolist(), strict=True):
+        ts[i] = theirs.get(name)
+    a.labels.tshark_protocol = ts
+    path = tmp_path / "flows.parquet"
+    write(a, "parquet", path)
+    table = pq.read_table(path)
+    assert str(table.schema.field("portclass.tshark_protocol").type) == "string"
+    assert str(table.schema.field("portclass.tshark_agreement").type) == "string"
+    assert table.column("portclass.tshark_protocol").to_pylist() == [theirs.get(n) for n in EVIDENCE_ORDER]
+    agreement = dict(zip(EVIDENCE_ORDER, table.column("portclass.tshark_agreement").to_pylist(), strict=True))
+    assert (agreement["A"], agreement["H"], agreement["B"]) == ("agree", "agree", "unknown")
+    assert pandas_flows(path) == json_flows(a)
+
+
+def _evidence_expected(f: dict, name: str) -> None:
+    """A flow document (nested, as the JSON output) carries the evidence ``EVIDENCE[name]`` says."""
+    e = EVIDENCE[name]
+    assert f["destination"]["port"] == e["port"], name
+    assert f["network"]["protocol"] == e["protocol"], name
+    pc = f["portclass"]
+    assert (pc["verdict"], pc["verdict_note"]) == (e["verdict"], e["note"]), name
+    ev = pc["evidence"]
+    assert (ev["signature"], ev["direction"], ev["packet"]) == (e["signature"], e["direction"], e["packet"]), name
+    assert ev["file"] == (EVIDENCE_FILE if e["signature"] else None), name
+    assert f["tls"]["client"]["server_name"] == e["server_name"], name
+    assert ("service-mismatch" in pc["flags"]) == (e["verdict"] == "mismatch"), name
+
+
+def test_evidence_reads_back_in_pandas_equal_to_json(reg, tmp_path):
+    import pandas as pd
+
+    a = evidence_analysis(reg)
+    path = tmp_path / "flows.parquet"
+    write(a, "parquet", path)
+    flows = pandas_flows(path)
+    assert flows == json_flows(a)
+    assert len(flows) == len(EVIDENCE_ORDER)
+    for f, name in zip(flows, EVIDENCE_ORDER, strict=True):
+        _evidence_expected(f, name)
+    # nullable packet numbers stay integers with pandas' nullable dtypes
+    df = pd.read_parquet(path, dtype_backend="numpy_nullable")
+    assert str(df["portclass.evidence.packet"].dtype) == "Int64"
+    assert df["portclass.evidence.packet"].tolist() == [
+        EVIDENCE[n]["packet"] if EVIDENCE[n]["packet"] is not None else pd.NA for n in EVIDENCE_ORDER
+    ]
+    assert df.loc[df["portclass.verdict"] == "mismatch", ["destination.port", "network.protocol"]].values.tolist() == [
+        [443, "ssh"]
+    ]
+    assert df["tls.client.server_name"].dropna().tolist() == ["mail.example.org"]
+
+
+def test_evidence_reads_back_in_duckdb_equal_to_json(reg, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    a = evidence_analysis(reg)
+    path = tmp_path / "flows.parquet"
+    write(a, "parquet", path)
+    flows = duckdb_flows(path)
+    assert flows == json_flows(a)
+    for f, name in zip(flows, EVIDENCE_ORDER, strict=True):
+        _evidence_expected(f, name)
+    con = duckdb.connect()
+    types = dict((r[0], r[1]) for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall())
+    assert {n: types[n] for n in EVIDENCE_TYPES} == {
+        n: ("BIGINT" if t == "int64" else "VARCHAR") for n, t in EVIDENCE_TYPES.items()
+    }
+    q = f"""SELECT "portclass.verdict", count(*) FROM read_parquet('{path}') GROUP BY 1 ORDER BY 1"""
+    assert con.sql(q).fetchall() == [("consistent", 4), ("mismatch", 1), ("unregistered", 1), ("unverified", 2)]
+    q = f"""SELECT "destination.port", "portclass.service", "network.protocol", "portclass.evidence.packet"
+            FROM read_parquet('{path}') WHERE "portclass.verdict" = 'mismatch'"""
+    assert con.sql(q).fetchall() == [(443, "https", "ssh", 26)]
+
+
 def test_metadata_carries_warning_and_provenance(analysis, tmp_path):
     path = tmp_path / "flows.parquet"
     write(analysis, "parquet", path)
@@ -187,6 +302,7 @@ def test_empty_analysis(reg, tmp_path):
     table = pq.read_table(path)
     assert table.num_rows == 0
     assert table.schema.field("portclass.flags").type == pa.list_(pa.string())
+    assert {n: str(table.schema.field(n).type) for n in EVIDENCE_TYPES} == EVIDENCE_TYPES
     assert table.schema.metadata[b"portclass.notice"] == reg.provenance.notice.encode()
 
 

@@ -18,7 +18,17 @@ from classifier.registry.model import Provenance, Record
 from classifier.report import write, zeek
 from classifier.report.rows import flow_columns
 from tests.conftest import run_cli
-from tests.synthetic import EXPECTED, HAVE_READER, ORDER, T0, known_analysis, write_pcap
+from tests.synthetic import (
+    EVIDENCE,
+    EVIDENCE_ORDER,
+    EXPECTED,
+    HAVE_READER,
+    ORDER,
+    T0,
+    evidence_analysis,
+    known_analysis,
+    write_pcap,
+)
 
 # Zeek's conn.log columns (base/protocols/conn/main.zeek, Conn::Info; community_id from
 # policy/protocols/conn/community-id-logging.zeek), with the types its #types line shows.
@@ -161,8 +171,95 @@ def test_rows_read_back_with_known_values(analysis):
         # what portclass cannot know stays unset, never a made-up value
         for name in zeek.NEVER_SET:
             assert row[name] is None, name
+        # no payload evidence in these flows: Zeek's service stays unset, the verdict says why
+        assert row["service"] is None and row["portclass_protocol"] is None
+        assert row["portclass_verdict"] == "unverified" and row["portclass_server_name"] is None
     assert rows[0]["portclass_description"] == "World Wide Web HTTP"
     assert meta["portclass_unset"].startswith(",".join(zeek.NEVER_SET))
+
+
+def test_evidence_fills_service_and_verdict_fields(reg):
+    """Zeek's service is the protocol the payload showed (Zeek's analyzer names); the registry's name stays apart."""
+    a = evidence_analysis(reg)
+    text = zeek.render(a)
+    meta, rows = read_conn_log(text)
+    assert "service" not in meta["portclass_unset"].split(" ")[0].split(",")
+    types = dict(zip(meta["fields"].split("\t"), meta["types"].split("\t"), strict=True))
+    assert [types[f] for f in ("service", "portclass_verdict", "portclass_protocol", "portclass_server_name")] == [
+        "string"
+    ] * 4
+    assert meta["fields"].split("\t")[-3:] == ["portclass_verdict", "portclass_protocol", "portclass_server_name"]
+    assert len(rows) == len(EVIDENCE_ORDER)
+    for row, name in zip(rows, EVIDENCE_ORDER, strict=True):
+        e = EVIDENCE[name]
+        assert row["id.resp_p"] == e["port"], name
+        assert row["service"] == e["zeek_service"], name
+        assert row["portclass_verdict"] == e["verdict"], name
+        assert row["portclass_protocol"] == e["protocol"], name
+        assert row["portclass_server_name"] == e["server_name"], name
+    by_name = dict(zip(EVIDENCE_ORDER, rows, strict=True))
+    # SSH answering on 443/tcp: Zeek would say ssh, the registry says https, and the flag says so
+    h = by_name["H"]
+    assert (h["service"], h["portclass_service"], h["portclass_protocol"]) == ("ssh", "https", "ssh")
+    assert h["portclass_flags"] == ["service-mismatch"] and h["portclass_severity"] == 6
+    # TLS is Zeek's "ssl"; the client's server name is its own field
+    g = by_name["G"]
+    assert (g["service"], g["portclass_protocol"], g["portclass_service"]) == ("ssl", "tls", "imaps")
+    assert g["portclass_server_name"] == "mail.example.org"
+
+
+def test_evidence_read_back_by_zeek_libraries(reg, tmp_path):
+    """parsezeeklogs and zat read the new fields with the same values as the independent reader."""
+    a = evidence_analysis(reg)
+    path = tmp_path / "conn.log"
+    write(a, "zeek", path)
+    _, mine = read_conn_log(path.read_text())
+    parsezeeklogs = pytest.importorskip("parsezeeklogs")
+    with parsezeeklogs.ZeekLog(path) as log:
+        theirs = list(log)
+        assert log.skipped == 0
+        assert log.types["portclass_verdict"] == "string" and log.types["service"] == "string"
+    assert [r["service"] for r in theirs] == [EVIDENCE[n]["zeek_service"] for n in EVIDENCE_ORDER]
+    assert [r["portclass_verdict"] for r in theirs] == [EVIDENCE[n]["verdict"] for n in EVIDENCE_ORDER]
+    for m, t in zip(mine, theirs, strict=True):
+        for key in ("service", "portclass_verdict", "portclass_protocol", "portclass_server_name"):
+            assert t[key] == m[key], key
+    pytest.importorskip("zat")
+    from zat.log_to_dataframe import LogToDataFrame
+    from zat.zeek_log_reader import ZeekLogReader
+
+    rows = list(ZeekLogReader(str(path)).readrows())
+    assert [r["service"] for r in rows] == [EVIDENCE[n]["zeek_service"] or "-" for n in EVIDENCE_ORDER]
+    assert [r["portclass_server_name"] for r in rows] == [EVIDENCE[n]["server_name"] or "-" for n in EVIDENCE_ORDER]
+    df = LogToDataFrame().create_dataframe(str(path), ts_index=False)
+    assert df["portclass_verdict"].astype(str).tolist() == [EVIDENCE[n]["verdict"] for n in EVIDENCE_ORDER]
+    assert df.loc[df["portclass_verdict"] == "mismatch", ["id.resp_p", "service"]].values.tolist() == [[443, "ssh"]]
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (b"tab\there#,x", "tab\there#,x"),
+        (b"-", "-"),
+        (b"(empty)", "(empty)"),
+        (b"line\nbreak\\", "line\nbreak\\"),
+        (b"bad\xffutf8", "bad\ufffdutf8"),
+    ],
+)
+def test_hostile_server_names_are_escaped(reg, tmp_path, raw, text):
+    """A TLS server name comes from packets: whatever its bytes, it reads back as one value of one line."""
+    a = evidence_analysis(reg)
+    i = int(np.flatnonzero(a.flows.server_name != b"")[0])
+    a.flows.server_name[i] = raw
+    path = tmp_path / "conn.log"
+    write(a, "zeek", path)
+    body = path.read_text()
+    assert body.count("\n") == len(body.rstrip("\n").split("\n"))
+    _, rows = read_conn_log(body)
+    assert [r["portclass_server_name"] for r in rows if r["portclass_server_name"]] == [text]
+    parsezeeklogs = pytest.importorskip("parsezeeklogs")
+    theirs = [r["portclass_server_name"] for r in parsezeeklogs.read_zeek(path)]
+    assert [x for x in theirs if x] == [text]
 
 
 def test_uids_are_zeek_shaped_unique_and_stable(analysis, reg):

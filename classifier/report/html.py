@@ -2,16 +2,19 @@
 
 Layout, top to bottom: the IANA registry's warning as a banner, portclass's note that labels are
 port-based and the registry's provenance; capture totals; charts (services by bytes and by flows,
-server-port status and flags, flows over time by severity, top talkers); then every flow in a
-sortable, filterable, paginated table, flagged flows first (``worst_first``).
+server-port status and flags, flows over time by severity, top talkers); the payload evidence
+(flows per verdict, protocols seen in payloads by verdict); then every flow in a sortable,
+filterable, paginated table, flagged flows first (``worst_first``: service mismatches lead), with
+the protocol each flow's payload shows, its verdict and the TLS server name where one was sent.
 
 Charts are inline SVG built here in Python rather than a JavaScript charting library: they are
 plain bars and columns, so SVG keeps a typical report at 40-100 kB (plotly's inlined bundle alone
 is about 3.5 MB), renders without JavaScript, prints, and adds no dependency. The flow table is the
 only scripted part: its rows travel as compact JSON (indexes into string tables) in a
 ``<script type="application/json">`` block and are drawn with ``textContent``, so nothing from
-traffic or the registry is ever parsed as HTML. Every string in the markup is escaped, and a
-Content-Security-Policy admits only the report's own script (by hash) and no network at all.
+traffic (TLS server names come straight from packets) or the registry is ever parsed as HTML.
+Every string in the markup is escaped, and a Content-Security-Policy admits only the report's own
+script (by hash) and no network at all.
 
 At most ``max_rows`` flows (worst first) are embedded, with a visible note when more exist; totals
 and charts always cover every flow.
@@ -36,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..evidence.table import PROTOCOLS
+from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note
 from ..flows import SERVER_RULES
 from ..label import FLAG_NAMES, SEVERITY
 from ..pipeline import Analysis, worst_first
@@ -67,6 +72,22 @@ _SEV_GROUPS: tuple[tuple[str, int, int, str], ...] = (
     ("not flagged", 0, 0, "#cfd8dc"),
 )
 """Severity bands of the time chart: label, lowest and highest severity, colour."""
+VERDICT_COLORS: dict[str, str] = {
+    "mismatch": "#b71c1c",
+    "unregistered": "#d68a00",
+    "consistent": "#2e7d32",
+    "unverified": "#b0bec5",
+}
+"""Colour of each payload-evidence verdict in charts."""
+VERDICT_HELP: dict[str, str] = {
+    "mismatch": "the payload is a protocol that no name registered on the server port carries",
+    "unregistered": "the payload was recognised, but the server port has no registered name",
+    "consistent": "the payload is a protocol that a name registered on the server port carries",
+    "unverified": "no payload, or nothing in it recognised",
+}
+"""What each verdict means (chart tooltips and the legend under the verdict chart)."""
+_VERDICT_ORDER = (V_MISMATCH, V_UNREGISTERED, V_CONSISTENT, V_UNVERIFIED)
+"""Verdict codes, worst first (charts, the payload column's sort order)."""
 _PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
 _FLAG_SEVERITY = {name: SEVERITY[bit] for bit, name in FLAG_NAMES.items()}
 
@@ -304,6 +325,62 @@ def talkers_chart(a: Analysis, bars: int) -> str:
     return hbar_chart(items, "Top talkers by bytes")
 
 
+def payload_inspected(a: Analysis) -> bool:
+    """Whether the run looked at payloads (False after ``--dissect none``; a filter keeps the run's setting)."""
+    whole = getattr(a, "whole", None) or a
+    return bool(getattr(whole, "payload_inspected", True))
+
+
+def verdict_chart(a: Analysis) -> str:
+    """SVG bars: flows per payload-evidence verdict, worst first."""
+    if not payload_inspected(a):
+        return _empty_chart("Payload not inspected (--dissect none)")
+    n = len(a.flows)
+    if not n:
+        return _empty_chart()
+    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
+    items = []
+    for code in _VERDICT_ORDER:
+        name, c = VERDICTS[code], int(counts[code])
+        items.append(
+            (
+                name,
+                [(float(c), VERDICT_COLORS[name])],
+                f"{c:,} ({100 * c / n:.0f}%)",
+                f"{name}: {c:,} flows ({VERDICT_HELP[name]})",
+            )
+        )
+    return hbar_chart(items, "Flows per payload-evidence verdict")
+
+
+def protocol_chart(a: Analysis, bars: int) -> str:
+    """SVG bars: protocols seen in payloads by flows, each bar split by verdict (mismatches first)."""
+    if not payload_inspected(a):
+        return _empty_chart("Payload not inspected (--dissect none)")
+    lab = a.labels
+    seen = lab.protocol > 0
+    if not seen.any():
+        return _empty_chart("No protocol recognised in any payload")
+    per = np.zeros((len(PROTOCOLS) + 1, len(VERDICTS)), dtype=np.int64)
+    np.add.at(per, (lab.protocol[seen].astype(np.int64), lab.verdict[seen].astype(np.int64)), 1)
+    totals_ = per.sum(axis=1)
+    codes = [int(c) for c in np.lexsort((np.arange(len(totals_)), -per[:, V_MISMATCH], -totals_)) if totals_[c]]
+    items = []
+    for code in codes[:bars]:
+        proto = PROTOCOLS[code - 1]
+        parts = [(VERDICTS[v], int(per[code, v])) for v in _VERDICT_ORDER if per[code, v]]
+        tip = f"{proto.display} ({proto.name}): {int(totals_[code]):,} flows; " + ", ".join(
+            f"{name} {c:,}" for name, c in parts
+        )
+        segs = [(float(c), VERDICT_COLORS[name]) for name, c in parts]
+        items.append((proto.display, segs, f"{int(totals_[code]):,}", tip))
+    rest = codes[bars:]
+    if rest:
+        v = int(totals_[rest].sum())
+        items.append((f"other ({len(rest)})", [(float(v), _OTHER_COLOR)], f"{v:,}", f"{len(rest)} other protocols"))
+    return hbar_chart(items, "Protocols seen in payloads, by verdict")
+
+
 def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
     """SVG columns: flows started per time bin, stacked by severity band (flagged at the bottom)."""
     fl, lab = a.flows, a.labels
@@ -373,8 +450,10 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
 
     Row layout (``ROW_FIELDS``): severity, client host, client port, server host, server port,
     transport, service (-1 none), status, flag set, packets, bytes, first seen (microseconds after
-    ``base_ms``), server rule, IPv6 (0/1). Hosts are numbered in address order and services in name
-    order, so sorting by index sorts by value.
+    ``base_ms``), server rule, IPv6 (0/1), observed protocol (index into ``protocols``, -1 none),
+    verdict (index into ``verdicts``), TLS server name (index into ``server_names``, -1 none) and
+    verdict note (index into ``notes``, -1 none). Hosts are numbered in address order and services in
+    name order, so sorting by index sorts by value.
     """
     fl, lab, reg = a.flows, a.labels, a.registry
     n = len(fl)
@@ -413,6 +492,8 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     utk, tinv = np.unique(tkey, return_inverse=True)
     transports = [_transport_name(int(u) // 256 if u >= 0 else -1, int(u) % 256) for u in utk.tolist()]
     off_us = (fl.first_ts_ns[sel].astype(np.int64) - base_ms * 1_000_000) // 1000
+    sni_idx, server_names = _server_names(fl.server_name[sel])
+    note_idx, notes = _notes(a, sel)
     cols = [
         lab.severity[sel].astype(np.int64),
         hinv[:k],
@@ -428,6 +509,10 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         off_us,
         fl.server_rule[sel].astype(np.int64),
         (fl.ip_version[sel] == 6).astype(np.int64),
+        lab.protocol[sel].astype(np.int64) - 1,
+        lab.verdict[sel].astype(np.int64),
+        sni_idx,
+        note_idx,
     ]
     rows = np.stack(cols, 1).tolist() if k else []
     return {
@@ -443,13 +528,54 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         "flag_severity": _FLAG_SEVERITY,
         "transports": transports,
         "rules": list(SERVER_RULES),
+        "inspected": payload_inspected(a),
+        "protocols": [[p.name, p.display] for p in PROTOCOLS],
+        "verdicts": list(VERDICTS),
+        "verdict_rank": [_VERDICT_ORDER.index(v) for v in range(len(VERDICTS))],
+        "server_names": server_names,
+        "notes": notes,
         "rows": rows,
     }
 
 
 ROW_FIELDS = ("sev", "client", "cport", "server", "sport", "transport", "service", "status", "flags",
-              "packets", "bytes", "first_us", "rule", "v6")  # fmt: skip
+              "packets", "bytes", "first_us", "rule", "v6", "protocol", "verdict", "server_name",
+              "note")  # fmt: skip
 """Field order of each row in ``table_payload``."""
+
+
+def _server_names(names: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """TLS server names (fixed-width bytes, ``b""`` none) as indexes into a table of distinct texts.
+
+    The bytes come from packets: they are decoded leniently (invalid UTF-8 becomes U+FFFD) and only
+    ever reach the page as JSON drawn with ``textContent``.
+    """
+    idx = np.full(len(names), -1, dtype=np.int64)
+    has = names != b""
+    if not has.any():
+        return idx, []
+    uniq, inv = np.unique(names[has], return_inverse=True)
+    idx[has] = inv.reshape(-1)
+    return idx, [bytes(u).decode("utf-8", errors="replace") for u in uniq.tolist()]
+
+
+def _notes(a: Analysis, sel: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """For mismatched and unregistered flows: both sides in one line (``verdict.note``), as table indexes."""
+    fl, lab = a.flows, a.labels
+    idx = np.full(len(sel), -1, dtype=np.int64)
+    v = lab.verdict[sel]
+    rows = np.flatnonzero((v == V_MISMATCH) | (v == V_UNREGISTERED))
+    texts: list[str] = []
+    seen: dict[tuple[int, int, int, int], int] = {}
+    for k in rows.tolist():
+        i = int(sel[k])
+        key = (int(lab.transport[i]), int(fl.server_port[i]), int(lab.protocol[i]), int(lab.verdict[i]))
+        if key not in seen:
+            text = note(a.registry, key[3], key[2], key[0], key[1], int(fl.proto[i]))
+            seen[key] = len(texts)
+            texts.append(text or "")
+        idx[k] = seen[key]
+    return idx, texts
 
 
 # --------------------------------------------------------------------------- page
@@ -500,6 +626,7 @@ def _totals_html(a: Analysis, t: Totals) -> str:
     facts.append(("Warnings", f"{len(t.warnings):,}", bool(t.warnings)))
     facts.append(("Idle timeout", "off" if not t.idle_timeout_s else f"{t.idle_timeout_s:g} s", False))
     out.append('<dl class="facts">')
+    out.append(_verdict_fact(a))
     for k, v, bad in facts:
         out.append(f"<div{' class=bad' if bad else ''}><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>")
     out.append("</dl>")
@@ -522,11 +649,36 @@ def _totals_html(a: Analysis, t: Totals) -> str:
     return "".join(out)
 
 
+def _verdict_fact(a: Analysis) -> str:
+    """Flows per verdict, worst first, as verdict badges (the first of the capture facts)."""
+    if not payload_inspected(a):
+        return '<div class="ev"><dt>Payload evidence</dt><dd class="none">not inspected (--dissect none)</dd></div>'
+    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
+    badges = " ".join(
+        f'<span class="vd vd-{VERDICTS[v] if counts[v] else "zero"}" title="{_esc(VERDICT_HELP[VERDICTS[v]])}">'
+        f"{_esc(VERDICTS[v].upper() if v == V_MISMATCH and counts[v] else VERDICTS[v])} {int(counts[v]):,}</span>"
+        for v in _VERDICT_ORDER
+    )
+    return f'<div class="ev"><dt>Payload evidence</dt><dd>{badges}</dd></div>'
+
+
+def _verdict_help() -> str:
+    """What each verdict means, worst first, as a definition list under the verdict chart."""
+    items = "".join(
+        f'<div><dt><svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" rx="2" '
+        f'fill="{VERDICT_COLORS[VERDICTS[v]]}"/></svg>{_esc(VERDICTS[v])}</dt><dd>{_esc(VERDICT_HELP[VERDICTS[v]])}</dd>'
+        f"</div>"
+        for v in _VERDICT_ORDER
+    )
+    return f'<dl class="defs">{items}</dl>'
+
+
 _COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("client", "Client", False),
     ("server", "Server", False),
     ("port", "Port", True),
-    ("service", "Service (registry)", False),
+    ("service", "Registry", False),
+    ("payload", "Payload", False),
     ("status", "Status", False),
     ("flags", "Flags", False),
     ("packets", "Packets", True),
@@ -535,6 +687,11 @@ _COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("rule", "Server by", False),
 )
 """Flow table columns: id (``data-col``), header, numeric (right-aligned)."""
+_COLUMN_TIPS = {
+    "service": "the service the IANA registry assigns to the server port (a claim, not an observation)",
+    "payload": "the protocol the flow's first payload bytes show, its verdict against the registry, "
+    "and the TLS server name the client sent",
+}
 
 
 def render(
@@ -582,8 +739,9 @@ def render(
             f"<code>--format jsonl</code> or <code>--format csv</code>.</p>"
         )
     heads = "".join(
-        f'<th data-col="{cid}" class="{"num" if num else ""}" aria-sort="none"><button type="button">{_esc(label)}'
-        f'<span class="arrow" aria-hidden="true"></span></button></th>'
+        f'<th data-col="{cid}" class="{"num" if num else ""}" aria-sort="none"'
+        + (f' title="{_esc(_COLUMN_TIPS[cid])}"' if cid in _COLUMN_TIPS else "")
+        + f'><button type="button">{_esc(label)}<span class="arrow" aria-hidden="true"></span></button></th>'
         for cid, label, num in _COLUMNS
     )
     fields = {
@@ -607,6 +765,10 @@ def render(
         "status_chart": status_chart(t, a),
         "talkers": talkers_chart(a, chart_bars),
         "talkers_legend": _legend([("as client", "#3572b0"), ("as server", "#26a69a")]),
+        "verdict_chart": verdict_chart(a),
+        "verdict_help": _verdict_help(),
+        "protocol_chart": protocol_chart(a, chart_bars),
+        "verdict_legend": _legend([(VERDICTS[v], VERDICT_COLORS[VERDICTS[v]]) for v in _VERDICT_ORDER[:3]]),
         "cap_note": cap_note,
         "table_head": heads,
         "data": _json_for_script(payload),

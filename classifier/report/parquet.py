@@ -10,9 +10,15 @@ The on-disk layout is the same either way (Parquet stores each leaf as its own c
 Types: times are ``timestamp[us, UTC]`` (the JSON output's ISO strings have microseconds too; Spark
 and older readers reject nanosecond timestamps), ``event.duration`` int64 nanoseconds (as ECS and the
 JSON), ports int32, counters int64,
-``portclass.severity`` int8, flags and aliases ``list<string>``. Constant ECS fields of the JSON
-documents (``event.kind`` ...) and ``portclass.label_basis`` are columns too, so every field of the
-JSON output is here.
+``portclass.severity`` int8, flags and aliases ``list<string>``. The payload evidence columns are
+typed explicitly too, so a file where no flow had evidence has the same schema as one where all
+did: ``network.protocol``, ``portclass.verdict``, ``portclass.verdict_note``,
+``portclass.evidence.signature``, ``portclass.evidence.direction``, ``portclass.evidence.file`` (the
+capture file's path, as the JSON) and ``tls.client.server_name`` are strings, null where the JSON
+has null; ``portclass.evidence.packet`` (the packet's number in that file, from 1) is a nullable
+int64; after ``--dissect tshark``, ``portclass.tshark_protocol`` and ``portclass.tshark_agreement``
+are strings. Constant ECS fields of the JSON documents (``event.kind`` ...) and
+``portclass.label_basis`` are columns too, so every field of the JSON output is here.
 
 The registry's warning travels in the file's key/value metadata (``portclass.notice``, with the
 provenance, source files, totals and any filter), readable with ``pyarrow.parquet.read_schema(path)
@@ -85,6 +91,17 @@ def _types() -> dict[str, Any]:
         "portclass.severity": pa.int8(),
         "portclass.server_rule": pa.string(),
         "portclass.label_basis": pa.string(),
+        # payload evidence (classifier.evidence.verdict.flow_evidence_columns)
+        "network.protocol": pa.string(),
+        "portclass.verdict": pa.string(),
+        "portclass.verdict_note": pa.string(),
+        "portclass.evidence.signature": pa.string(),
+        "portclass.evidence.direction": pa.string(),
+        "portclass.evidence.file": pa.string(),
+        "portclass.evidence.packet": pa.int64(),
+        "tls.client.server_name": pa.string(),
+        "portclass.tshark_protocol": pa.string(),
+        "portclass.tshark_agreement": pa.string(),
     }
 
 

@@ -14,8 +14,12 @@ uid                 ``C`` + 17 base62 characters hashed from the flow key and it
 id.orig_*           portclass's client (``id.resp_*``: its server, see ``portclass_server_rule``)
 proto               tcp, udp; ``unknown_transport`` for SCTP and DCCP (Zeek's enum has neither;
                     ``ip_proto`` says which)
-service             **unset**: Zeek logs protocols its analyzers *confirmed*; portclass confirms
-                    nothing (its port-based label is ``portclass_service``)
+service             the protocol portclass's payload evidence saw (``network.protocol``), in
+                    Zeek's analyzer names (``ZEEK_SERVICE``: ``ssl`` for TLS); unset where nothing
+                    was recognised or payloads were not inspected. Zeek's ``service`` is what its
+                    dynamic protocol detection confirmed in the traffic, never the port's
+                    registered name (that is ``portclass_service``), so the two can differ: SSH
+                    on 443/tcp is ``service`` ssh, ``portclass_service`` https
 duration            first to last packet when > 0, else unset (as Zeek); Zeek stops at the last
                     productive TCP packet, so portclass's can be a little longer
 orig_bytes,         **unset**: Zeek's are payload bytes (from TCP sequence numbers); portclass
@@ -38,8 +42,11 @@ community_id        Community ID v1, seed 0 (as Zeek's community-id policy scrip
 
 Extra fields: ``portclass_service`` (primary registry name of the server port), ``portclass_aliases``,
 ``portclass_description``, ``portclass_status``, ``portclass_flags`` (a set), ``portclass_severity``,
-``portclass_server_rule``, ``portclass_transport``, ``portclass_orig_wire_bytes`` and
-``portclass_resp_wire_bytes``.
+``portclass_server_rule``, ``portclass_transport``, ``portclass_orig_wire_bytes``,
+``portclass_resp_wire_bytes``, and from the payload evidence ``portclass_verdict`` (consistent,
+mismatch, unregistered, unverified), ``portclass_protocol`` (portclass's own protocol name, as the
+JSON output's ``network.protocol``) and ``portclass_server_name`` (the TLS server name the client
+sent, as ``tls.client.server_name``; escaped like every value, it comes from packets).
 
 Values are escaped as Zeek does (``\\xHH`` for backslash, control characters, the separator, a set
 element's set separator, and the first character of a value equal to ``-`` or ``(empty)``), and
@@ -100,11 +107,13 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("portclass_transport", "string"),
     ("portclass_orig_wire_bytes", "count"),
     ("portclass_resp_wire_bytes", "count"),
+    ("portclass_verdict", "string"),
+    ("portclass_protocol", "string"),
+    ("portclass_server_name", "string"),
 )
 """(name, Zeek type) of every column, in order: Zeek's conn.log fields, then portclass's."""
 
 NEVER_SET: tuple[str, ...] = (
-    "service",
     "orig_bytes",
     "resp_bytes",
     "local_orig",
@@ -116,6 +125,35 @@ NEVER_SET: tuple[str, ...] = (
     "tunnel_parents",
 )
 """conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
+
+ZEEK_SERVICE: dict[str, str] = {
+    "tls": "ssl",
+    "http": "http",
+    "ssh": "ssh",
+    "dns": "dns",
+    "smtp": "smtp",
+    "ftp": "ftp",
+    "pop3": "pop3",
+    "imap": "imap",
+    "quic": "quic",
+    "smb": "smb",
+    "rdp": "rdp",
+    "mqtt": "mqtt",
+    "modbus": "modbus",
+    "ntp": "ntp",
+    "snmp": "snmp",
+    "sip": "sip",
+    "bittorrent": "bittorrent",
+    "ssdp": "ssdp",
+    "netbios": "netbios",
+}
+"""portclass protocol (``network.protocol``) -> conn.log ``service`` value.
+
+Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``:
+SSL, HTTP, SSH, DNS, SMTP, FTP, POP3, IMAP, QUIC, SMB, RDP, MQTT, MODBUS, NTP, SNMP, SIP,
+BITTORRENT), so TLS is ``ssl``. Zeek has no analyzer named for SSDP, and splits NetBIOS (its
+session analyzer is ``netbiosssn``; name service goes to ``dns``): those two keep portclass's name.
+"""
 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -271,6 +309,10 @@ def render(a: Analysis) -> str:
         "portclass_transport": _strings(ecs["network.transport"]),
         "portclass_orig_wire_bytes": counts(fl.bytes_c2s[order]),
         "portclass_resp_wire_bytes": counts(fl.bytes_s2c[order]),
+        "service": _strings(None if p is None else ZEEK_SERVICE.get(p, p) for p in ecs["network.protocol"]),
+        "portclass_verdict": _strings(ecs["portclass.verdict"]),
+        "portclass_protocol": _strings(ecs["network.protocol"]),
+        "portclass_server_name": _strings(ecs["tls.client.server_name"]),
     }
     for name in NEVER_SET:
         cols[name] = unset

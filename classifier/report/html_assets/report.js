@@ -7,6 +7,7 @@
   var rows = D.rows;
   var N = rows.length;
   var SEV = 0, CH = 1, CP = 2, SH = 3, SP = 4, TR = 5, SV = 6, ST = 7, FL = 8, PK = 9, BY = 10, TS = 11, RU = 12, V6 = 13;
+  var PR = 14, VD = 15, SN = 16, NT = 17;
   var nf = new Intl.NumberFormat("en-US");
 
   var table = document.getElementById("pc-table");
@@ -48,6 +49,9 @@
     return String(n);
   }
   function serviceName(r) { return r[SV] >= 0 ? D.services[r[SV]] : ""; }
+  function protocolName(r) { return r[PR] >= 0 ? D.protocols[r[PR]][0] : ""; }
+  function verdictName(r) { return D.inspected ? D.verdicts[r[VD]] : "not inspected"; }
+  function serverName(r) { return r[SN] >= 0 ? D.server_names[r[SN]] : ""; }
 
   /* Column id -> sort key, first direction (-1: largest first) and searchable text. */
   var COLS = {
@@ -55,6 +59,7 @@
     server: { dir: 1, key: function (r) { return r[SH] * 65536 + r[SP]; } },
     port: { dir: 1, key: function (r) { return r[SP] * 64 + r[TR]; } },
     service: { dir: 1, key: function (r) { return r[SV] < 0 ? 1e9 : r[SV]; } },
+    payload: { dir: 1, key: function (r) { return D.verdict_rank[r[VD]] * 256 + (r[PR] < 0 ? 255 : r[PR]); } },
     status: { dir: 1, key: function (r) { return statusRank[r[ST]]; } },
     flags: { dir: -1, key: function (r) { return r[SEV] * 4096 + r[FL]; } },
     packets: { dir: -1, key: function (r) { return r[PK]; } },
@@ -68,7 +73,7 @@
     var r = rows[i];
     return [
       endpoint(r[CH], r[CP], r[V6]), D.hosts[r[SH]], r[SP] + "/" + D.transports[r[TR]], serviceName(r),
-      D.statuses[r[ST]], D.flag_sets[r[FL]].join(" "), nf.format(r[PK]), nf.format(r[BY]), when(r[TS]),
+      protocolName(r), r[PR] >= 0 ? D.protocols[r[PR]][1] : "", verdictName(r), serverName(r), D.statuses[r[ST]], D.flag_sets[r[FL]].join(" "), nf.format(r[PK]), nf.format(r[BY]), when(r[TS]),
       D.rules[r[RU]]
     ].join(" \u0000 ").toLowerCase();
   }
@@ -115,6 +120,40 @@
     return el;
   }
 
+  function span(text, cls) {
+    var el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return el;
+  }
+
+  /* Observed protocol (ECS name, as network.protocol), the verdict, and the TLS server name (from
+     packets: hostile input, text only). */
+  function payloadCell(r) {
+    var el = document.createElement("td");
+    el.className = "payload";
+    if (!D.inspected) {
+      el.appendChild(span("not inspected", "none"));
+      el.title = "payload not inspected (--dissect none): the label rests on the port number only";
+      return el;
+    }
+    var proto = protocolName(r);
+    var v = D.verdicts[r[VD]];
+    el.appendChild(span(proto || "\u2014", proto ? "proto" : "proto none"));
+    el.appendChild(document.createTextNode(" "));
+    el.appendChild(span(v === "mismatch" ? "MISMATCH" : v, "vd vd-" + v));
+    var sni = serverName(r);
+    if (sni) {
+      var s = span(sni, "sni");
+      s.title = "TLS server name (SNI): " + sni;
+      el.appendChild(document.createTextNode(" "));
+      el.appendChild(s);
+    }
+    var tip = r[NT] >= 0 ? D.notes[r[NT]] : proto ? D.protocols[r[PR]][1] + ": " + v : "nothing recognised: " + v;
+    el.title = tip;
+    return el;
+  }
+
   function rowEl(i) {
     var r = rows[i];
     var tr = document.createElement("tr");
@@ -126,6 +165,7 @@
     var svc = td(serviceName(r) || "\u2014", r[SV] >= 0 ? "svc" : "svc none");
     if (r[SV] >= 0 && D.descs[r[SV]]) svc.title = D.descs[r[SV]];
     tr.appendChild(svc);
+    tr.appendChild(payloadCell(r));
     var st = document.createElement("td");
     var pill = document.createElement("span");
     pill.className = "st st-" + D.statuses[r[ST]];
