@@ -43,15 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--registry", metavar="FILE", help="registry file to use (default: $PORTCLASS_REGISTRY, imported, system)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .commands import analyze as analyze_cmd
+    from .commands import live as live_cmd
     from .commands import registry as reg_cmd
 
-    try:
-        from .commands import analyze as analyze_cmd
-
-        analyze_cmd.add_parser(sub)
-    except ImportError:  # pragma: no cover - during bootstrap
-        pass
+    analyze_cmd.add_parser(sub)
     reg_cmd.add_parser(sub)
+    live_cmd.add_parser(sub)
     return parser
 
 
@@ -74,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands import registry as reg_cmd
 
             return reg_cmd.run(args)
+        if args.command == "live":
+            from .commands import live as live_cmd
+
+            return live_cmd.run(args)
         from .commands import analyze as analyze_cmd
 
         return analyze_cmd.run(args)

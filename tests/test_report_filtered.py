@@ -34,3 +34,21 @@ def test_csv_and_terminal_state_the_filter():
     term = _run("--port", "22").stdout
     assert "Shown below: filter --port 22: kept 1 of 19 flows (0 flagged)" in term
     assert "19 (tcp 12, udp 6, sctp 1)" in term  # the capture's totals are not narrowed
+
+
+def test_output_to_dev_null_keeps_the_device(tmp_path):
+    """`-o /dev/null` writes into the device; a rename would replace it (as root) with a file."""
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    from classifier.registry.cache import atomic_write
+
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    atomic_write(fifo, b"through the pipe")
+    assert os.read(reader, 100) == b"through the pipe"
+    os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    _run("--format", "jsonl", "-o", "/dev/null")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -39,8 +40,21 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, data: bytes | list[bytes]) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
+    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
+    to directly: renaming over a device node would replace the device itself.
+    """
     path = Path(path)
+    try:
+        special = path.exists() and not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        special = False
+    if special:
+        with open(path, "wb") as fh:
+            for part in data if isinstance(data, list) else [data]:
+                fh.write(part)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

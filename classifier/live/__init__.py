@@ -1,0 +1,32 @@
+"""Live capture: packets from network interfaces, labelled as they arrive (``portclass live``).
+
+The same vectorized stages as for files: a backend (``backends``: dumpcap, scapy, pyshark)
+hands over raw packets, ``stream`` turns them into ``PacketBatch`` columns with the capture
+decoder, ``engine.LiveSession`` keeps a running ``FlowAggregator`` and labels a finalized copy
+of the flows at every refresh (``view`` draws them), and at the end every open flow is
+finalized and written with the normal report writers (``output`` adds what only a live
+capture has).
+
+>>> from classifier.live import LiveOptions, capture  # doctest: +SKIP
+>>> result = capture(LiveOptions(["lo"], bpf="tcp port 8080", duration=5), load_registry())  # doctest: +SKIP
+>>> result.meta()["dropped"], len(result.analysis.flows)  # doctest: +SKIP
+(0, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BACKENDS = ("dumpcap", "scapy", "pyshark")
+"""Capture backends, in the order of preference for the default (dumpcap, else scapy)."""
+
+__all__ = ["BACKENDS", "LiveOptions", "LiveResult", "LiveSession", "capture"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the engine only when used (the CLI's parser needs ``BACKENDS`` alone)."""
+    if name in ("LiveOptions", "LiveResult", "LiveSession", "capture"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(name)
