@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,16 +65,24 @@ def slice_pcap(src: Path, dst: Path, packets: int) -> Path:
 
 
 def run_once(argv: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB and stdout's last line of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"{argv[0]} failed with status {status}")
-    last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
-    return wall, usage.ru_maxrss, last[0][:100]
+    """Wall seconds, peak RSS in KiB and stdout's last line of one run.
+
+    Peak memory comes from GNU time (a small C process that forks the tool), because Linux reports a
+    child's ru_maxrss as at least its parent's size at fork: measured from this Python process, every
+    tool would inherit its ~100 MiB floor.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        full = [gnu_time, "-f", "%M", "-o", tf.name, *argv] if Path(gnu_time).exists() else argv
+        t0 = time.perf_counter()
+        proc = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"{argv[0]} failed with status {proc.returncode}")
+        text = tf.read().strip().splitlines()
+    peak = int(text[-1]) if text and text[-1].isdigit() else 0
+    last = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    return wall, peak, last[0][:100]
 
 
 def main() -> None:
