@@ -6,6 +6,7 @@ tested, timed and later parallelised on its own.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import numpy as np
 
 from .capture.columns import CaptureStats
 from .errors import CaptureError
-from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, orient
+from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, finalize, orient
 from .label import Labels, label_ports
 from .registry.compile import CompiledRegistry
 
@@ -53,6 +54,7 @@ def analyze(
     *,
     evidence: bool = True,
     tshark: bool = False,
+    jobs: int | None = None,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
@@ -60,6 +62,8 @@ def analyze(
     ``evidence`` looks at each flow's first payload bytes and gives it a verdict against the
     registry (``classifier.evidence``; flag ``service-mismatch``); ``tshark`` also asks
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
+    ``jobs`` (None: auto) > 1 reads a single large plain capture file with two processes
+    (``classifier.capture.parallel``; same result as reading it sequentially).
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
@@ -76,17 +80,26 @@ def analyze(
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
-    try:
-        for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
-            agg.add(batch, scan(batch) if scan is not None else None)
-            if progress is not None:
-                progress(int(batch.stats.bytes))
-    except KeyboardInterrupt:
-        interrupted = True  # report what was read so far
+    plan = _parallel_plan(paths, jobs)
+    if plan is not None:
+        from .capture.parallel import read_flows
+
+        table, stats, interrupted = read_flows(paths[0], agg.idle_timeout_ns, scan, progress, plan=plan)
+        agg.stats = stats
+        flows_table = finalize(table)
+    else:
+        try:
+            for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
+                agg.add(batch, scan(batch) if scan is not None else None)
+                if progress is not None:
+                    progress(int(batch.stats.bytes))
+        except KeyboardInterrupt:
+            interrupted = True  # report what was read so far
+        flows_table = agg.result()
     if not agg.stats.files and not interrupted:
         why = "; ".join(agg.stats.warnings) or "no pcap/pcapng capture files found"
         raise CaptureError(why, path=", ".join(str(p) for p in paths))
-    flows, labels = label_flows(agg.result(), registry)
+    flows, labels = label_flows(flows_table, registry)
     if evidence:
         from .evidence.verdict import verdicts
 
@@ -106,6 +119,20 @@ def analyze(
         interrupted=interrupted,
         payload_inspected=evidence,
     )
+
+
+def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
+    """A split plan when one large plain capture file is read with two processes, else None."""
+    if jobs is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = 2 if cpus > 1 else 1
+    if jobs < 2 or len(paths) != 1 or not Path(paths[0]).is_file():
+        return None
+    from .capture.parallel import MIN_PARALLEL_BYTES, plan_split
+
+    if Path(paths[0]).stat().st_size <= MIN_PARALLEL_BYTES:
+        return None
+    return plan_split(paths[0])
 
 
 def worst_first(a: Analysis) -> np.ndarray:

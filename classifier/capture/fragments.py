@@ -36,6 +36,7 @@ class FragmentTable:
 
     def __init__(self, capacity: int = 1 << 16) -> None:
         self.capacity = capacity
+        self.before_hit = np.zeros(0, bool)  # per later fragment of the last ``attribute`` call
         self.keys = np.empty(0, KEY)
         self.values = np.empty(0, VALUE)
 
@@ -99,6 +100,8 @@ class FragmentTable:
             oka = ~okb & (a < seq.size) & (g[np.minimum(a, seq.size - 1)] == g[q])
             pick[oka] = seq[a[oka]]
             which = seq[q] - nt - nf  # index into later_rows
+            self.before_hit = np.zeros(later_rows.size, bool)  # matched a first fragment before it
+            self.before_hit[which[okb]] = True
             hit = pick >= 0
             rows = later_rows[which[hit]]
             v = values[pick[hit]]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,27 @@ def _open_format(head: bytes, path: Path, lane_bytes: int) -> _Pcap | _Pcapng:
     raise CaptureError(f"not a pcap or pcapng capture (it {describe_head(head)})", path=path)
 
 
+@dataclass
+class Span:
+    """Part of one file for ``_read_file`` (parallel reading: ``classifier.capture.parallel``).
+
+    Reading starts at the chunk base ``begin`` with the container state ``fmt``, packet
+    count ``packets`` and link types already warned about; it stops (``reached``) when a
+    chunk would start exactly at ``stop``, leaving the state there in the same fields.  A
+    chunk base that jumps over ``stop`` means ``stop`` was no chunk boundary: reading then
+    simply goes on to the end of the file.  ``number`` renders packet numbers in warnings.
+    """
+
+    begin: int = 0
+    fmt: _Pcap | _Pcapng | None = None
+    packets: int = 0
+    warned: set[int] = field(default_factory=set)
+    stop: int | None = None
+    number: Callable[[int], str] = str
+    reached: bool = False
+    interrupted: bool = False  # set by callers that stop reading on Ctrl-C
+
+
 def _read_file(
     path: Path,
     file_index: int,
@@ -190,18 +212,26 @@ def _read_file(
     frags: FragmentTable,
     lane_bytes: int,
     pool: _BufferPool,
+    span: Span | None = None,
 ) -> Iterator[PacketBatch]:
-    """Batches of one capture file (see ``read_batches``)."""
+    """Batches of one capture file (see ``read_batches``), or of the part ``span`` names."""
     name = str(path)
+    span = span if span is not None else Span()
+    number = span.number
     with Source(path) as src:
-        fmt: _Pcap | _Pcapng | None = None
+        fmt: _Pcap | _Pcapng | None = span.fmt
         cap = chunk_bytes
-        base = 0  # file offset (decompressed) of the first byte not yet consumed
+        base = span.begin  # file offset (decompressed) of the first byte not yet consumed
         start = 0  # where records start in the next chunk (after the file header in the first)
-        packets = 0
-        reported = 0  # disk bytes already counted in stats.bytes
-        warned_linktypes: set[int] = set()
+        packets = span.packets
+        reported = span.begin  # disk bytes already counted in stats.bytes
+        warned_linktypes: set[int] = span.warned
         while True:
+            if span.stop is not None and base >= span.stop:
+                if base == span.stop:
+                    span.fmt, span.packets, span.reached = fmt, packets, True
+                    return
+                span.stop = None  # not a chunk boundary: read on
             ch = src.chunk(base, cap, pool.get)
             buf, end = ch.buf, ch.end
             stats = CaptureStats(files=list(files))
@@ -214,7 +244,7 @@ def _read_file(
             _warn_linktypes(fmt, name, warned_linktypes, stats)
             batch = decode_chunk(buf, raw, file_index, frags, stats)
             packets += raw.pkt.size
-            at_byte = f"{name}: packet {packets + 1} at byte {base + stop}"
+            at_byte = f"{name}: packet {number(packets + 1)} at byte {base + stop}"
             if status == "damage":
                 stats.warnings.append(f"{at_byte}: {msg}; stopped reading")
             elif status == "partial" and ch.eof:
@@ -222,7 +252,7 @@ def _read_file(
                 stats.warnings.append(f"{at_byte}: {what}")
             elif ch.broken:
                 stats.warnings.append(
-                    f"{name}: after packet {packets} at byte {base + end}: {ch.broken}; stopped reading"
+                    f"{name}: after packet {number(packets)} at byte {base + end}: {ch.broken}; stopped reading"
                 )
             done = status == "damage" or ch.eof
             disk = src.consumed(base + (end if done else stop))

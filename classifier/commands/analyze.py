@@ -47,6 +47,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _jobs(text: str) -> int:
+    try:
+        n = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--jobs must be at least 1")
+    return n
+
+
 def _host(text: str) -> str:
     from ..filters import parse_host
 
@@ -88,6 +98,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="flagged: exit 1 when flagged flows remain after the filters (default never)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="processes for one large plain capture file (default auto: 2 when there are several CPUs; "
+        "the result is the same)",
+    )
     p.add_argument(
         "--dissect",
         choices=("portclass", "tshark", "none"),
@@ -179,10 +197,15 @@ def run(args: argparse.Namespace) -> int:
         ) as prog:
             task = prog.add_task("reading captures", total=_progress_total(args.paths))
             analysis = analyze(
-                args.paths, registry, args.idle_timeout, lambda n: prog.advance(task, n), **_dissect(args)
+                args.paths,
+                registry,
+                args.idle_timeout,
+                lambda n: prog.advance(task, n),
+                jobs=getattr(args, "jobs", None),
+                **_dissect(args),
             )
     else:
-        analysis = analyze(args.paths, registry, args.idle_timeout, **_dissect(args))
+        analysis = analyze(args.paths, registry, args.idle_timeout, jobs=getattr(args, "jobs", None), **_dissect(args))
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:
