@@ -72,8 +72,7 @@ def analyze(
     from .capture.reader import read_batches
 
     t0 = time.perf_counter()
-    # pools of 2^18 packets keep the flow stage's working memory small (peak ~420 MiB over 3 GB)
-    agg = FlowAggregator(int(idle_timeout_s * 1e9), min_packets=1 << 18)
+    agg = FlowAggregator(int(idle_timeout_s * 1e9))
     scan = None
     if evidence:
         from .evidence.match import scan
