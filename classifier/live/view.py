@@ -21,7 +21,7 @@ from ..registry.model import TRANSPORTS
 from ..report.addr import format_addresses
 from ..report.rows import flag_strings
 from ..report.summary import services
-from ..report.terminal import PORTCLASS_NOTE, human_bytes, notice_text
+from ..report.terminal import PORTCLASS_NOTE, human_bytes, notice_text, services_table
 from .engine import Snapshot
 
 _SEV_STYLE = {6: "bold red", 5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
@@ -60,27 +60,8 @@ def status_line(snap: Snapshot) -> Text:
 
 
 def _services_table(snap: Snapshot, rows: int) -> Table:
-    svc = services(snap.analysis)
-    tbl = Table(title=f"Services claimed by server port ({len(svc)})", box=box.SIMPLE, title_justify="left")
-    for col, just in [
-        ("service (registry)", "left"),
-        ("port", "right"),
-        ("status", "left"),
-        ("flows", "right"),
-        ("packets", "right"),
-        ("bytes", "right"),
-    ]:
-        tbl.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in svc[:rows]:
-        tbl.add_row(
-            r.service or "—",
-            f"{r.port}/{r.transport}",
-            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
-            f"{r.flows:,}",
-            f"{r.packets:,}",
-            human_bytes(r.bytes),
-        )
-    return tbl
+    n = len(services(snap.analysis))
+    return services_table(snap.analysis, rows, title=f"Services claimed by server port ({n})")
 
 
 def _flagged_table(snap: Snapshot, rows: int) -> Table:

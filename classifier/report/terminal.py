@@ -118,10 +118,12 @@ def _totals_block(a: Analysis) -> Group:
     return Group(*lines)
 
 
-def _services_table(a: Analysis, top: int) -> Table:
+def services_table(a: Analysis, top: int, title: str | None = None) -> Table:
+    """Services claimed by server port, most flows first: the summary's table (also the live view's)."""
     rows = services(a)
     total_b = sum(r.bytes for r in rows) or 1
-    tbl = Table(title=f"Services claimed by server port (top {min(top, len(rows))} of {len(rows)})", box=box.SIMPLE)
+    title = title or f"Services claimed by server port (top {min(top, len(rows))} of {len(rows)})"
+    tbl = Table(title=title, box=box.SIMPLE)
     for col, just in [
         ("service (registry)", "left"),
         ("port", "right"),
@@ -285,7 +287,7 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
 
         console.print(Text(PARTIAL_NOTICE, style="yellow"))
     console.print(_totals_block(a))
-    console.print(_services_table(a, top))
+    console.print(services_table(a, top))
     console.print(_status_line(a))
     console.print(_evidence_line(a))
     console.print(_flagged_table(a, top, console.width))
