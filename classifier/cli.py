@@ -87,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # an output file or directory that cannot be written, a vanished input
+        where = exc.filename or "portclass"
+        print(f"portclass: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 def entry() -> None:

@@ -52,3 +52,21 @@ def test_output_to_dev_null_keeps_the_device(tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     _run("--format", "jsonl", "-o", "/dev/null")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    """A report into a missing directory fails in one line naming the file; nothing is created."""
+    xml = shared("registry", "service-names-port-numbers.xml")
+    for fmt in ("terminal", "jsonl", "html", "parquet", "zeek"):
+        out = tmp_path / "missing" / f"report.{fmt}"
+        res = run_cli("--registry", str(xml), str(ROOT / "captures" / "sample.pcap"), "-f", fmt, "-o", str(out))
+        assert res.returncode == 2, (fmt, res.stderr)
+        assert res.stderr == f"portclass: {out}: cannot write a file in {out.parent} (No such file or directory)\n"
+        assert not out.parent.exists()
+
+
+def test_negative_idle_timeout_is_a_usage_error():
+    xml = shared("registry", "service-names-port-numbers.xml")
+    res = run_cli("--registry", str(xml), str(ROOT / "captures" / "sample.pcap"), "--idle-timeout", "-5")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.splitlines()[-1] == "portclass analyze: error: argument --idle-timeout: must be 0 or more: '-5'"

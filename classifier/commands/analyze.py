@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..label import FLAG_NAMES
-from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, analyze
+from ..pipeline import analyze
 from ..registry.compile import STATUS_NAMES
 from ..report import WRITERS
+from .options import add_idle_timeout
 
 FORMATS = tuple(WRITERS)
 
@@ -83,13 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="CAPTURE", help="pcap/pcapng files (gzip allowed) or directories")
     p.add_argument("--format", "-f", choices=FORMATS, default="terminal", help="output format (default terminal)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=DEFAULT_IDLE_TIMEOUT_S,
-        metavar="S",
-        help=f"seconds of silence that end a flow (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 disables)",
-    )
+    add_idle_timeout(p)
     p.add_argument("--top", type=int, default=20, metavar="N", help="rows per table in the terminal summary")
     p.add_argument(
         "--fail-on",

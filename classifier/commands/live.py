@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 
 from ..errors import EXIT_INPUT, EXIT_OK, PortclassError
-from ..pipeline import DEFAULT_IDLE_TIMEOUT_S
 from ..report import WRITERS
+from .options import add_idle_timeout
 
 EPILOG = """backends:
   dumpcap   Wireshark's capture engine writes pcapng to a pipe that portclass parses as it
@@ -96,13 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write the final report to FILE (atomically)")
     p.add_argument("--write-pcap", metavar="FILE", help="also save the captured packets as pcapng")
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=DEFAULT_IDLE_TIMEOUT_S,
-        metavar="S",
-        help=f"seconds of silence that end a flow (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 disables)",
-    )
+    add_idle_timeout(p)
     p.add_argument(
         "--buffer-size",
         type=_positive(int),

@@ -140,7 +140,7 @@ def _save_carriers(reg: CompiledRegistry, idx: CarrierIndex) -> None:
     buf = io.BytesIO()
     np.save(buf, np.stack([idx.carries, idx.after_plaintext, idx.named.astype(np.uint32)]))
     try:
-        atomic_write(_carriers_path(reg), buf.getvalue())
+        atomic_write(_carriers_path(reg), buf.getvalue(), make_dirs=True)
     except OSError:
         pass  # a read-only cache only costs time
 

@@ -39,11 +39,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, data: bytes | list[bytes]) -> None:
+def atomic_write(path: Path, data: bytes | list[bytes], *, make_dirs: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing.
 
     A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
-    to directly: renaming over a device node would replace the device itself.
+    to directly: renaming over a device node would replace the device itself. ``make_dirs`` creates
+    missing parent directories (caches do; a report into a missing directory is the user's error).
     """
     path = Path(path)
     try:
@@ -55,8 +56,12 @@ def atomic_write(path: Path, data: bytes | list[bytes]) -> None:
             for part in data if isinstance(data, list) else [data]:
                 fh.write(part)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if make_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temporary one
+        raise OSError(exc.errno, f"cannot write a file in {path.parent} ({exc.strerror})", str(path)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared reports unreadable
         with os.fdopen(fd, "wb") as fh:
@@ -107,7 +112,7 @@ def dumps(reg: CompiledRegistry) -> list[bytes]:
 
 def save(reg: CompiledRegistry, path: Path) -> None:
     """Write the compiled registry to ``path`` atomically."""
-    atomic_write(path, dumps(reg))
+    atomic_write(path, dumps(reg), make_dirs=True)
 
 
 def load(path: Path) -> CompiledRegistry | None:
