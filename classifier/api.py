@@ -267,16 +267,11 @@ class Flows:
         >>> flows.summary()["verdicts"]  # doctest: +SKIP
         {'consistent': 9, 'mismatch': 3, 'unregistered': 0, 'unverified': 7}
         """
-        from .evidence.verdict import VERDICTS
-        from .report.summary import services
+        from .report.summary import services, verdict_counts
 
         a = self.analysis
         by_flag = {name: int(np.count_nonzero(a.labels.flags & bit)) for bit, name in FLAG_NAMES.items()}
-        whole = getattr(a, "whole", None) or a
-        verdicts = None
-        if getattr(whole, "payload_inspected", True):
-            counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
-            verdicts = {VERDICTS[c]: int(counts[c]) for c in (1, 2, 3, 0)}
+        verdicts = verdict_counts(a)
         tot = whole_totals(a)
         return {
             "notice": self.notice,

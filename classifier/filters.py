@@ -232,18 +232,9 @@ def apply(a: Analysis, flt: FlowFilter) -> Analysis:
         kept_flagged=int(np.count_nonzero(labels.severity)),
         total_flagged=int(np.count_nonzero(whole.labels.severity)),
     )
-    return FilteredAnalysis(
-        flows=a.flows.take(idx),
-        labels=labels,
-        stats=a.stats,
-        registry=a.registry,
-        idle_timeout_s=a.idle_timeout_s,
-        elapsed_s=a.elapsed_s,
-        inputs=list(a.inputs),
-        interrupted=a.interrupted,
-        selection=selection,
-        whole=whole,
-    )
+    kept = {f.name: getattr(a, f.name) for f in fields(Analysis)}  # every run setting carries over
+    kept.update(flows=a.flows.take(idx), labels=labels, inputs=list(a.inputs))
+    return FilteredAnalysis(**kept, selection=selection, whole=whole)
 
 
 def selection_of(a: Analysis) -> Selection | None:

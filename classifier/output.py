@@ -12,13 +12,17 @@ from pathlib import Path
 from .registry.cache import atomic_write
 
 
-def emit(text: str, out: str | Path | None) -> None:
-    """Write ``text`` to ``out`` atomically, or to stdout when ``out`` is None or '-'."""
+def emit(data: str | bytes, out: str | Path | None) -> None:
+    """Write a report (text, or bytes for binary formats) to ``out`` atomically, or to stdout for None/'-'."""
     if out is None or str(out) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data)
+            sys.stdout.flush()
     else:
-        atomic_write(Path(out), text.encode())
+        atomic_write(Path(out), data if isinstance(data, bytes) else data.encode())
 
 
 def render_rows(rows: Iterable[dict], fmt: str, columns: list[str] | None = None) -> str:

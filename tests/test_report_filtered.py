@@ -70,3 +70,21 @@ def test_negative_idle_timeout_is_a_usage_error():
     res = run_cli("--registry", str(xml), str(ROOT / "captures" / "sample.pcap"), "--idle-timeout", "-5")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.splitlines()[-1] == "portclass analyze: error: argument --idle-timeout: must be 0 or more: '-5'"
+
+
+def test_option_values_are_checked_before_reading():
+    xml = shared("registry", "service-names-port-numbers.xml")
+    for args, msg in [
+        (("--idle-timeout", "nan"), "argument --idle-timeout: must be 0 or more: 'nan'"),
+        (("--top", "-3"), "argument --top: must be more than 0: '-3'"),
+        (("--jobs", "0"), "argument --jobs: must be more than 0: '0'"),
+    ]:
+        res = run_cli("--registry", str(xml), str(ROOT / "captures" / "sample.pcap"), *args)
+        assert res.returncode == 2 and res.stderr.splitlines()[-1] == f"portclass analyze: error: {msg}"
+
+
+def test_live_refuses_an_unwritable_output_before_capturing(tmp_path):
+    out = tmp_path / "missing" / "flows.jsonl"
+    res = run_cli("live", "-i", "lo", "--duration", "30", "-f", "jsonl", "-o", str(out))
+    assert res.returncode == 2
+    assert res.stderr == f"portclass: {out}: cannot write a file in {out.parent} (No such file or directory)\n"

@@ -12,7 +12,7 @@ from ..label import FLAG_NAMES
 from ..pipeline import analyze
 from ..registry.compile import STATUS_NAMES
 from ..report import WRITERS
-from .options import add_idle_timeout
+from .options import add_idle_timeout, check_output, positive
 
 FORMATS = tuple(WRITERS)
 
@@ -48,16 +48,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _jobs(text: str) -> int:
-    try:
-        n = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("--jobs must be at least 1")
-    return n
-
-
 def _host(text: str) -> str:
     from ..filters import parse_host
 
@@ -85,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=FORMATS, default="terminal", help="output format (default terminal)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     add_idle_timeout(p)
-    p.add_argument("--top", type=int, default=20, metavar="N", help="rows per table in the terminal summary")
+    p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the terminal summary")
     p.add_argument(
         "--fail-on",
         choices=("never", "flagged"),
@@ -95,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--jobs",
-        type=_jobs,
+        type=positive(int),
         default=None,
         metavar="N",
         help="processes for one large plain capture file (default auto: 2 when there are several CPUs; "
@@ -163,10 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry.sources import load_registry
     from ..report import write
 
-    if args.format == "parquet":
-        from ..report.parquet import check_output
-
-        check_output(args.output)  # before reading anything
+    check_output(args)  # before reading anything
     for p in args.paths:
         if not os.path.exists(p):
             raise PortclassError("no such file or directory", path=p)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable
 
-from ..errors import EXIT_INPUT, EXIT_OK, PortclassError
+from ..errors import EXIT_INPUT, EXIT_OK
 from ..report import WRITERS
-from .options import add_idle_timeout
+from .options import add_idle_timeout, check_output, positive
 
 EPILOG = """backends:
   dumpcap   Wireshark's capture engine writes pcapng to a pipe that portclass parses as it
@@ -38,21 +37,6 @@ exit codes:
        arguments, or the capture failed while running (the report covers what was read)"""
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse type: a number of ``kind`` above 0."""
-
-    def parse(text: str) -> int | float:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-        return v
-
-    return parse
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``live`` command."""
     from ..cli import common_options
@@ -77,11 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="interface to capture on (repeatable; 'any' for all)",
     )
     p.add_argument("--bpf", metavar="EXPR", help="capture filter in BPF syntax, e.g. 'tcp port 80 or udp port 53'")
-    p.add_argument("--duration", type=_positive(float), metavar="S", help="stop after S seconds")
-    p.add_argument("--count", type=_positive(int), metavar="N", help="stop after N packets")
+    p.add_argument("--duration", type=positive(float), metavar="S", help="stop after S seconds")
+    p.add_argument("--count", type=positive(int), metavar="N", help="stop after N packets")
     p.add_argument(
         "--refresh",
-        type=_positive(float),
+        type=positive(float),
         default=1.0,
         metavar="S",
         help="seconds between refreshes of the view and its labels (default 1)",
@@ -99,12 +83,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_idle_timeout(p)
     p.add_argument(
         "--buffer-size",
-        type=_positive(int),
+        type=positive(int),
         default=64,
         metavar="MIB",
         help="kernel capture buffer per interface in MiB (default 64)",
     )
-    p.add_argument("--top", type=int, default=20, metavar="N", help="rows per table in the final summary")
+    p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the final summary")
     p.add_argument("--no-view", action="store_true", help="no rolling view, even on a terminal")
 
 
@@ -121,12 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry.sources import load_registry
     from ..report.terminal import render as render_summary
 
-    if args.format == "parquet":
-        from ..report.parquet import check_output
-
-        check_output(args.output)
-    if args.idle_timeout < 0:
-        raise PortclassError("--idle-timeout must be 0 or more")
+    check_output(args)  # before capturing: a report that cannot be written would lose the capture
     registry = load_registry(args.registry)
     opts = LiveOptions(
         interfaces=args.interfaces,

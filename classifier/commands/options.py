@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 from ..pipeline import DEFAULT_IDLE_TIMEOUT_S
 
@@ -13,9 +18,46 @@ def seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return value
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """argparse type: a finite number of ``kind`` above 0 (``--jobs``, ``--top``, ``--count`` ...)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+        return v
+
+    return parse
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Before any capture is read: refuse output files that could not be written (one line, exit 2).
+
+    A report is written at the end; finding then that its directory is missing would lose the run.
+    """
+    from ..errors import PortclassError
+
+    if args.format == "parquet":
+        from ..report.parquet import check_output as check_parquet
+
+        check_parquet(args.output)
+    for out in (getattr(args, "output", None), getattr(args, "write_pcap", None)):
+        if out is None or str(out) == "-":
+            continue
+        parent = Path(out).parent
+        problem = None if parent.is_dir() else errno.ENOENT
+        if problem is None and not os.access(parent, os.W_OK):
+            problem = errno.EACCES
+        if problem is not None:  # worded as atomic_write words it when writing fails later
+            raise PortclassError(f"cannot write a file in {parent} ({os.strerror(problem)})", path=out)
 
 
 def add_idle_timeout(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,6 @@ import html
 import json
 import math
 import string
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -42,13 +41,13 @@ from .. import __version__
 from ..evidence.table import PROTOCOLS
 from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note
 from ..flows import SERVER_RULES
-from ..label import FLAG_NAMES, SEVERITY
+from ..label import FLAG_NAMES, SEVERITY, flag_list
+from ..output import emit
 from ..pipeline import Analysis, worst_first
-from ..registry.cache import atomic_write
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
-from .summary import ServiceRow, Totals, services, totals
+from .summary import ServiceRow, Totals, services, totals, verdict_counts
 from .terminal import PORTCLASS_NOTE, human_bytes, notice_text
 
 DEFAULT_MAX_ROWS = 50_000
@@ -325,23 +324,18 @@ def talkers_chart(a: Analysis, bars: int) -> str:
     return hbar_chart(items, "Top talkers by bytes")
 
 
-def payload_inspected(a: Analysis) -> bool:
-    """Whether the run looked at payloads (False after ``--dissect none``; a filter keeps the run's setting)."""
-    whole = getattr(a, "whole", None) or a
-    return bool(getattr(whole, "payload_inspected", True))
-
-
 def verdict_chart(a: Analysis) -> str:
     """SVG bars: flows per payload-evidence verdict, worst first."""
-    if not payload_inspected(a):
+    counts = verdict_counts(a)
+    if counts is None:
         return _empty_chart("Payload not inspected (--dissect none)")
     n = len(a.flows)
     if not n:
         return _empty_chart()
-    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
     items = []
     for code in _VERDICT_ORDER:
-        name, c = VERDICTS[code], int(counts[code])
+        name = VERDICTS[code]
+        c = counts[name]
         items.append(
             (
                 name,
@@ -355,7 +349,7 @@ def verdict_chart(a: Analysis) -> str:
 
 def protocol_chart(a: Analysis, bars: int) -> str:
     """SVG bars: protocols seen in payloads by flows, each bar split by verdict (mismatches first)."""
-    if not payload_inspected(a):
+    if not a.payload_inspected:
         return _empty_chart("Payload not inspected (--dissect none)")
     lab = a.labels
     seen = lab.protocol > 0
@@ -487,7 +481,7 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         svc[sids >= 0] = remap[np.searchsorted(uniq_sid, sids[sids >= 0])]
     # flag sets, transports
     uflags, finv = np.unique(lab.flags[sel], return_inverse=True)
-    flag_sets = [[nm for b, nm in FLAG_NAMES.items() if int(u) & b] for u in uflags.tolist()]
+    flag_sets = [flag_list(u) for u in uflags.tolist()]
     tkey = lab.transport[sel].astype(np.int64) * 256 + fl.proto[sel]
     utk, tinv = np.unique(tkey, return_inverse=True)
     transports = [_transport_name(int(u) // 256 if u >= 0 else -1, int(u) % 256) for u in utk.tolist()]
@@ -528,7 +522,7 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         "flag_severity": _FLAG_SEVERITY,
         "transports": transports,
         "rules": list(SERVER_RULES),
-        "inspected": payload_inspected(a),
+        "inspected": a.payload_inspected,
         "protocols": [[p.name, p.display] for p in PROTOCOLS],
         "verdicts": list(VERDICTS),
         "verdict_rank": [_VERDICT_ORDER.index(v) for v in range(len(VERDICTS))],
@@ -651,13 +645,14 @@ def _totals_html(a: Analysis, t: Totals) -> str:
 
 def _verdict_fact(a: Analysis) -> str:
     """Flows per verdict, worst first, as verdict badges (the first of the capture facts)."""
-    if not payload_inspected(a):
+    counts = verdict_counts(a)
+    if counts is None:
         return '<div class="ev"><dt>Payload evidence</dt><dd class="none">not inspected (--dissect none)</dd></div>'
-    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
     badges = " ".join(
-        f'<span class="vd vd-{VERDICTS[v] if counts[v] else "zero"}" title="{_esc(VERDICT_HELP[VERDICTS[v]])}">'
-        f"{_esc(VERDICTS[v].upper() if v == V_MISMATCH and counts[v] else VERDICTS[v])} {int(counts[v]):,}</span>"
+        f'<span class="vd vd-{name if counts[name] else "zero"}" title="{_esc(VERDICT_HELP[name])}">'
+        f"{_esc(name.upper() if v == V_MISMATCH and counts[name] else name)} {counts[name]:,}</span>"
         for v in _VERDICT_ORDER
+        for name in [VERDICTS[v]]
     )
     return f'<div class="ev"><dt>Payload evidence</dt><dd>{badges}</dd></div>'
 
@@ -789,9 +784,4 @@ def write(
     **_: object,
 ) -> None:
     """Write the HTML report to ``out`` atomically, or to stdout when ``out`` is None or '-'."""
-    text = render(a, max_rows=max_rows, chart_bars=chart_bars, generated=generated)
-    if out is None or str(out) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write(Path(out), text.encode("utf-8"))
+    emit(render(a, max_rows=max_rows, chart_bars=chart_bars, generated=generated), out)

@@ -38,8 +38,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import PortclassError
+from ..output import emit
 from ..pipeline import Analysis
-from ..registry.cache import atomic_write
 from .rows import LABEL_BASIS, flow_columns
 from .terminal import PORTCLASS_NOTE, notice_text
 
@@ -216,9 +216,4 @@ def check_output(out: str | Path | None) -> None:
 def write(a: Analysis, fmt: str, out: str | Path | None, **_: object) -> None:
     """Write the Parquet file to ``out`` atomically (temporary file + rename), or to a pipe for ``-``."""
     check_output(out)
-    data = render(a)
-    if str(out) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    atomic_write(Path(str(out)), data)
+    emit(render(a), out)

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ..capture.columns import TRANSPORT_OF_PROTO
 from ..flows import SERVER_RULES
-from ..label import FLAG_NAMES
+from ..label import flag_list
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
@@ -21,7 +22,10 @@ from .addr import format_addresses
 LABEL_BASIS = "server port number in the IANA registry (not the traffic's content)"
 """What a portclass label rests on; travels with every flow in machine formats."""
 
-_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+_TRANSPORT_NAME = np.array([str(p) for p in range(256)], dtype=object)
+"""IP protocol number -> ``network.transport`` (the registry's name where it has ports, else the number)."""
+for _p, _t in TRANSPORT_OF_PROTO.items():
+    _TRANSPORT_NAME[_p] = TRANSPORTS[_t]
 
 
 def iso_times(ts_ns: np.ndarray) -> np.ndarray:
@@ -32,7 +36,7 @@ def iso_times(ts_ns: np.ndarray) -> np.ndarray:
 def flag_strings(flags: np.ndarray) -> list[list[str]]:
     """Flag names per flow (worst first), computed once per distinct bit set."""
     uniq, inv = np.unique(flags, return_inverse=True)
-    names = [[n for b, n in FLAG_NAMES.items() if int(u) & b] for u in uniq]
+    names = [flag_list(int(u)) for u in uniq]
     return [names[i] for i in inv.reshape(-1)]
 
 
@@ -81,7 +85,7 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         cid = [None] * n
     rules = np.array(SERVER_RULES, dtype=object)[fl.server_rule]
     statuses = np.array(STATUS_NAMES, dtype=object)[lab.status]
-    transport = [_PROTO_NAMES.get(int(p), str(int(p))) for p in fl.proto]
+    transport = _TRANSPORT_NAME[fl.proto]
     o = order.tolist()
 
     def col(x: Any) -> list[Any]:
@@ -140,14 +144,21 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows(a: Analysis, order: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Nested ECS documents, one per flow."""
+    """Nested ECS documents, one per flow (the nesting paths are worked out once, not per flow)."""
     cols = flow_columns(a, order)
-    keys = list(cols)
-    static = {"event": {"kind": "event", "category": ["network"], "type": ["connection"], "dataset": "portclass.flow"}}
+    paths = [[k] if k.startswith("@") else k.split(".") for k in cols]
     out = []
-    for values in zip(*(cols[k] for k in keys), strict=True):
-        doc = nest(dict(zip(keys, values, strict=True)))
-        doc["event"].update(static["event"])
+    for values in zip(*cols.values(), strict=True):
+        doc: dict[str, Any] = {}
+        for path, value in zip(paths, values, strict=True):
+            node = doc
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        doc["event"].update(_EVENT)
         doc["portclass"]["label_basis"] = LABEL_BASIS
         out.append(doc)
     return out
+
+
+_EVENT = {"kind": "event", "category": ["network"], "type": ["connection"], "dataset": "portclass.flow"}

@@ -117,3 +117,14 @@ def services(a: Analysis) -> list[ServiceRow]:
             )
         )
     return out
+
+
+def verdict_counts(a: Analysis) -> dict[str, int] | None:
+    """Flows per payload verdict, worst first (consistent, mismatch, unregistered, unverified order of the
+    summary); None when the run did not look at payloads (``--dissect none``)."""
+    from ..evidence.verdict import VERDICTS
+
+    if not a.payload_inspected:
+        return None
+    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
+    return {VERDICTS[c]: int(counts[c]) for c in (1, 2, 3, 0)}

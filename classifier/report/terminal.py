@@ -26,7 +26,7 @@ from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
 from .rows import flag_strings
-from .summary import services, totals
+from .summary import services, totals, verdict_counts
 
 FALLBACK_NOTICE = (
     "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT OF AN APPLICATION OR PRODUCT, "
@@ -225,17 +225,14 @@ def _payload_cells(a: Analysis, rows: np.ndarray) -> list[Text]:
 
 def _evidence_line(a: Analysis) -> Text:
     """Verdict counts: how many flows the payload confirms or contradicts."""
-    from ..evidence.verdict import VERDICTS
-
-    whole = getattr(a, "whole", None) or a  # a filtered analysis: the run's setting
-    if not getattr(whole, "payload_inspected", True):
+    counts = verdict_counts(a)
+    if counts is None:
         return Text("Payload evidence: not inspected (--dissect none): labels rest on port numbers only", style="dim")
-    counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
     out = Text("Payload evidence: ")
-    for i, code in enumerate((1, 2, 3, 0)):  # consistent, mismatch, unregistered, unverified
+    for i, (name, n) in enumerate(counts.items()):
         if i:
             out.append(", ")
-        out.append(f"{VERDICTS[code]} {int(counts[code]):,}", style=_VERDICT_STYLE.get(VERDICTS[code], ""))
+        out.append(f"{name} {n:,}", style=_VERDICT_STYLE.get(name, ""))
     out.append(" (unverified: no payload, or nothing recognised)", style="dim")
     return out
 
