@@ -14,6 +14,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier.capture.reader import read_batches
@@ -24,6 +25,8 @@ from classifier.live.checks import LiveError, check_bpf, compile_bpf
 from classifier.live.engine import LagStats, LiveOptions, LiveResult, pick_protocol
 from classifier.live.stream import FrameBatcher, InterfaceCounters, PcapngStream, PcapngWriter, parse_isb
 from classifier.pipeline import analyze
+from classifier.report.addr import format_addresses
+from classifier.report.rows import iso_times
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
@@ -233,6 +236,7 @@ def test_lag_summary():
 def live_result(reg) -> LiveResult:
     a = analyze([CAPTURES / "sample.pcap"], reg)
     names = [f"proto{i}" for i in range(len(a.flows))]
+    a.labels.tshark_protocol = np.array(names, dtype=object)  # as the engine sets it (pyshark backend)
     return LiveResult(
         analysis=a,
         backend="pyshark",
@@ -245,8 +249,41 @@ def live_result(reg) -> LiveResult:
     )
 
 
+def _flow_keys(result: LiveResult) -> dict[tuple, str | None]:
+    """(source.ip, source.port, destination.ip, destination.port, transport, event.start) -> tshark's name."""
+    fl = result.analysis.flows
+    assert result.protocols is not None
+    cip = format_addresses(fl.client_hi, fl.client_lo)
+    sip = format_addresses(fl.server_hi, fl.server_lo)
+    start = iso_times(fl.first_ts_ns).tolist()
+    proto = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+    return {
+        (
+            str(cip[i]),
+            int(fl.client_port[i]),
+            str(sip[i]),
+            int(fl.server_port[i]),
+            proto.get(int(fl.proto[i]), str(int(fl.proto[i]))),
+            start[i],
+        ): name
+        for i, name in enumerate(result.protocols)
+    }
+
+
+def _doc_key(doc: dict) -> tuple:
+    s, d, n = doc.get("source", {}), doc.get("destination", {}), doc.get("network", {})
+    return (
+        s.get("ip"),
+        s.get("port"),
+        d.get("ip"),
+        d.get("port"),
+        n.get("transport"),
+        doc.get("event", {}).get("start"),
+    )
+
+
 def test_live_jsonl_and_json_carry_live_meta_and_tshark_names(live_result):
-    want = output._keys(live_result)
+    want = _flow_keys(live_result)
     lines = output.render(live_result, "jsonl").splitlines()
     head = json.loads(lines[0])
     assert head["event"]["dataset"] == "portclass.notice"
@@ -255,7 +292,7 @@ def test_live_jsonl_and_json_carry_live_meta_and_tshark_names(live_result):
     assert len(docs) == len(live_result.analysis.flows)
     assert sorted(d["portclass"]["tshark_protocol"] for d in docs) == sorted(want.values())
     for d in docs:
-        assert want[output._doc_key(d)] == d["portclass"]["tshark_protocol"]
+        assert want[_doc_key(d)] == d["portclass"]["tshark_protocol"]
     doc = json.loads(output.render(live_result, "json"))
     assert doc["live"]["backend"] == "pyshark"
     assert sorted(f["portclass"]["tshark_protocol"] for f in doc["flows"]) == sorted(want.values())

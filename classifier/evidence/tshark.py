@@ -110,7 +110,7 @@ def _run(path: str) -> list[list[str]]:
     return [line.split("\t") for line in res.stdout.splitlines()]
 
 
-def _ns(epoch: str) -> int:
+def epoch_ns(epoch: str) -> int:
     """'1704067200.001000000' -> nanoseconds, exactly."""
     sec, _, frac = epoch.partition(".")
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
@@ -170,7 +170,7 @@ def dissect(files: Sequence[str], flows: FlowTable) -> np.ndarray:
             hit = starts.get(key)
             if hit is None:
                 continue
-            t = _ns(ts)
+            t = epoch_ns(ts)
             j = bisect_right(hit[0], t) - 1
             fi = hit[1][max(j, 0)]
             name = normalise(col)

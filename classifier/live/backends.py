@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..capture.columns import PacketBatch
+from ..evidence.tshark import epoch_ns
 from . import BACKENDS
 from .checks import (
     LiveError,
@@ -408,6 +409,13 @@ class _FrameBackend(Backend):
         )
         self.ended = threading.Event()  # the capture thread has finished
 
+    def drain(self, timeout: float = 10.0) -> list[LiveBatch]:
+        """Everything still queued, as batches."""
+        out: list[LiveBatch] = []
+        while self.queue and not self.count_reached:
+            out += self._take()
+        return out
+
     def _take(self) -> list[LiveBatch]:
         q, fb = self.queue, self.batcher
         room = None if self.count is None else self.count - fb.state.packets - len(fb)
@@ -607,13 +615,6 @@ class ScapyBackend(_FrameBackend):
             self.sniffer.stop(join=True)
         self.ended.set()
 
-    def drain(self, timeout: float = 10.0) -> list[LiveBatch]:
-        """Everything still queued, as batches."""
-        out: list[LiveBatch] = []
-        while self.queue and not self.count_reached:
-            out += self._take()
-        return out
-
     @property
     def finished(self) -> bool:
         """The sniffer thread ended by itself, or ``--count`` packets were taken."""
@@ -655,11 +656,6 @@ def tshark_protocol(protocols: str) -> str:
         if names[i] in TRANSPORT_NAMES:
             return names[i + 1] if i + 1 < len(names) else names[i]
     return names[-1] if names else ""
-
-
-def _epoch_ns(text: str) -> int:
-    sec, _, frac = text.partition(".")
-    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def import_pyshark() -> None:
@@ -804,7 +800,7 @@ class PysharkBackend(_FrameBackend):
         fi = pkt.frame_info
         data = pkt.get_raw_packet()
         proto = tshark_protocol(str(fi.get_field("protocols") or ""))
-        ts = _epoch_ns(str(fi.get_field("time_epoch")))
+        ts = epoch_ns(str(fi.get_field("time_epoch")))
         iface = int(fi.get_field("interface_id") or 0)
         wire = int(fi.get_field("len") or len(data))
         self._push(data, ts, iface, wire, proto)
@@ -823,10 +819,7 @@ class PysharkBackend(_FrameBackend):
             if self.thread.is_alive():
                 self.error = f"tshark did not stop within {timeout:g} s"
                 self.close()
-        out: list[LiveBatch] = []
-        while self.queue and not self.count_reached:
-            out += self._take()
-        return out
+        return super().drain(timeout)
 
     @property
     def finished(self) -> bool:

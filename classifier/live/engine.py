@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..capture.columns import CaptureStats, PacketBatch
+from ..evidence.match import scan
+from ..evidence.verdict import verdicts
 from ..flows import FlowAggregator, FlowTable, finalize
 from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis, label_flows
 from ..registry.compile import CompiledRegistry
@@ -221,17 +223,6 @@ class LiveResult:
         }
 
 
-def _evidence_stage() -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
-    """The payload-evidence stage (``classifier.evidence``: per-batch ``scan``, per-flow ``verdicts``)
-    where this portclass has it, so live labels match ``portclass analyze``'s; else (None, None)."""
-    try:
-        from ..evidence.match import scan
-        from ..evidence.verdict import verdicts
-    except ImportError:  # pragma: no cover - a portclass without the evidence stage
-        return None, None
-    return scan, verdicts
-
-
 class _Stopper:
     """SIGINT/SIGTERM -> a stop flag (the second signal interrupts for real)."""
 
@@ -279,7 +270,6 @@ class LiveSession:
         self._new_max_ts: int | None = None
         self._last_snap: tuple[float, int] = (0.0, 0)
         self.backend: Backend | None = None
-        self._scan, self._verdicts = _evidence_stage()
         self._stop = threading.Event()
         self._draining = False
         self.started_mono = 0.0
@@ -382,10 +372,7 @@ class LiveSession:
     def _add(self, lb: LiveBatch) -> None:
         b = lb.batch
         first_index = self.agg.stats.packets + 1  # number of the batch's first packet
-        if self._scan is not None and len(b):
-            self.agg.add(b, self._scan(b))  # payload evidence needs the batch's bytes: before add drops them
-        else:
-            self.agg.add(b)
+        self.agg.add(b, scan(b) if len(b) else None)  # payload evidence needs the batch's bytes: before add drops them
         if len(b):
             lo, hi = int(b.ts_ns.min()), int(b.ts_ns.max())
             if not self._draining:  # what a stop flushes out waited for the stop, not for portclass
@@ -441,10 +428,9 @@ class LiveSession:
     def _analysis(self, flows: FlowTable, stats: CaptureStats, elapsed: float) -> tuple[Analysis, list | None]:
         """Orient and label finalized flows (with payload evidence and tshark's names where there are)."""
         flows, labels = label_flows(flows, self.registry)
-        if self._verdicts is not None:
-            self._verdicts(flows, labels, self.registry)
+        verdicts(flows, labels, self.registry)
         protocols = self.votes.for_flows(flows) if self.votes is not None else None
-        if protocols is not None and hasattr(labels, "tshark_protocol"):
+        if protocols is not None:
             names = np.empty(len(protocols), dtype=object)
             names[:] = protocols
             labels.tshark_protocol = names
