@@ -1264,6 +1264,11 @@ class FlowAggregator:
         """Partial flow rows currently held (pooled packets not counted)."""
         return sum(len(t) for t in self._stack)
 
+    @property
+    def pending(self) -> int:
+        """Packets pooled but not yet turned into flow rows."""
+        return self._pooled
+
     def partial(self) -> FlowTable:
         """Everything so far as one partial table (can still be merged with what follows)."""
         self._flush()

@@ -127,10 +127,8 @@ def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
         jobs = 2 if cpus > 1 else 1
     if jobs < 2 or len(paths) != 1 or not Path(paths[0]).is_file():
         return None
-    from .capture.parallel import MIN_PARALLEL_BYTES, plan_split
+    from .capture.parallel import plan_split
 
-    if Path(paths[0]).stat().st_size <= MIN_PARALLEL_BYTES:
-        return None
     return plan_split(paths[0])
 
 

@@ -170,7 +170,7 @@ def test_directory_reads_every_capture(reference: dict) -> None:
         stats.merge(b.stats)
         rows += len(b)
         if len(b):
-            assert Path(b.stats.files[int(b.file_index[0])]).name in reference
+            assert Path(stats.files[int(b.file_index[0])]).name in reference
     assert [Path(f).name for f in stats.files] == sorted(reference)
     assert stats.packets == sum(s.packets for _, s in reference.values())
     assert rows == sum(len(c["pkt_index"]) for c, _ in reference.values())

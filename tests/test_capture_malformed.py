@@ -266,7 +266,7 @@ def test_directory_walk(tmp_path: Path, sample: tuple) -> None:
     assert names == ["b.pcap", "sub/a.cap", "sub/deeper/c.gz"]
     assert sum(len(b) for b in batches) == 3 * len(with_ports)
     for b in batches:
-        assert Path(b.stats.files[int(b.file_index[0])]).name in ("b.pcap", "a.cap", "c.gz")
+        assert Path(stats.files[int(b.file_index[0])]).name in ("b.pcap", "a.cap", "c.gz")
 
 
 def test_fragments_across_chunks(tmp_path: Path) -> None:
@@ -375,3 +375,19 @@ def test_mutated_captures_never_raise(tmp_path: Path) -> None:
             for b in batches:
                 has = b.payload_off >= 0
                 assert (b.payload_off[has] + b.payload_len[has] <= b.data.size).all()
+
+
+def test_same_path_twice_is_listed_twice() -> None:
+    """A path given twice is read twice: two ``stats.files`` entries, ``file_index`` 0 then 1."""
+    path = corpus(SAMPLE)
+    once, twice = CaptureStats(), CaptureStats()
+    for b in read_batches([path]):
+        once.merge(b.stats)
+    seen: set[int] = set()
+    for b in read_batches([path, path]):
+        twice.merge(b.stats)
+        seen.update(int(i) for i in b.file_index)
+        assert all(int(i) < len(twice.files) for i in b.file_index)
+    assert twice.files == [str(path), str(path)]
+    assert seen == {0, 1}
+    assert once.packets > 0 and twice.packets == 2 * once.packets

@@ -321,3 +321,20 @@ def test_live_report_to_a_device_keeps_the_device(live_result, tmp_path):
 def test_doctests():
     for mod in (checks, stream, engine, backends):
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__
+
+
+def test_a_live_stream_is_listed_once_across_batches():
+    """Merged stats list the stream once, however many batches it yields (merges append)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from classifier.capture.columns import CaptureStats
+    from classifier.live.stream import FrameBatcher
+
+    fb = FrameBatcher([1], file_name="lo")
+    merged = CaptureStats()
+    for i in range(3):
+        fb.add(bytes(Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=5000 + i, dport=53)), ts_ns=i)
+        batch, _ = fb.take()
+        merged.merge(batch.stats)
+    assert merged.files == ["lo"] and merged.packets == 3

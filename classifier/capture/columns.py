@@ -51,7 +51,7 @@ class CaptureStats:
         self.fragments_unattributed += other.fragments_unattributed
         self.truncated += other.truncated
         self.warnings.extend(other.warnings)
-        self.files.extend(f for f in other.files if f not in self.files)
+        self.files.extend(other.files)
         return self
 
 

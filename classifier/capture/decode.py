@@ -258,7 +258,7 @@ def _null(s: _State, ix: Index) -> None:
     s.cur[ix] = c + 4
 
 
-def _sll_protocol(s: _State, proto: np.ndarray) -> np.ndarray:
+def _sll_protocol(proto: np.ndarray) -> np.ndarray:
     """Next kind from an SLL protocol field (an ethertype, or 4 for an 802.2 LLC frame)."""
     k = _TYPE_NEXT[proto]
     return np.where(proto == 4, np.uint8(K.LLC), k)  # 0x0004: 802.2 LLC frame
@@ -267,7 +267,7 @@ def _sll_protocol(s: _State, proto: np.ndarray) -> np.ndarray:
 def _sll(s: _State, ix: Index) -> None:
     """Linux cooked capture v1: 16-byte header ending with the protocol (an ethertype)."""
     c, e = s.cur[ix], s.end[ix]
-    k = _sll_protocol(s, s.v[">u2"][c + 14])
+    k = _sll_protocol(s.v[">u2"][c + 14])
     k = np.where(s.v[">u2"][c + 2] == 824, np.uint8(K.NONIP), k)  # ARPHRD_NETLINK
     s.kind[ix] = np.where(c + 16 <= e, k, np.uint8(K.TRUNCATED))
     s.cur[ix] = c + 16
@@ -276,7 +276,7 @@ def _sll(s: _State, ix: Index) -> None:
 def _sll2(s: _State, ix: Index) -> None:
     """Linux cooked capture v2: 20-byte header starting with the protocol."""
     c, e = s.cur[ix], s.end[ix]
-    k = _sll_protocol(s, s.v[">u2"][c])
+    k = _sll_protocol(s.v[">u2"][c])
     k = np.where(s.v[">u2"][c + 8] == 824, np.uint8(K.NONIP), k)
     s.kind[ix] = np.where(c + 20 <= e, k, np.uint8(K.TRUNCATED))
     s.cur[ix] = c + 20

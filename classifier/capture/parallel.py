@@ -53,12 +53,10 @@ from . import pcapng
 from .columns import FRAG_LATER, CaptureStats, PacketBatch
 from .fragments import VALUE, FragmentTable
 from .reader import DEFAULT_CHUNK_BYTES, MIN_CHUNK_BYTES, Span, _BufferPool, _open_format, _Pcap, _read_file
-from .source import GZIP_MAGIC
+from .source import GZIP_MAGIC, pread_into
 from .views import PAD, at
 from .walk import LANE_BYTES, Chain, guess_starts, walk, walk_sequential
 
-MIN_PARALLEL_BYTES = 48 << 20
-"""Smaller files are read sequentially (forking and merging would cost more than they save)."""
 _WINDOW = 256 << 10
 """Bytes read on each side of a chunk end to find the record that straddles it."""
 _CHILD_COST = 1.2
@@ -80,13 +78,7 @@ class Plan:
 def _pread(fd: int, lo: int, hi: int) -> np.ndarray:
     """File bytes ``[lo, hi)`` with ``PAD`` zero bytes after them."""
     buf = np.zeros(hi - lo + PAD, np.uint8)
-    mv = memoryview(buf)[: hi - lo]
-    got = 0
-    while got < hi - lo:
-        n = os.preadv(fd, [mv[got:]], lo + got)
-        if not n:
-            break
-        got += n
+    got = pread_into(fd, memoryview(buf)[: hi - lo], lo)
     return buf[: got + PAD] if got < hi - lo else buf
 
 
@@ -127,7 +119,7 @@ def _pcapng_head_state(fd: int, fmt: Any, total: int) -> bool:
     w = walk_sequential(buf, 0, n, pcapng.chain(bo))
     u32 = at(buf, bo + "u4")
     types = u32[w.pos] if w.pos.size else np.empty(0, np.uint32)
-    pk = np.flatnonzero((types == pcapng.EPB) | (types == pcapng.SPB) | (types == pcapng.PB))
+    pk = np.flatnonzero(pcapng.is_packet_block(types))
     if pk.size == 0:
         return False
     first = int(w.pos[pk[0]])
@@ -147,14 +139,14 @@ def plan_split(path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_BY
         if not stat.S_ISREG(st.st_mode) or not hasattr(os, "preadv"):
             return None
         total = st.st_size
+        if total < 2 * cap:  # under two chunks: forking and merging would cost more than they save
+            return None
         head = os.pread(fd, 64, 0)
         if head[:2] == GZIP_MAGIC:
             return None
         try:
             fmt = _open_format(head, Path(path), LANE_BYTES)
         except Exception:  # noqa: BLE001 - not a capture: the sequential read reports it
-            return None
-        if total < 2 * cap:
             return None
         if isinstance(fmt, _Pcap):
             chain = fmt.chain
@@ -247,13 +239,14 @@ def _read_part(
     agg = FlowAggregator(idle_timeout_ns)
     held = isinstance(frags, _ChildFragments)
     first = span.packets + 1
+    new = [str(path)] if span.begin == 0 else []  # only the part that opens the file lists it
     try:
-        for batch in _read_file(Path(path), 0, [str(path)], chunk_bytes, frags, lane_bytes, _BufferPool(), span):
+        for batch in _read_file(Path(path), 0, new, chunk_bytes, frags, lane_bytes, _BufferPool(), span):
             tags = scan(batch) if scan is not None else None
             stats.merge(batch.stats)
             if held and frags.pending:  # type: ignore[attr-defined]
                 rows, keys, after, after_hit, added = frags.pending.pop()  # type: ignore[attr-defined]
-                if agg.rows or agg._pooled:
+                if agg.rows or agg.pending:
                     parts.append(("table", agg.partial()))
                     agg = FlowAggregator(idle_timeout_ns)
                 where = np.searchsorted(batch.pkt_index, rows + first)
@@ -267,7 +260,7 @@ def _read_part(
         if held:
             raise
         span.interrupted = True
-    if agg.rows or agg._pooled:
+    if agg.rows or agg.pending:
         parts.append(("table", agg.partial()))
     return parts, stats
 

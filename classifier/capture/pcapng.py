@@ -101,6 +101,11 @@ def _check(byteorder: str) -> object:
 _TYPE_BYTES = {"<": ((0, 6), (1, 0), (2, 0), (3, 0)), ">": ((3, 6), (0, 0), (1, 0), (2, 0))}
 
 
+def is_packet_block(types: np.ndarray) -> np.ndarray:
+    """Which block types are packet blocks (EPB, SPB or the obsolete PB)."""
+    return (types == EPB) | (types == SPB) | (types == PB)
+
+
 def chain(byteorder: str) -> Chain:
     """How blocks chain in a section of this byte order (lanes are guessed at EPBs)."""
     return Chain(
@@ -197,7 +202,7 @@ def _packet_columns(
     bo = sec.byteorder
     u32 = at(buf, bo + "u4")
     types = u32[pos]
-    pk = pos[(types == EPB) | (types == SPB) | (types == PB)]
+    pk = pos[is_packet_block(types)]
     if pk.size == 0:
         return _empty(), -1, ""
     blk = at(buf, "V28")[pk].view(packet_block(bo))

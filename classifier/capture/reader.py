@@ -50,7 +50,8 @@ def read_batches(
     """Yield one ``PacketBatch`` per chunk of every capture in ``paths`` (files, or directories walked).
 
     ``batch.stats`` holds that chunk's counts only (merge them); ``batch.stats.files`` lists the
-    files opened so far, so ``batch.file_index`` indexes it.  ``stats.bytes`` counts bytes of
+    files first opened in that chunk, so the merged ``stats.files`` lists every file opened (a path
+    given twice is listed twice) and ``batch.file_index`` indexes it.  ``stats.bytes`` counts bytes of
     the files on disk consumed by the chunk (compressed bytes for gzip), for progress bars.
     ``errors="raise"`` (default) raises ``CaptureError`` for a path that is not a readable
     capture; ``"warn"`` turns it into a warning and goes on.  ``lane_bytes`` tunes the
@@ -65,14 +66,15 @@ def read_batches(
         if len(files) >= MAX_FILES:
             raise CaptureError(f"more than {MAX_FILES} capture files in one run", path=path)
         files.append(str(path))
+        new = [str(path)]  # emptied once a batch has listed it
         try:
-            yield from _read_file(
-                path, len(files) - 1, files, max(chunk_bytes, MIN_CHUNK_BYTES), frags, lane_bytes, pool
-            )
+            yield from _read_file(path, len(files) - 1, new, max(chunk_bytes, MIN_CHUNK_BYTES), frags, lane_bytes, pool)
+            if new:  # nothing yielded: list the file anyway so later file_index values stay right
+                yield empty_batch(CaptureStats(files=new))
         except CaptureError as e:
             if errors == "raise":
                 raise
-            stats = CaptureStats(files=list(files))
+            stats = CaptureStats(files=new)
             stats.warnings.append(f"{e}; skipped")
             yield empty_batch(stats)
 
@@ -207,14 +209,17 @@ class Span:
 def _read_file(
     path: Path,
     file_index: int,
-    files: list[str],
+    new: list[str],
     chunk_bytes: int,
     frags: FragmentTable,
     lane_bytes: int,
     pool: _BufferPool,
     span: Span | None = None,
 ) -> Iterator[PacketBatch]:
-    """Batches of one capture file (see ``read_batches``), or of the part ``span`` names."""
+    """Batches of one capture file (see ``read_batches``), or of the part ``span`` names.
+
+    The first batch yielded lists the names in ``new`` in its ``stats.files`` and empties ``new``.
+    """
     name = str(path)
     span = span if span is not None else Span()
     number = span.number
@@ -234,7 +239,7 @@ def _read_file(
                 span.stop = None  # not a chunk boundary: read on
             ch = src.chunk(base, cap, pool.get)
             buf, end = ch.buf, ch.end
-            stats = CaptureStats(files=list(files))
+            stats = CaptureStats()
             if fmt is None:
                 fmt = _open_format(bytes(buf[: min(end, 64)]), path, lane_bytes)
                 start = fmt.start
@@ -259,6 +264,7 @@ def _read_file(
             stats.bytes = max(disk - reported, 0)
             reported = disk
             if raw.pkt.size or stats.warnings or stats.bytes:
+                stats.files, new[:] = list(new), []
                 yield batch
             del batch, raw, ch
             pool.put(buf)

@@ -33,6 +33,17 @@ MMAP_MIN = 1 << 20
 """Shortest window worth mapping; the end of a file closer than this is copied (it needs zero padding)."""
 
 
+def pread_into(fd: int, mv: memoryview, offset: int) -> int:
+    """Fill ``mv`` from ``fd`` at file offset ``offset`` with ``os.preadv``; bytes read (fewer only at the end)."""
+    got = 0
+    while got < len(mv):
+        n = os.preadv(fd, [mv[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
 class SourceDamage(Exception):
     """The byte stream broke (corrupt or cut gzip data): what was read before it stays valid."""
 
@@ -180,13 +191,7 @@ class Source:
     def _read_at(self, mv: memoryview, offset: int) -> int:
         """Fill ``mv`` from file offset ``offset`` (fewer bytes only at the end of the file)."""
         if hasattr(os, "preadv"):
-            got = 0
-            while got < len(mv):
-                n = os.preadv(self._raw.fileno(), [mv[got:]], offset + got)
-                if not n:
-                    break
-                got += n
-            return got
+            return pread_into(self._raw.fileno(), mv, offset)
         self._raw.seek(offset)
         got = 0
         while got < len(mv):

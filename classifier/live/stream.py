@@ -73,6 +73,12 @@ class StreamState:
     packets: int = 0  # packets seen (all link types, with ports or not)
     frame_bytes: int = 0  # captured bytes of those packets
     isb: dict[int, dict[int, int]] = field(default_factory=dict)  # interface id -> last ISB counters
+    listed: bool = False  # the stream's name went out in a batch's stats.files (once: merges append)
+
+    def new_stats(self, name: str) -> CaptureStats:
+        """Counters for the next batch; the first one names the stream, as a file's first batch does."""
+        first, self.listed = not self.listed, True
+        return CaptureStats(files=[name] if first else [])
 
 
 class PcapngStream:
@@ -162,7 +168,7 @@ class PcapngStream:
         if self.max_packets is not None and self.state.packets + b.pkt.size > self.max_packets:
             keep = max(self.max_packets - self.state.packets, 0)
             b = pcapng.Blocks(b.pkt[:keep], b.caplen[:keep], b.wire_len[:keep], b.ts_ns[:keep], b.linktype[:keep])
-        stats = CaptureStats(files=[self.file_name])
+        stats = self.state.new_stats(self.file_name)
         raw = RawPackets(b.pkt, b.caplen, b.wire_len, b.ts_ns, b.linktype, self.state.packets + 1)
         batch = decode_chunk(buf, raw, 0, self.frags, stats)
         stats.bytes = int(b.caplen.sum())
@@ -247,7 +253,7 @@ class FrameBatcher:
         raw = RawPackets(
             pkt, caplen, np.asarray(wire, np.uint32), np.asarray(ts, np.int64), linktype, self.state.packets + 1
         )
-        stats = CaptureStats(files=[self.file_name])
+        stats = self.state.new_stats(self.file_name)
         batch = decode_chunk(buf, raw, 0, self.frags, stats)
         stats.bytes = int(caplen.sum())
         self.state.packets += n
