@@ -106,7 +106,8 @@ def _run(path: str) -> list[list[str]]:
         cmd += ["-e", f]
     res = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if res.returncode not in (0, 2):  # 2: the file ends in a cut record, the rest was read
-        raise PortclassError(f"tshark failed: {res.stderr.strip().splitlines()[-1:]}", path=path)
+        last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+        raise PortclassError(f"tshark failed: {last}", path=path)
     return [line.split("\t") for line in res.stdout.splitlines()]
 
 

@@ -60,8 +60,8 @@ def status_line(snap: Snapshot) -> Text:
 
 
 def _services_table(snap: Snapshot, rows: int) -> Table:
-    n = len(services(snap.analysis))
-    return services_table(snap.analysis, rows, title=f"Services claimed by server port ({n})")
+    svc = services(snap.analysis)
+    return services_table(snap.analysis, rows, title=f"Services claimed by server port ({len(svc)})", service_rows=svc)
 
 
 def _flagged_table(snap: Snapshot, rows: int) -> Table:

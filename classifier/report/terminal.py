@@ -26,7 +26,7 @@ from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
 from .rows import flag_strings
-from .summary import services, totals, verdict_counts
+from .summary import ServiceRow, services, totals, verdict_counts
 
 FALLBACK_NOTICE = (
     "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT OF AN APPLICATION OR PRODUCT, "
@@ -118,9 +118,11 @@ def _totals_block(a: Analysis) -> Group:
     return Group(*lines)
 
 
-def services_table(a: Analysis, top: int, title: str | None = None) -> Table:
+def services_table(
+    a: Analysis, top: int, title: str | None = None, service_rows: list[ServiceRow] | None = None
+) -> Table:
     """Services claimed by server port, most flows first: the summary's table (also the live view's)."""
-    rows = services(a)
+    rows = services(a) if service_rows is None else service_rows
     total_b = sum(r.bytes for r in rows) or 1
     title = title or f"Services claimed by server port (top {min(top, len(rows))} of {len(rows)})"
     tbl = Table(title=title, box=box.SIMPLE)
