@@ -16,12 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RegistryError
 from .compile import CompiledRegistry
+from .files import read_regular
 from .model import Provenance, Record
 
 MAGIC = b"PCREG001"
 FORMAT_VERSION = 3
 """Bump when the compiler's output changes: older cache files are then ignored and rebuilt."""
+MAX_CACHE_BYTES = 256 << 20
+"""A cache file larger than this is not one we wrote (a full registry compiles to about 10 MB)."""
 _ARRAYS = ("status", "flags", "service", "packed", "name_offsets", "name_ids")
 _RECORD_FIELDS = [f.name for f in fields(Record)]
 
@@ -118,8 +122,8 @@ def save(reg: CompiledRegistry, path: Path) -> None:
 def load(path: Path) -> CompiledRegistry | None:
     """Load a cache file with one read; None if absent, damaged or of another format version."""
     try:
-        buf = Path(path).read_bytes()
-    except OSError:
+        buf = read_regular(path, MAX_CACHE_BYTES)
+    except RegistryError:
         return None
     if len(buf) < 16 or buf[:8] != MAGIC:
         return None
