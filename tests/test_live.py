@@ -446,14 +446,38 @@ def test_missing_scapy_says_how_to_install(tmp_path):
     assert "python3-scapy" in line and "pip install scapy" in line
 
 
+def _dumpcap_installed_as(install: str, where: Path) -> dict:
+    """The environment whose PATH finds a dumpcap installed as ``install``: the system's own, or a
+    copy made here with file capabilities (Debian's install-setuid), setuid root, or neither."""
+    if install == "system":
+        return {}
+    if install == "file-caps" and not shutil.which("setcap"):
+        pytest.skip("setcap (libcap2-bin) is not installed")
+    where.mkdir()
+    copy = where / "dumpcap"
+    shutil.copyfile(shutil.which("dumpcap"), copy)  # not copy2: it would copy the file capabilities
+    os.chmod(copy, 0o755)
+    if install == "file-caps":
+        subprocess.run(["setcap", "cap_net_raw,cap_net_admin=eip", str(copy)], check=True, timeout=30)
+    elif install == "setuid":
+        os.chmod(copy, 0o4755)
+    return {"PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop CAP_NET_RAW")
-@pytest.mark.parametrize("backend", ("dumpcap", "scapy", "pyshark"))
-def test_no_permission_says_how_to_grant_it(backend):
-    """Without CAP_NET_RAW (dropped from the bounding set) the capture is refused with the fix."""
+@pytest.mark.parametrize(
+    "backend, install",
+    [(b, i) for b in ("dumpcap", "pyshark") for i in ("system", "file-caps", "setuid", "plain")]
+    + [("scapy", "system")],
+)
+def test_no_permission_says_how_to_grant_it(backend, install, tmp_path):
+    """Without CAP_NET_RAW (dropped from the bounding set) the capture is refused with the fix,
+    however dumpcap is installed: with file capabilities the kernel refuses to exec it (EPERM)."""
     if _WHY[backend] and "not installed" in _WHY[backend]:
         pytest.skip(_WHY[backend])
+    env = _dumpcap_installed_as(install, tmp_path / "bin") if backend != "scapy" else {}
     drop = ("setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin", "--")
-    cli = LiveCli("-i", "lo", "--backend", backend, "--duration", "5", prefix=drop)
+    cli = LiveCli("-i", "lo", "--backend", backend, "--duration", "5", prefix=drop, env=env)
     line = _one_line_error(*cli.finish())
     assert "no permission to capture on lo" in line and "CAP_NET_RAW" in line and "setcap cap_net_raw" in line
 
