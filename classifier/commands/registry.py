@@ -7,6 +7,7 @@ import re
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PortclassError, RegistryError
@@ -90,6 +91,9 @@ def info_dict(reg: CompiledRegistry) -> dict:
         "full": p.full,
         "records": p.records,
         "notice": p.notice,
+        "partial_reason": p.partial_reason,
+        "skipped": p.skipped,
+        "skipped_example": p.skipped_example,
         "counts": reg.counts(),
     }
 
@@ -102,14 +106,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         emit(_json(d), None)
         return 0
     con = _console()
-    con.print(f"[bold]source[/]   {d['source']}")
-    con.print(f"[bold]format[/]   {d['format']}, {'full registry' if d['full'] else 'PARTIAL (assigned names only)'}")
-    ed = d["edition"] or "unknown"
+    con.print(f"[bold]source[/]   {escape(d['source'])}")
+    part = "full registry" if d["full"] else f"PARTIAL ({d['partial_reason'] or 'assigned names only'})"
+    con.print(f"[bold]format[/]   {escape(d['format'])}, {escape(part)}")
+    ed = escape(d["edition"] or "unknown")
     con.print(
         f"[bold]edition[/]  {ed}" + (" (file date, not the registry's own)" if d["edition_kind"] == "file-date" else "")
     )
     con.print(f"[bold]sha256[/]   {d['sha256']}")
     con.print(f"[bold]records[/]  {d['records']}")
+    if d["skipped"]:
+        con.print(
+            f"[bold]skipped[/]  [yellow]{d['skipped']} malformed records[/], e.g. {escape(d['skipped_example'] or '')}"
+        )
     if not d["full"]:
         con.print(f"[yellow]{sources.PARTIAL_NOTICE}[/]")
     t = Table("transport", *STATUS_NAMES[:4], "unknown", "unauthorized-use-known")
@@ -185,7 +194,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         emit(render_rows(entries, args.format), None)
         return 0
     con = _console()
-    con.print(f"[dim]{reg.provenance.line()}[/]")
+    con.print(f"[dim]{escape(reg.provenance.line())}[/]")
     for e in entries:
         if "status" in e:
             style = {"assigned": "green", "reserved": "yellow", "unassigned": "red", "dynamic": "cyan"}.get(
@@ -193,29 +202,31 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
             head = f"[bold]{e['port']}/{e['transport']}[/]  [{style}]{e['status']}[/]"
             if e["service"]:
-                head += f"  [bold]{e['service']}[/] — {e['description']}"
+                head += f"  [bold]{escape(e['service'])}[/] — {escape(e['description'] or '')}"
             con.print(head)
             if e["flags"]:
                 con.print(f"    flags: {', '.join(e['flags'])}")
             others = [n for n in e["names"] if n != e["service"]]
             if others:
-                con.print(f"    also: {', '.join(others)}")
+                con.print(f"    also: {', '.join(others)}", markup=False)
             for a in e["aliases"]:
-                con.print(f"    alias: {a['name']} (alias of {a['alias_of']}{', historic' if a['historic'] else ''})")
+                hist = ", historic" if a["historic"] else ""
+                con.print(f"    alias: {a['name']} (alias of {a['alias_of']}{hist})", markup=False)
             for u in e["unauthorized"]:
-                con.print(f"    [red]unauthorized use:[/] {u}")
+                con.print(f"    [red]unauthorized use:[/] {escape(u)}")
             for r in e["records"]:
                 if r.get("notes"):
-                    con.print(f"    note ({r.get('name') or r.get('description')}): {r['notes']}")
+                    con.print(f"    note ({r.get('name') or r.get('description')}): {r['notes']}", markup=False)
         else:
             port = ""
             if e.get("port_low") is not None:
                 port = str(e["port_low"]) + (f"-{e['port_high']}" if e["port_high"] != e["port_low"] else "")
                 port += "/" + (e.get("transport") or "tcp+udp")
-            con.print(f"[bold]{e['name']}[/]  {port or '(no port: service name only)'}  {e.get('description', '')}")
+            desc = escape(e.get("description", ""))
+            con.print(f"[bold]{escape(e['name'])}[/]  {port or '(no port: service name only)'}  {desc}")
             for k in ("alias_of", "unauthorized", "notes", "assignee", "references"):
                 if e.get(k):
-                    con.print(f"    {k}: {e[k]}")
+                    con.print(f"    {k}: {e[k]}", markup=False)
     return 0
 
 
@@ -327,16 +338,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
         emit(render_rows(rows, args.format, ["transport", "port_low", "port_high", "change", "old", "new"]), None)
         return 0
     con = _console()
-    con.print(f"old: {old.provenance.line()}")
-    con.print(f"new: {new.provenance.line()}")
+    con.print(f"old: {old.provenance.line()}", markup=False)
+    con.print(f"new: {new.provenance.line()}", markup=False)
     t = Table("port", "transport", "change", "old", "new")
     for c in d.port_changes:
         port = str(c.port_low) if c.port_low == c.port_high else f"{c.port_low}-{c.port_high}"
-        t.add_row(port, c.transport, c.change, c.old, c.new)
+        t.add_row(port, c.transport, c.change, escape(c.old), escape(c.new))
     con.print(t)
     con.print("summary: " + ", ".join(f"{k} {v}" for k, v in d.summary().items()))
     if d.names_added:
-        con.print("service names added: " + ", ".join(d.names_added))
+        con.print("service names added: " + ", ".join(d.names_added), markup=False)
     if d.names_removed:
-        con.print("service names removed: " + ", ".join(d.names_removed))
+        con.print("service names removed: " + ", ".join(d.names_removed), markup=False)
     return 0

@@ -22,7 +22,7 @@ from .files import read_regular
 from .model import Provenance, Record
 
 MAGIC = b"PCREG001"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when the compiler's output changes: older cache files are then ignored and rebuilt."""
 MAX_CACHE_BYTES = 256 << 20
 """A cache file larger than this is not one we wrote (a full registry compiles to about 10 MB)."""

@@ -21,7 +21,7 @@ from . import cache
 from .compile import CompiledRegistry, compile_records
 from .files import read_regular
 from .model import Provenance
-from .parse import file_date, parse_bytes
+from .parse import MIN_RECORDS, file_date, parse_bytes
 
 IANA_XML_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xml"
 SYSTEM_FULL = (
@@ -29,11 +29,10 @@ SYSTEM_FULL = (
     Path("/usr/share/iana-registry/service-names-port-numbers.xml"),
 )
 SYSTEM_PARTIAL = (Path("/usr/share/wireshark/services"), Path("/etc/services"))
-MIN_RECORDS = 10_000
 PARTIAL_NOTICE = (
-    "partial registry source: it lists assigned service names only, so it cannot tell unassigned from "
-    "reserved ports, nor which ports have known unauthorized use; get the full registry with "
-    "'portclass registry update' (or 'apt install ipv6toolkit')"
+    "partial registry source: it does not list every port (a digest of assigned names, or an excerpt), so "
+    "the ports it omits are unknown, not unassigned, and known unauthorized use may be missing; "
+    "get the full registry with 'portclass registry update' (or 'apt install ipv6toolkit')"
 )
 NO_REGISTRY = (
     "no IANA port registry found: run 'portclass registry update' (downloads it from IANA), "
@@ -74,6 +73,9 @@ def compile_bytes(data: bytes, source: str, fdate: str | None = None, *, use_cac
         edition_kind=result.edition_kind,
         full=result.full,
         notice=result.notice,
+        partial_reason=result.partial_reason,
+        skipped=result.skipped,
+        skipped_example=result.skipped_example,
     )
     reg = compile_records(result.records, prov)
     if use_cache:
