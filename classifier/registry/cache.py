@@ -119,6 +119,22 @@ def save(reg: CompiledRegistry, path: Path) -> None:
     atomic_write(path, dumps(reg), make_dirs=True)
 
 
+def source_sha(path: Path) -> str | None:
+    """The sha256 of the source a cache file was compiled from, read from its header (any version)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:8] != MAGIC:
+                return None
+            hlen = int.from_bytes(head[8:16], "little")
+            sha = json.loads(fh.read(min(hlen, 1 << 20)))["provenance"]["sha256"]
+        return sha if isinstance(sha, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load(path: Path) -> CompiledRegistry | None:
     """Load a cache file with one read; None if absent, damaged or of another format version."""
     try:
