@@ -151,3 +151,12 @@ def test_markup_in_registry_text_is_printed_not_interpreted(tmp_path, user_dirs,
     assert "2026 [/] [bold]x" in res.stdout and "markup[bold]x.xml" in res.stdout
     show = run_cli("--registry", str(f), "registry", "show", "80/tcp")
     assert show.returncode == 0 and "markup[bold]x.xml" in show.stdout, show.stderr
+
+
+def test_html_file_is_named_as_such(tmp_path, user_dirs):
+    """A saved web page given as the registry: named as HTML, not refused for its DTD."""
+    f = tmp_path / "service-names-port-numbers.xml"
+    f.write_bytes(b"<!DOCTYPE html>\n<html><body><h1>403 Forbidden</h1></body></html>\n")
+    res = run_cli("registry", "import", str(f))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{f}: an HTML page, not the registry" in res.stderr and "DTD" not in res.stderr

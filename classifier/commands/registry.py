@@ -21,6 +21,7 @@ from ..registry.compile import (
     transport_index,
 )
 from ..registry.diff import diff_registries
+from ..registry.download import DEADLINE
 from ..registry.model import TRANSPORTS, Record
 
 _PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp|dccp))?$", re.I)
@@ -56,10 +57,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "update", parents=[common], help="download the registry from IANA, verify it, make it the default"
     )
     sp.add_argument("--url", default=sources.IANA_XML_URL, help="where to download from (default: IANA's XML)")
+    sp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEADLINE,
+        metavar="SECONDS",
+        help=f"overall deadline for the download (default {DEADLINE:g})",
+    )
     sp = rs.add_parser("diff", parents=[common], help="what changed between two registry editions")
     sp.add_argument("old")
     sp.add_argument("new")
     fmt(sp, ("table", "json", "jsonl", "csv"))
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -265,9 +284,12 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def _done(reg: CompiledRegistry, verb: str) -> None:
     p = reg.provenance
+    notes = f", {p.skipped} malformed records skipped (e.g. {p.skipped_example})" if p.skipped else ""
+    notes += f", PARTIAL: {p.partial_reason}" if p.partial_reason else ""
+    kind = " (file date)" if p.edition_kind == "file-date" else ""
     print(
-        f"{verb} {p.source}: {p.format}, edition {p.edition or 'unknown'}"
-        f"{' (file date)' if p.edition_kind == 'file-date' else ''}, {p.records} records, sha256 {p.sha256[:12]};"
+        f"{verb} {p.source}: {p.format}, edition {p.edition or 'unknown'}{kind}, {p.records} records{notes},"
+        f" sha256 {p.sha256[:12]};"
         f" now the default registry ({sources.current_path()})"
     )
 
@@ -298,7 +320,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             prog.update(task, completed=done, total=total)
 
         try:
-            reg = sources.update(args.url, progress)
+            reg = sources.update(args.url, progress, deadline=args.timeout)
         except RegistryError as exc:
             raise RegistryError(f"{exc}; the previous registry is kept") from None
     _done(reg, "updated from")

@@ -34,13 +34,21 @@ def _decode(data: bytes, source: str) -> str:
             raise RegistryError("binary data (not UTF-8 text), not a registry rendering", path=source) from None
 
 
+def looks_like_html(head: bytes) -> bool:
+    """True when the bytes start like an HTML page (a server's error or login page, a saved web page)."""
+    s = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return s.startswith((b"<!doctype html", b"<html")) or (s.startswith(b"<?xml") and b"<html" in s)
+
+
 def detect(data: bytes) -> str:
-    """Name of the rendering in ``data``: xml, csv, text, services, or unknown."""
+    """Name of the rendering in ``data``: html, xml, csv, text, services, or unknown."""
     from .csv import looks_like_csv
     from .services import looks_like_services
     from .xml import looks_like_xml
 
     head = data[:65536]
+    if looks_like_html(head):
+        return "html"
     if looks_like_xml(head):
         return "xml"
     s = head.decode("utf-8", "replace")
@@ -67,6 +75,8 @@ def parse_bytes(data: bytes, source: str, file_date: str | None = None) -> Parse
     if b"\0" in data[:65536]:
         raise RegistryError("binary data (NUL bytes), not a registry rendering", path=source)
     fmt = detect(data)
+    if fmt == "html":
+        raise RegistryError("an HTML page, not the registry (a web page saved or served in its place?)", path=source)
     if fmt == "xml":
         from .xml import parse_xml
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -22,6 +22,7 @@ import platformdirs
 from ..errors import RegistryError
 from . import cache
 from .compile import CompiledRegistry, compile_records
+from .download import DEADLINE, Progress, download
 from .files import read_regular
 from .model import Provenance
 from .parse import MIN_RECORDS, file_date, parse_bytes
@@ -227,40 +228,11 @@ def import_file(path: str | Path) -> CompiledRegistry:
     return install(_read(path), str(path.resolve()), file_date(path))
 
 
-def download(url: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> bytes:
-    """Fetch ``url`` into memory, reporting (bytes so far, total or None) to ``progress``."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, headers={"User-Agent": "portclass registry update"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total_n = int(total) if total and total.isdigit() else None
-            parts: list[bytes] = []
-            got = 0
-            while True:
-                chunk = resp.read(64 << 10)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                got += len(chunk)
-                if progress:
-                    progress(got, total_n)
-    except urllib.error.HTTPError as exc:
-        raise RegistryError(f"download failed: HTTP {exc.code} {exc.reason}", path=url) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RegistryError(f"download failed: {reason}", path=url) from None
-    data = b"".join(parts)
-    if total_n is not None and got != total_n:
-        raise RegistryError(f"download truncated: got {got} of {total_n} bytes", path=url)
-    return data
-
-
-def update(url: str = IANA_XML_URL, progress: Callable[[int, int | None], None] | None = None) -> CompiledRegistry:
-    """``portclass registry update``: download, verify (parses, is the registry, > 10,000 records), install."""
-    data = download(url, progress)
+def update(
+    url: str = IANA_XML_URL, progress: Progress | None = None, *, deadline: float = DEADLINE
+) -> CompiledRegistry:
+    """``portclass registry update``: download (deadline, size cap), verify (> 10,000 records), install."""
+    data = download(url, progress, deadline=deadline)
     return install(data, url, min_records=MIN_RECORDS)
 
 
