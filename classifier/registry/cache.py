@@ -20,7 +20,7 @@ from .files import read_regular
 from .model import Provenance, Record
 
 MAGIC = b"PCREG001"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when the compiler's output changes: older cache files are then ignored and rebuilt."""
 MAX_CACHE_BYTES = 256 << 20
 """A cache file larger than this is not one we wrote (a full registry compiles to about 10 MB)."""
@@ -70,6 +70,22 @@ def dumps(reg: CompiledRegistry) -> list[bytes]:
 def save(reg: CompiledRegistry, path: Path) -> None:
     """Write the compiled registry to ``path`` atomically."""
     atomic_write(path, dumps(reg), make_dirs=True)
+
+
+def source_sha(path: Path) -> str | None:
+    """The sha256 of the source a cache file was compiled from, read from its header (any version)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:8] != MAGIC:
+                return None
+            hlen = int.from_bytes(head[8:16], "little")
+            sha = json.loads(fh.read(min(hlen, 1 << 20)))["provenance"]["sha256"]
+        return sha if isinstance(sha, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load(path: Path) -> CompiledRegistry | None:
