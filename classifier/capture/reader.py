@@ -132,11 +132,19 @@ class _Pcap:
             ts_ns=ts,
             linktype=self.hdr.linktype,
             first_index=first_index,
+            rec=w.pos,
         )
         msg = ""
         if w.status == "damage":
             msg = f"record length {w.bad_len} exceeds {pcap.MAX_RECORD}"
         return raw, w.stop, w.status, msg
+
+    def mark(self) -> object:
+        """The container state (none for pcap), for ``rewind``."""
+        return None
+
+    def rewind(self, mark: object, buf: np.ndarray, start: int, stop: int) -> None:
+        """Set the container state to what reading ``buf[start:stop]`` after ``mark`` leaves (pcap: none)."""
 
     def cut_message(self, buf: np.ndarray, stop: int, end: int) -> str:
         """What is missing of the record cut by the end of the file."""
@@ -159,8 +167,20 @@ class _Pcapng:
         """Packet blocks in ``buf[start:end]``: packets, where reading stopped, why, and the damage message."""
         cb = pcapng.parse_chunk(buf, start, end, self.sec, self.lane_bytes)
         b = cb.blocks
-        raw = RawPackets(b.pkt, b.caplen, b.wire_len, b.ts_ns, b.linktype, first_index)
+        raw = RawPackets(b.pkt, b.caplen, b.wire_len, b.ts_ns, b.linktype, first_index, b.start)
         return raw, cb.stop, cb.status, cb.message
+
+    def mark(self) -> object:
+        """The section state (byte order, interfaces, section), for ``rewind``."""
+        sec = self.sec
+        return sec.byteorder, len(sec.interfaces), sec.base, sec.sections
+
+    def rewind(self, mark: object, buf: np.ndarray, start: int, stop: int) -> None:
+        """Set the section state to what reading ``buf[start:stop]`` after ``mark`` leaves."""
+        sec = self.sec
+        sec.byteorder, n, sec.base, sec.sections = mark  # type: ignore[misc]
+        del sec.interfaces[n:]
+        pcapng.parse_chunk(buf, start, stop, sec, self.lane_bytes)
 
     def cut_message(self, buf: np.ndarray, stop: int, end: int) -> str:
         """What is missing of the block cut by the end of the file."""
@@ -241,14 +261,22 @@ def _read_file(
             buf, end = ch.buf, ch.end
             stats = CaptureStats()
             if fmt is None:
+                if ch.broken and end < 4:  # the stream broke before the format could be told
+                    raise CaptureError(ch.broken, path=path)
                 fmt = _open_format(bytes(buf[: min(end, 64)]), path, lane_bytes)
                 start = fmt.start
                 if start > end:
                     raise CaptureError("pcap file header cut short", path=path)
+            mark = fmt.mark()
             raw, stop, status, msg = fmt.parse(buf, start, end, packets + 1)
+            final = status == "damage" or ch.eof
+            batch = decode_chunk(buf, raw, file_index, frags, stats, None if final else stop)
+            if stats.packets < raw.pkt.size:  # a later fragment waits for what follows: read on from it
+                assert raw.rec is not None
+                stop, status = int(raw.rec[stats.packets]), "partial"
+                fmt.rewind(mark, buf, start, stop)
             _warn_linktypes(fmt, name, warned_linktypes, stats)
-            batch = decode_chunk(buf, raw, file_index, frags, stats)
-            packets += raw.pkt.size
+            packets += stats.packets
             at_byte = f"{name}: packet {number(packets + 1)} at byte {base + stop}"
             if status == "damage":
                 stats.warnings.append(f"{at_byte}: {msg}; stopped reading")

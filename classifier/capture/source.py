@@ -184,7 +184,11 @@ class Source:
                     return Chunk(np.frombuffer(m, np.uint8)[base - aligned :], n, False)
         n = max(min(size, total - base), 0)
         buf = alloc(n + PAD)
-        got = self._read_at(memoryview(buf)[:n], base) if n else 0
+        try:
+            got = self._read_at(memoryview(buf)[:n], base) if n else 0
+        except OSError as e:  # an I/O error: what was read before it stays valid
+            buf[:PAD] = 0
+            return Chunk(buf, 0, True, f"read error ({e.strerror or e})")
         buf[got : got + PAD] = 0
         return Chunk(buf, got, base + got >= total)
 
@@ -223,8 +227,8 @@ class Source:
         size = len(mv)
         assert self._stream is not None
         while got < size:
-            try:
-                n = self._stream.readinto(mv[got:])
+            try:  # one decompression step at a time: a damaged stream keeps every byte before the damage
+                n = self._stream.readinto1(mv[got:])
             except (OSError, EOFError, zlib.error) as e:
                 what = "gzip stream cut short" if isinstance(e, EOFError) else f"gzip stream damaged ({e})"
                 raise SourceDamage(what, got) from None
