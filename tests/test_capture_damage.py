@@ -143,6 +143,8 @@ def damaged_set(d: Path) -> dict[str, Path]:
     out["missing.pcap"] = d / "missing.pcap"
     out["directory"] = d / "directory"
     out["directory"].mkdir()
+    out["name-too-long"] = d / ("x" * 300)  # a traceback from Path.is_dir before the fix
+    out["nul-in-name"] = d / "a\0b"
     return out
 
 

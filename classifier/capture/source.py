@@ -74,6 +74,17 @@ def sniff(path: Path) -> str | None:
     return None
 
 
+def is_directory(path: str | os.PathLike[str]) -> bool:
+    """``Path.is_dir`` that says False where the path cannot even be looked at (too long, no permission...).
+
+    Opening it then reports the problem as a one-line ``CaptureError`` like any unreadable input.
+    """
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def capture_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
     """Files to read, in order: named files as given, directories walked recursively (captures only, sorted).
 
@@ -82,7 +93,7 @@ def capture_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
     """
     for p in paths:
         path = Path(p)
-        if path.is_dir():
+        if is_directory(path):
             found = []
             for root, dirs, files in os.walk(path):
                 dirs.sort()
@@ -116,13 +127,13 @@ class Source:
 
     def __init__(self, path: Path, use_mmap: bool | None = None) -> None:
         self.path = path
-        if path.is_dir():
+        if is_directory(path):
             raise CaptureError("directory holds no pcap or pcapng capture", path=path)
         try:
             self._raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             st = os.fstat(self._raw.fileno())
-        except OSError as e:
-            raise CaptureError(f"cannot open: {e.strerror or e}", path=path) from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+            raise CaptureError(f"cannot open: {getattr(e, 'strerror', None) or e}", path=path) from None
         regular = stat.S_ISREG(st.st_mode)
         src: io.RawIOBase | io.BufferedReader = self._raw if regular else io.BufferedReader(self._raw)
         try:
