@@ -180,10 +180,17 @@ def test_fragment_look_ahead_window_and_files(tmp_path: Path, monkeypatch: pytes
     assert stats.fragments_unattributed == 2
 
 
-def test_random_fragment_captures_same_for_every_chunk_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fragments of a few datagrams in random order among filler, two files, windows cut by chunk ends."""
+@pytest.mark.parametrize("capacity", [fragments.CAPACITY, 3])
+def test_random_fragment_captures_same_for_every_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capacity: int
+) -> None:
+    """Fragments of a few datagrams in random order among filler, two files, windows cut by chunk ends.
+
+    With ``capacity`` 3, a later fragment matches only among the 3 most recent first fragments.
+    """
     monkeypatch.setattr(fragments, "LOOKAHEAD_BYTES", 400)
-    rng = random.Random(9)
+    monkeypatch.setattr(fragments, "CAPACITY", capacity)
+    rng = random.Random(9 + capacity)
     for case in range(6):
         paths = []
         for k in range(2):

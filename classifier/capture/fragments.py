@@ -36,13 +36,15 @@ VALUE = np.dtype([("sport", "u2"), ("dport", "u2"), ("proto", "u1")])
 
 LOOKAHEAD_BYTES = 1 << 20
 """How far (bytes of file data from the later fragment's packet) a first fragment sent after it may come."""
+CAPACITY = 1 << 16
+"""How many of the most recent first fragments a later fragment may take its ports from."""
 
 
 class FragmentTable:
     """First fragments seen so far (newest ``capacity`` kept): datagram key -> ports and transport."""
 
-    def __init__(self, capacity: int = 1 << 16) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = CAPACITY if capacity is None else capacity
         self.lookahead = LOOKAHEAD_BYTES
         self.before_hit = np.zeros(0, bool)  # per later fragment of the last ``attribute`` call
         self.cut = -1  # packet row the last ``attribute`` call could not decide from (-1: none)
