@@ -164,3 +164,15 @@ def test_each_damaged_file_is_one_warning_and_the_rest_is_kept(tmp_path: Path) -
     assert "cannot open" in by_name["missing.pcap"]
     rows_cut, stats_cut = read([bad["cut.pcap.gz"]])
     assert rows_cut > 0 and stats_cut.packets > 10  # before the fix: "empty file; skipped"
+
+
+def test_classic_pcap_timestamps_always_fit(tmp_path: Path) -> None:
+    """The largest a pcap record can say (2^32 - 1 s, fraction 2^32 - 1 units) stays inside ``TS_LIMIT_NS``."""
+    for magic, unit in ((0xA1B2C3D4, 1000), (0xA1B23C4D, 1)):
+        path = tmp_path / f"max{unit}.pcap"
+        frame = udp_frame()
+        head = struct.pack("<IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+        path.write_bytes(head + struct.pack("<IIII", 2**32 - 1, 2**32 - 1, len(frame), len(frame)) + frame)
+        batch = next(iter(read_batches([path])))
+        assert batch.ts_ns.tolist() == [(2**32 - 1) * 10**9 + (2**32 - 1) * unit]
+        assert int(batch.ts_ns[0]) < TS_LIMIT_NS and not batch.stats.warnings

@@ -2,7 +2,9 @@
 
 Each file is read in chunks of ``chunk_bytes`` (``source.Source``: a read-only ``mmap``
 window for regular files, a pooled buffer for gzip and pipes); the batch keeps the chunk as
-``data``, and the next chunk starts at the first record the previous one could not complete.
+``data``, and the next chunk starts at the first record the previous one could not complete
+(or at a later IP fragment whose look-ahead window runs past the chunk, ``fragments``): flows
+and counts never depend on where chunks end.
 Per chunk, the records are found with ``walk`` (pcap) or ``pcapng.parse_chunk`` and decoded
 with ``decode.decode_chunk``: no Python loop over packets anywhere.  Memory stays bounded by
 the chunks the consumer still holds (about 240 MB peak for a 3 GB capture with the default
@@ -36,6 +38,7 @@ from .walk import LANE_BYTES, walk
 
 DEFAULT_CHUNK_BYTES = 64 << 20
 MIN_CHUNK_BYTES = 4096
+"""Smallest chunk read (tests lower it, to 64 at least, so that chunk ends fall inside small captures)."""
 MAX_FILES = 1 << 16
 """``file_index`` is uint16."""
 
