@@ -59,8 +59,10 @@ _COMMANDS = {"analyze", "registry", "live"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
+        interrupt.arm()  # a signal now raises here, so what is open gets cleaned up on the way out
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except PortclassError as exc:
+        interrupt.ending()
         print(f"portclass: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # a signal before any report was written: the output is untouched
@@ -73,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         raise
     except OSError as exc:  # an output file or directory that cannot be written, a vanished input
+        interrupt.ending()
         where = exc.filename or "portclass"
         print(f"portclass: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -103,7 +106,7 @@ def _dispatch(argv: list[str]) -> int:
 
 def _interrupted(exc: BaseException) -> int:
     """The one line for a run a signal ended before a report was written; its exit code."""
-    interrupt.block()  # ending now: a second signal must not cut this line short
+    interrupt.ending()  # a second signal must not cut this line short
     print(f"portclass: interrupted by {interrupt.signal_name()}; no report written", file=sys.stderr)
     return interrupt.exit_code(exc)
 
@@ -133,7 +136,7 @@ def entry() -> None:
         code = EXIT_OK
     except KeyboardInterrupt as exc:  # arrived while main was reporting another ending
         code = _interrupted(exc)
-    interrupt.block()  # the run is over: a signal now changes nothing (and prints no traceback)
+    interrupt.ending()  # the run is over: a signal now changes nothing (and prints no traceback)
     sys.exit(code)
 
 

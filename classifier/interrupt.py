@@ -36,21 +36,65 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_armed = False
+
+
 def _raise(signum: int, _frame: Any) -> None:
     if os.getpid() != _owner_pid:  # a forked helper process: end quietly, its parent reports
         os._exit(128 + signum)
     global received
     if received is None:
         received = signum
+    if not _armed:  # still importing: nothing was opened or written, so end right here
+        os.write(2, f"portclass: interrupted by {signal.Signals(signum).name}; no report written\n".encode())
+        os._exit(128 + signum)
+    global _pending
+    if _flag_only and not _pending:  # reading: stop at the next batch boundary (``check``)
+        _pending = True
+        return
     raise Interrupted(signum)
 
 
 def install() -> None:
-    """Make SIGINT and SIGTERM raise ``Interrupted`` in this process (forked children just exit)."""
-    global _owner_pid, received
-    _owner_pid, received = os.getpid(), None
-    for sig in SIGNALS:
-        signal.signal(sig, _raise)
+    """SIGINT and SIGTERM end the process at once (one line, 128 + N) until ``arm``; forked children just exit.
+
+    Handlers are set with both signals held back, so none arrives half-way through.
+    """
+    global _owner_pid, received, _armed
+    _owner_pid, received, _armed = os.getpid(), None, False
+    with deferred():
+        for sig in SIGNALS:
+            signal.signal(sig, _raise)
+
+
+_flag_only = False
+_pending = False
+
+
+@contextlib.contextmanager
+def stop_at_boundaries() -> Iterator[None]:
+    """While reading: the first signal only asks to stop, and ``check`` (called between batches)
+    raises it where the flow tables are consistent; a second signal raises at once."""
+    global _flag_only, _pending
+    _flag_only, _pending = True, False
+    try:
+        yield
+    finally:
+        _flag_only = False
+
+
+def check() -> None:
+    """Raise ``Interrupted`` if a signal asked to stop (see ``stop_at_boundaries``)."""
+    global _pending
+    if _pending:
+        _pending = False
+        raise Interrupted(received or signal.SIGINT)
+
+
+def arm() -> None:
+    """From now on a signal raises ``Interrupted`` (the command's ``try`` reports it and cleans up)."""
+    global _armed
+    _armed = True
 
 
 def signal_name() -> str:
@@ -76,9 +120,12 @@ def deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def block() -> None:
-    """Hold SIGINT/SIGTERM back for good (the run is over; only the exit remains)."""
-    if hasattr(signal, "pthread_sigmask"):
+def ending() -> None:
+    """The command is over (only its last line and the exit remain): hold SIGINT/SIGTERM back for good.
+
+    Only in a process whose handlers ``install`` set (the command line), never in a library user's.
+    """
+    if os.getpid() == _owner_pid and hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
