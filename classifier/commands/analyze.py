@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from .. import interrupt
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..label import FLAG_NAMES
 from ..pipeline import analyze
@@ -35,7 +36,9 @@ exit codes:
   1    flagged flows remain after the filters, with --fail-on flagged
   2    usage or input error: bad option value, unknown service name, unreadable capture or
        registry, parquet without -o FILE (one line on stderr)
-  130  interrupted (the report covers what was read)"""
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: a signal while reading leaves a report of
+       what was read, marked partial in its format; one during start-up or while the report is
+       written leaves the output file untouched (one line on stderr says which)"""
 
 
 def _port(text: str) -> int:
@@ -194,8 +197,14 @@ def run(args: argparse.Namespace) -> int:
         analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     write(analysis, args.format, args.output, top=args.top)
-    if analysis.interrupted:
-        return 130
+    if analysis.interrupted:  # the report is whole and says it is partial (classifier.interrupt)
+        where = f" in {args.output}" if args.output not in (None, "-") else ""
+        print(
+            f"portclass: interrupted by {interrupt.signal_name()}; the report{where} covers the "
+            f"{analysis.stats.packets:,} packets read before it",
+            file=sys.stderr,
+        )
+        return interrupt.exit_code()
     if args.fail_on == "flagged" and bool((analysis.labels.severity > 0).any()):
         return EXIT_FLAGGED
     return EXIT_OK

@@ -19,6 +19,7 @@ import platformdirs
 from ..errors import RegistryError
 from . import cache
 from .compile import CompiledRegistry, compile_records
+from .files import read_regular
 from .model import Provenance
 from .parse import file_date, parse_bytes
 
@@ -84,14 +85,7 @@ def compile_bytes(data: bytes, source: str, fdate: str | None = None, *, use_cac
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise RegistryError("is a directory, not a registry file", path=path) from None
-    except OSError as exc:
-        raise RegistryError(f"cannot read ({exc.strerror})", path=path) from None
+    return read_regular(path)
 
 
 def compile_file(path: str | Path, *, use_cache: bool = True) -> CompiledRegistry:

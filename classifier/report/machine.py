@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..filters import selection_of, whole_totals
+from ..interrupt import partial_fields, partial_note
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import LABEL_BASIS, flow_columns, rows
@@ -28,7 +29,7 @@ def _meta(a: Analysis) -> dict[str, Any]:
     prov = asdict(a.registry.provenance)
     prov.pop("extra", None)
     prov["notice"] = None
-    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line()}
+    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line(), **partial_fields(a)}
 
 
 def render(a: Analysis, fmt: str) -> str:
@@ -63,6 +64,8 @@ def render(a: Analysis, fmt: str) -> str:
         sel = selection_of(a)
         if sel is not None:
             buf.write(f"# {sel.line()}\n")
+        if partial_note(a):
+            buf.write(f"# {partial_note(a)}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
         w.writerow(keys)

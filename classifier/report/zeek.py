@@ -335,6 +335,7 @@ def _header_value(text: str) -> str:
 def header(a: Analysis) -> list[str]:
     """The ``#`` lines before the first flow: Zeek's, then portclass's notice lines, then fields and types."""
     from ..filters import selection_of
+    from ..interrupt import partial_note
 
     sep = SEPARATOR
     lines = [
@@ -352,6 +353,8 @@ def header(a: Analysis) -> list[str]:
     sel = selection_of(a)
     if sel is not None:
         lines.append(f"#portclass_filter{sep}{_header_value(sel.line())}")
+    if partial_note(a):
+        lines.append(f"#portclass_partial{sep}{_header_value(partial_note(a) or '')}")
     lines.append(f"#fields{sep}" + sep.join(name for name, _ in FIELDS))
     lines.append(f"#types{sep}" + sep.join(t for _, t in FIELDS))
     return lines
