@@ -155,6 +155,40 @@ def _pcapng_prefix(data: bytes, packets: int) -> bytes:
     return data[:pos]
 
 
+def _pcapng_blocks(data: bytes) -> list[bytes]:
+    """The blocks of a little-endian pcapng, in order."""
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        (blen,) = struct.unpack_from("<I", data, pos + 4)
+        out.append(data[pos : pos + blen])
+        pos += blen
+    return out
+
+
+def _idb(linktype: int, options: bytes) -> bytes:
+    body = struct.pack("<HHI", linktype, 0, 0) + options + struct.pack("<HH", 0, 0)
+    return struct.pack("<II", 1, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    pad = -len(value) % 4
+    return struct.pack("<HH", code, len(value)) + value + bytes(pad)
+
+
+def pcapng_variants(data: bytes, packets: int = 8) -> dict[str, bytes]:
+    """The first packets of ``sample.pcapng`` with timestamp options on its interface (if_tsresol 10^-9,
+    if_tsoffset), and with a second interface described after the packets that use it."""
+    blocks = _pcapng_blocks(_pcapng_prefix(data, packets))
+    shb, idb, rest = blocks[0], blocks[1], blocks[2:]
+    (linktype,) = struct.unpack_from("<H", idb, 8)
+    opts = _option(9, b"\x09") + _option(14, struct.pack("<q", 1_700_000_000))
+    epb1 = [b[:8] + struct.pack("<I", 1) + b[12:] if struct.unpack_from("<I", b)[0] == 6 else b for b in rest]
+    return {
+        "tsoffset.pcapng": shb + _idb(linktype, opts) + b"".join(rest),
+        "late-idb.pcapng": shb + idb + b"".join(epb1[:2]) + _idb(linktype, _option(9, b"\x06")) + b"".join(epb1[2:]),
+    }
+
+
 def capture_seeds() -> dict[str, bytes]:
     """Capture inputs: mode byte (bit 0: gzip) + file bytes."""
     out: dict[str, bytes] = {}
@@ -165,6 +199,8 @@ def capture_seeds() -> dict[str, bytes]:
             out[f"{name}-{k}"] = b"\0" + cut(data, k)
         out[name] = b"\0" + data
         out[f"{name}.gz"] = b"\1" + data
+        if name.endswith(".pcapng"):
+            out.update({k: b"\0" + v for k, v in pcapng_variants(data).items()})
     return out
 
 
