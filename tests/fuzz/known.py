@@ -59,6 +59,16 @@ REGRESSIONS: dict[str, tuple[str, str, str | None]] = {
         "a 301 to itself (empty Location): the redirect-loop error is three lines, not one",
         UPDATE_CLIENT,
     ),
+    "registry/xml-bad-number": (
+        "ValueError@classifier/registry/xml.py:_record",
+        "a record with <number>1e3</number> (fuzzer: empty, ')899'): ValueError traceback from int()",
+        REGISTRY_PARSE,
+    ),
+    "registry/xml-multibyte-encoding": (
+        "ValueError@classifier/registry/xml.py:parse_xml",
+        "'<?xml version=\"\" encoding=\"UTF7\"?>': ValueError (multi-byte encodings are not supported) traceback",
+        REGISTRY_PARSE,
+    ),
     "registry/xml-unknown-encoding": (
         "LookupError@classifier/registry/xml.py:parse_xml",
         "'<?xml version=\"\" encoding=\"F\"?>': LookupError (unknown encoding) traceback from the XML reader",
