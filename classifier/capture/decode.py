@@ -167,7 +167,8 @@ class _State:
         self.win = np.ones(n, np.uint16)
         self.tlen = np.zeros(n, np.int32)  # transport payload bytes by the IP length (tshark's tcp.len)
         self.iplen = np.zeros(n, np.uint32)  # IP total length of the innermost IP header
-        self.ipend = np.zeros(n, _I64)  # where the IP datagram ends by its length field (not clipped)
+        self.ipend = np.zeros(n, _I64)  # end of the IP datagram by its length field (within the wire length)
+        self.wend = self.cur + raw.wire_len  # where the frame ended on the wire (past what was captured)
         self.fast = FAST_PATH
         self.isip = np.zeros(n, bool)
         self.outer: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
@@ -368,7 +369,7 @@ def _ipv4(s: _State, ix: Index) -> None:
     s.fproto[ix] = proto
     s.end[ix] = np.where(tot == 0, e, np.minimum(e, c + tot))  # length 0: TSO, trust the capture
     s.iplen[ix] = np.where(tot == 0, e - c, tot)
-    s.ipend[ix] = np.where(tot == 0, e, c + tot)
+    s.ipend[ix] = np.where(tot == 0, e, np.minimum(c + tot, s.wend[ix]))
     s.cur[ix] = c + ihl
 
 
@@ -392,7 +393,7 @@ def _ipv6(s: _State, ix: Index) -> None:
     s.frag[ix] = FRAG_NONE
     s.end[ix] = np.where(plen == 0, e, np.minimum(e, c + 40 + plen))  # 0: jumbogram or TSO
     s.iplen[ix] = np.where(plen == 0, e - c, 40 + plen)
-    s.ipend[ix] = np.where(plen == 0, e, c + 40 + plen)
+    s.ipend[ix] = np.where(plen == 0, e, np.minimum(c + 40 + plen, s.wend[ix]))
     s.cur[ix] = c + 40
 
 
@@ -555,7 +556,8 @@ def _fast_ether_ipv4(s: _State, ix: Index) -> None:
     seq = np.where(full, s.v[">u4"][c + 38], 0).astype(np.uint32)
     ack = np.where(full, s.v[">u4"][c + 42], 0).astype(np.uint32)
     win = np.where(full, s.v[">u2"][c + 48], 1).astype(np.uint16)
-    tlen = np.maximum(tot - 20 - hlen, 0).astype(np.int32)
+    wire = s.wend[ix] - c if not isinstance(ix, slice) else s.wend - c
+    tlen = np.maximum(np.minimum(tot + 14, wire) - 34 - hlen, 0).astype(np.int32)  # as tshark: within the frame
     iplen = tot.astype(np.uint32)
     poff = np.where(okpay, c + 34 + hlen, -1)
     plen = np.where(okpay, plen, 0)
