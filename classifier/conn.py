@@ -10,10 +10,9 @@ Endpoint states
     each packet's SYN/ACK/FIN/RST bits and whether it carries payload, exactly as Zeek's state machine
     (its flip of a SYN/SYN-ACK reversal excepted).  The pair of states is a finite machine of 64 states
     (RESET remembers whether it came from CLOSED, which Zeek's ``prev_state`` needs), so a stretch of
-    packets is a *function* on 64 states: per flow we keep that function (``fsm_c`` assuming the
-    client side originates, ``fsm_s`` the other way), chunks compose exactly, and the final state is
-    the function applied to (INACTIVE, INACTIVE).  Only packets that can change a state are composed:
-    every SYN/FIN/RST packet and, between two of them, the first plain packet of each kind.
+    packets is a *function* on 64 states, one of ~700 (``machine``): per flow we keep its number
+    (``fsm_c`` assuming the client side originates, ``fsm_s`` the other way), chunks compose exactly
+    through a table, and the final state is the function applied to (INACTIVE, INACTIVE).
 
 History letters (upper case: originator)
     S H A D F R I Q as Zeek (A, D, I, Q once per direction; S/H, F, R again when their sequence number
@@ -37,7 +36,9 @@ Bytes
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -136,33 +137,96 @@ TRANS = _build_table()
 IDENTITY = np.arange(NSTATES, dtype=np.uint8)
 
 
-def compose_segments(f: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Compose consecutive 64-state functions per segment (``first`` marks each segment's first), in order.
+def _hash_rows(f: np.ndarray) -> np.ndarray:
+    """A code per 64-state function (rows of ``f``): an exact integer dot product done in float64 (BLAS).
 
-    Pairwise rounds (log2 of the longest segment), each a gather over the remaining functions.
+    Weights below 2^40 keep every sum below 2^53, so equal rows get equal codes; a collision of
+    different rows is caught where the codes are used.
+    """
+    w = np.random.default_rng(0).integers(1, 1 << 40, NSTATES).astype(np.float64)
+    return f.reshape(-1, NSTATES).astype(np.float64) @ w
 
-    >>> f = np.stack([TRANS[1, 2, 0], TRANS[0, 10, 0], TRANS[1, 8, 0]])  # S, SYN-ACK, ACK
+
+MACHINE_FILE = Path(__file__).with_name("conn_machine.npz")
+"""The numbered functions and their composition table, shipped (building them costs ~0.3 s)."""
+
+
+@functools.cache
+def machine() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(GEN, COMP, FUNCS, STATE0): the closure of the packet functions under composition, numbered.
+
+    Every stretch of packets is one of the ~700 functions reachable from the identity (id 0), so a
+    flow stores a uint16 id; ``GEN[is_orig, flag class, has_len]`` is one packet's id,
+    ``COMP[a, b]`` the id of "a then b", ``FUNCS[id]`` the function and ``STATE0[id]`` its value at
+    (INACTIVE, INACTIVE).  Read from ``MACHINE_FILE`` when it was made from this ``TRANS``, else built.
+    """
+    try:
+        with np.load(MACHINE_FILE) as z:
+            if np.array_equal(z["trans"], TRANS):
+                return z["gen"], z["comp"], z["funcs"], z["funcs"][:, 0].copy()
+    except (OSError, KeyError, ValueError):
+        pass
+    return build_machine()
+
+
+def write_machine(path: Path = MACHINE_FILE) -> None:
+    """Write ``build_machine``'s tables to ``path`` (run after changing ``_step``; a test checks the file)."""
+    gen, comp, funcs, _ = build_machine()
+    with open(path, "wb") as f:
+        np.savez_compressed(f, trans=TRANS, gen=gen, comp=comp, funcs=funcs)
+
+
+def build_machine() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``machine``'s tables computed from ``TRANS``: the closure by breadth-first composition."""
+    gens = TRANS.reshape(-1, NSTATES)
+    fm = IDENTITY[None, :].copy()
+    codes = _hash_rows(fm)
+    frontier = fm
+    while frontier.shape[0]:
+        h = gens[:, frontier].reshape(-1, NSTATES)  # "f then g" for every generator g
+        hc = _hash_rows(h)
+        hc, first = np.unique(hc, return_index=True)
+        new = ~np.isin(hc, codes)
+        frontier = h[first[new]]
+        fm = np.concatenate([fm, frontier])
+        codes = np.concatenate([codes, hc[new]])
+    k = fm.shape[0]
+    sorter = np.argsort(codes)
+    comp = np.empty((k, k), dtype=np.uint16)
+    for lo in range(0, k, 64):
+        h = fm[:, fm[lo : lo + 64]].transpose(1, 0, 2)  # [a, b]: "a then b"
+        ids = sorter[np.searchsorted(codes, _hash_rows(h), sorter=sorter)].reshape(h.shape[:2])
+        if not np.array_equal(fm[ids], h):  # pragma: no cover - a hash collision
+            raise AssertionError("state machine closure: hash collision")
+        comp[lo : lo + 64] = ids
+    gen = sorter[np.searchsorted(codes, _hash_rows(gens), sorter=sorter)].astype(np.uint16)
+    return gen.reshape(TRANS.shape[:3]), comp, fm, fm[:, 0].copy()
+
+
+def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Compose consecutive function ids per segment (``first`` marks each segment's first), in order.
+
+    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table.
+
+    >>> gen, comp, funcs, state0 = machine()
+    >>> f = np.array([gen[1, 2, 0], gen[0, 10, 0], gen[1, 8, 0]])  # S, SYN-ACK, ACK
     >>> g = compose_segments(f, np.array([True, False, False]))
-    >>> divmod(int(g[0, 0]), 8) == (ESTABLISHED, ESTABLISHED)
+    >>> divmod(int(state0[g[0]]), 8) == (ESTABLISHED, ESTABLISHED)
     True
     """
-    f = f.copy()
-    first = first.copy()
-    while f.shape[0]:
-        start = np.flatnonzero(first)
-        seg = np.cumsum(first) - 1
-        rank = np.arange(f.shape[0]) - start[seg]
-        if not rank.any():
-            break
+    comp = machine()[1]
+    f = ids.astype(np.intp)
+    start = np.flatnonzero(first)
+    rank = np.arange(f.size) - np.repeat(start, np.diff(np.append(start, f.size)))
+    while rank.any():
         left = np.flatnonzero((rank & 1) == 0)
         nxt = left + 1
-        has = nxt < f.shape[0]
-        has[has] &= ~first[nxt[has]]
+        has = nxt < f.size
+        has[has] &= rank[nxt[has]] != 0
         li = left[has]
-        base = (np.arange(li.size, dtype=np.intp) * NSTATES)[:, None]
-        f[li] = f[li + 1].reshape(-1)[base + f[li].astype(np.intp)]
-        f, first = f[left], first[left]
-    return f
+        f[li] = comp.reshape(-1)[f[li] * comp.shape[1] + f[li + 1]]
+        f, rank = f[left], rank[left] >> 1
+    return f.astype(np.uint16)
 
 
 # --------------------------------------------------------------------------- per batch
@@ -246,25 +310,20 @@ def _tcp_columns(
     fin = (flags_s & TCP_FIN) != 0
     rst = (flags_s & TCP_RST) != 0
 
-    # ---- state functions: control packets and the first plain packet of each kind between them
+    # ---- state functions: every TCP packet's function id, composed per flow
+    gen = machine()[0]
     it = np.flatnonzero(tcp)
-    fl, rw, rv, hl = flags_s[it], row_of[it], back[it], tlen_s[it] > 0
-    ctrl = (fl & (TCP_SYN | TCP_FIN | TCP_RST)) != 0
-    newrow = np.ones(it.size, dtype=bool)
-    newrow[1:] = rw[1:] != rw[:-1]
-    grp = np.cumsum(ctrl | newrow)
-    keep = ctrl.copy()
-    plain = rv * 4 + ((fl & TCP_ACK) != 0) * 2 + hl
-    for c in range(8):
-        keep[_first_per_group(grp, ~ctrl & (plain == c))] = True
-    ev = np.flatnonzero(keep)
-    fc = (fl[ev] & 7) | ((fl[ev] & TCP_ACK) >> 1)
-    h = hl[ev].astype(np.intp)
-    first_ev = np.ones(ev.size, dtype=bool)
-    first_ev[1:] = rw[ev][1:] != rw[ev][:-1]
-    target = rw[ev][first_ev]
-    out.fsm_c[target] = compose_segments(TRANS[1 - rv[ev], fc, h], first_ev)
-    out.fsm_s[target] = compose_segments(TRANS[rv[ev], fc, h], first_ev)
+    fl, rw, rv, hl = flags_s[it], row_of[it], back[it], (tlen_s[it] > 0).astype(np.intp)
+    fc = ((fl & 7) | ((fl & TCP_ACK) >> 1)).astype(np.intp)
+    first_ev = np.ones(it.size, dtype=bool)
+    first_ev[1:] = rw[1:] != rw[:-1]
+    target = rw[first_ev]
+    for col, is_orig in ((out.fsm_c, 1 - rv), (out.fsm_s, rv)):
+        ids = gen[is_orig, fc, hl]
+        # every packet function is idempotent: a run of equal ones is one (bulk data, repeated ACKs)
+        keep = first_ev.copy()
+        keep[1:] |= ids[1:] != ids[:-1]
+        col[target] = compose_segments(ids[keep], first_ev[keep])
 
     # ---- S/H, F, R: recorded again when the sequence number differs from the last of that kind
     one = (bits == 1) & tcp
@@ -297,10 +356,8 @@ def _tcp_columns(
         np.add.at(out.hist_cnt[:, d * 3 + 1], row_of[m], 1)
 
     # ---- sequence analysis per (flow, direction) in capture order
-    gkey = row_of[it] * 2 + rv
-    perm = np.argsort(gkey, kind="stable")
-    P = it[perm]
-    g = gkey[perm]
+    P = it[_group_order(rw, rv, first_ev)]
+    g = row_of[P] * 2 + back[P]
     newg = np.ones(P.size, dtype=bool)
     newg[1:] = g[1:] != g[:-1]
     gstart = np.flatnonzero(newg)
@@ -347,9 +404,15 @@ def _tcp_columns(
     if dp.size:
         ds = rel[dp] + syn[P][dp]
         de = ds + tlen_s[P][dp]
-        o2 = np.lexsort((ds, g[dp]))
-        dp, ds, de = dp[o2], ds[o2], de[o2]
         dg = g[dp]
+        down = np.flatnonzero((ds[1:] < ds[:-1]) & (dg[1:] == dg[:-1]))
+        if down.size:  # sort by sequence only the directions that had data out of order
+            bad = np.isin(dg, np.unique(dg[down]))
+            sub = np.flatnonzero(bad)
+            o2 = sub[np.lexsort((ds[sub], dg[sub]))]
+            o = np.arange(dp.size)
+            o[sub] = o2
+            dp, ds, de, dg = dp[o], ds[o], de[o], dg[o]
         nd = np.ones(dp.size, dtype=bool)
         nd[1:] = dg[1:] != dg[:-1]
         did = np.cumsum(nd) - 1
@@ -373,6 +436,28 @@ def _tcp_columns(
                 f[1:] = hr[1:] != hr[:-1]
                 k = int(f.sum())
                 events.append((hp[f], np.full(k, 3, np.int64), np.full(k, L_G * 2 + d, np.uint8)))
+
+
+def _group_order(row: np.ndarray, back: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Permutation putting packets (sorted by flow, capture order) in (flow, direction, capture order) order.
+
+    A counting sort: each flow's client -> server packets keep their order at the flow's start, the
+    others follow; no comparison sort.
+    """
+    n = row.size
+    b = back.astype(np.int64)
+    start = np.flatnonzero(first)
+    size = np.diff(np.append(start, n))
+    seg = np.cumsum(first) - 1
+    cum_b = np.cumsum(b) - b  # server -> client packets before each packet
+    before_b = cum_b - cum_b[start][seg]  # ... within its flow
+    pos_in_flow = np.arange(n) - start[seg]
+    n_back = np.add.reduceat(b, start) if n else np.zeros(0, np.int64)
+    n_fwd = size - n_back
+    dest = np.where(b == 1, start[seg] + n_fwd[seg] + before_b, start[seg] + pos_in_flow - before_b)
+    perm = np.empty(n, dtype=np.int64)
+    perm[dest] = np.arange(n)
+    return perm
 
 
 def _store_events(out: FlowTable, row_of: np.ndarray, ords: np.ndarray, events: list) -> None:
@@ -399,8 +484,6 @@ def _store_events(out: FlowTable, row_of: np.ndarray, ords: np.ndarray, events: 
 
 def init_columns(cols: dict[str, np.ndarray]) -> None:
     """Set the 'nothing seen' values of the connection columns of a new table, in place."""
-    cols["fsm_c"][:] = IDENTITY
-    cols["fsm_s"][:] = IDENTITY
     cols["hist_ord"].fill(-1)
     for sfx in ("c2s", "s2c"):
         cols[f"seq_hi_{sfx}"].fill(NONE)
@@ -439,11 +522,10 @@ def fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> No
                 ee = ea[head]
                 ee[only_b] = np.take(getattr(src, extra), rows)[only_b]
                 ea[head] = ee
+    comp = machine()[1]
     for name in ("fsm_c", "fsm_s"):
         col = getattr(t, name)
-        a = col[head].astype(np.intp)
-        b = np.take(getattr(src, name), rows, axis=0)
-        col[head] = np.take_along_axis(b, a, axis=1)
+        col[head] = comp[col[head], np.take(getattr(src, name), rows)]
     _fold_history(t, head, src, rows)
 
 
@@ -574,7 +656,7 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
     """
     hist = history(t)
     orig_size, resp_size = _sizes(t)
-    final = t.fsm_c[:, 0].astype(np.int64)
+    final = machine()[3][t.fsm_c].astype(np.int64)
     os_, rs = final // 8, final % 8
     os_ = np.where(os_ == RESET_FC, RESET, os_)
     rs = np.where(rs == RESET_FC, RESET, rs)

@@ -162,15 +162,26 @@ def test_udp_states_and_zero_duration_bytes(tmp_path: Path) -> None:
 
 
 def test_state_machine_function_composition_is_exact() -> None:
+    gen, comp, funcs, state0 = conn.machine()
     rng = np.random.default_rng(7)
-    classes = rng.integers(0, 2, (400, 3))
-    funcs = conn.TRANS[classes[:, 0], rng.integers(0, 16, 400), classes[:, 2]]
+    ids = gen[rng.integers(0, 2, 400), rng.integers(0, 16, 400), rng.integers(0, 2, 400)]
     first = rng.random(400) < 0.1
     first[0] = True
-    got = conn.compose_segments(funcs, first)
+    got = conn.compose_segments(ids, first)
     want = []
     for i in range(400):
         if first[i]:
             want.append(conn.IDENTITY.copy())
-        want[-1] = funcs[i][want[-1]]
-    assert np.array_equal(got, np.array(want))
+        want[-1] = funcs[ids[i]][want[-1]]  # apply packet i after what came before
+    assert np.array_equal(funcs[got], np.array(want))
+    # the table is the composition of the functions it numbers
+    a, b = rng.integers(0, len(funcs), 50), rng.integers(0, len(funcs), 50)
+    assert np.array_equal(funcs[comp[a, b]], np.take_along_axis(funcs[b], funcs[a].astype(np.intp), axis=1))
+
+
+def test_shipped_state_machine_tables_are_current() -> None:
+    built = conn.build_machine()
+    conn.machine.cache_clear()
+    shipped = conn.machine()
+    for a, b in zip(built, shipped, strict=True):
+        assert np.array_equal(a, b)
