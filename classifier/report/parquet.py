@@ -90,6 +90,13 @@ def _types() -> dict[str, Any]:
         "portclass.flags": strings,
         "portclass.severity": pa.int8(),
         "portclass.server_rule": pa.string(),
+        "portclass.conn_state": pa.string(),
+        "portclass.history": pa.string(),
+        "portclass.orig_bytes": pa.int64(),
+        "portclass.resp_bytes": pa.int64(),
+        "portclass.orig_ip_bytes": pa.int64(),
+        "portclass.resp_ip_bytes": pa.int64(),
+        "portclass.missed_bytes": pa.int64(),
         "portclass.label_basis": pa.string(),
         # payload evidence (classifier.evidence.verdict.flow_evidence_columns)
         "network.protocol": pa.string(),

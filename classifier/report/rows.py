@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..capture.columns import TRANSPORT_OF_PROTO
-from ..flows import SERVER_RULES
+from ..flows import SERVER_RULES, FlowTable
 from ..label import flag_list
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
@@ -120,12 +120,43 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         "portclass.severity": col(lab.severity.astype(np.int64)),
         "portclass.server_rule": col(rules),
     }
+    # what happened to the connection, as Zeek's conn.log says it (classifier.conn)
+    for key, values in conn_columns(fl).items():
+        cols[key] = col(values)
     # payload evidence: observed protocol, verdict against the registry, where it was seen, SNI
     from ..evidence.verdict import flow_evidence_columns
 
     for key, values in flow_evidence_columns(fl, lab, a.registry, list(a.stats.files)).items():
         cols[key] = col(values)
     return cols
+
+
+CONN_COLUMNS = {
+    "portclass.conn_state": "conn_state",
+    "portclass.history": "history",
+    "portclass.orig_bytes": "orig_bytes",
+    "portclass.resp_bytes": "resp_bytes",
+    "portclass.orig_ip_bytes": "orig_ip_bytes",
+    "portclass.resp_ip_bytes": "resp_ip_bytes",
+    "portclass.missed_bytes": "missed_bytes",
+}
+"""ECS-side column -> Zeek conn.log field of the same value (``classifier.conn.conn_fields``)."""
+
+
+def conn_columns(fl: FlowTable) -> dict[str, np.ndarray]:
+    """Zeek's connection fields per flow (object arrays; None where Zeek leaves a field unset)."""
+    from ..conn import conn_fields
+
+    f = conn_fields(fl)
+    out: dict[str, np.ndarray] = {}
+    for key, name in CONN_COLUMNS.items():
+        v = f[name]
+        if v.dtype == object:
+            v = np.where(v == "", None, v)
+        else:
+            v = np.where(v < 0, None, v.astype(object))
+        out[key] = v
+    return out
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
