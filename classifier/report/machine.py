@@ -39,7 +39,7 @@ _FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def field_safe(value: Any) -> Any:
-    """``value`` with nulls left out and every mapping whose keys are not field names turned into a list.
+    """``value`` with nulls and empty objects left out, every mapping whose keys are not field names a list.
 
     Per-capture names (``no_ports`` by IP protocol name, skipped link types) become
     ``[{"name": ..., "count": ...}]``, so every key of a document is a valid field name.
@@ -50,7 +50,7 @@ def field_safe(value: Any) -> Any:
     if isinstance(value, dict):
         if value and not all(_FIELD_NAME.match(str(k)) for k in value):
             return [{"name": str(k), "count": field_safe(v)} for k, v in value.items() if v is not None]
-        return {k: field_safe(v) for k, v in value.items() if v is not None}
+        return {k: field_safe(v) for k, v in value.items() if v is not None and v != {}}
     if isinstance(value, list):
         return [field_safe(v) for v in value if v is not None]
     return value
