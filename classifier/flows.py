@@ -85,6 +85,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from classifier import conn
 from classifier.capture.columns import (
     FRAG_LATER,
     FRAG_NONE,
@@ -169,6 +170,29 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "evidence_pkt_c2s": np.dtype(np.int64),
     "evidence_pkt_s2c": np.dtype(np.int64),
     "server_name": np.dtype(f"S{SERVER_NAME_BYTES}"),
+    # connection columns (classifier.conn): Zeek's states, history, sequence spans
+    "ip_bytes_c2s": np.dtype(np.int64),
+    "ip_bytes_s2c": np.dtype(np.int64),
+    "payload_c2s": np.dtype(np.int64),
+    "payload_s2c": np.dtype(np.int64),
+    "covered_c2s": np.dtype(np.int64),
+    "covered_s2c": np.dtype(np.int64),
+    "seq_first_c2s": np.dtype(np.uint32),
+    "seq_first_s2c": np.dtype(np.uint32),
+    "seq_hi_c2s": np.dtype(np.int64),
+    "seq_hi_s2c": np.dtype(np.int64),
+    "seq_syn_c2s": np.dtype(np.bool_),
+    "seq_syn_s2c": np.dtype(np.bool_),
+    "ack_first_c2s": np.dtype(np.uint32),
+    "ack_first_s2c": np.dtype(np.uint32),
+    "ack_hi_c2s": np.dtype(np.int64),
+    "ack_hi_s2c": np.dtype(np.int64),
+    "fsm_c": np.dtype(np.uint16),
+    "fsm_s": np.dtype(np.uint16),
+    "hist_ord": np.dtype((np.int64, (conn.HIST_SLOTS,))),
+    "hist_code": np.dtype((np.uint8, (conn.HIST_SLOTS,))),
+    "hist_seq": np.dtype((np.uint32, (12,))),
+    "hist_cnt": np.dtype((np.int64, (6,))),
 }
 """Column name -> dtype of ``FlowTable`` (payload columns are (n, PAYLOAD_SLOTS) matrices)."""
 
@@ -185,6 +209,15 @@ _PAIRS: tuple[tuple[str, str], ...] = (
     ("evidence_sig_c2s", "evidence_sig_s2c"),
     ("evidence_file_c2s", "evidence_file_s2c"),
     ("evidence_pkt_c2s", "evidence_pkt_s2c"),
+    ("ip_bytes_c2s", "ip_bytes_s2c"),
+    ("payload_c2s", "payload_s2c"),
+    ("covered_c2s", "covered_s2c"),
+    ("seq_first_c2s", "seq_first_s2c"),
+    ("seq_hi_c2s", "seq_hi_s2c"),
+    ("seq_syn_c2s", "seq_syn_s2c"),
+    ("ack_first_c2s", "ack_first_s2c"),
+    ("ack_hi_c2s", "ack_hi_s2c"),
+    ("fsm_c", "fsm_s"),
 )
 _MINUS_ONE = (
     "syn_sender",
@@ -253,6 +286,28 @@ class FlowTable:
     evidence_pkt_c2s: np.ndarray
     evidence_pkt_s2c: np.ndarray
     server_name: np.ndarray
+    ip_bytes_c2s: np.ndarray
+    ip_bytes_s2c: np.ndarray
+    payload_c2s: np.ndarray
+    payload_s2c: np.ndarray
+    covered_c2s: np.ndarray
+    covered_s2c: np.ndarray
+    seq_first_c2s: np.ndarray
+    seq_first_s2c: np.ndarray
+    seq_hi_c2s: np.ndarray
+    seq_hi_s2c: np.ndarray
+    seq_syn_c2s: np.ndarray
+    seq_syn_s2c: np.ndarray
+    ack_first_c2s: np.ndarray
+    ack_first_s2c: np.ndarray
+    ack_hi_c2s: np.ndarray
+    ack_hi_s2c: np.ndarray
+    fsm_c: np.ndarray
+    fsm_s: np.ndarray
+    hist_ord: np.ndarray
+    hist_code: np.ndarray
+    hist_seq: np.ndarray
+    hist_cnt: np.ndarray
 
     def __len__(self) -> int:
         return int(self.key_hash.shape[0])
@@ -263,6 +318,7 @@ class FlowTable:
         cols = {name: np.zeros(n, dtype=dt) for name, dt in FLOW_DTYPES.items()}
         for name in _MINUS_ONE:
             cols[name].fill(-1)
+        conn.init_columns(cols)
         return cls(**cols)
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -289,12 +345,22 @@ class FlowTable:
         """A deep copy (tables returned by this module may share arrays with their inputs)."""
         return FlowTable(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
-    def equals(self, other: FlowTable) -> bool:
-        """True when every column has the same dtype, shape and values."""
-        return all(
+    def equals(self, other: FlowTable, chunking: bool = False) -> bool:
+        """True when every column has the same dtype, shape and values.
+
+        ``chunking=True`` compares the flows of one capture cut into chunks differently: the
+        retransmission/hole figures (``conn.CHUNK_DEPENDENT``) are compared without their T and G parts.
+        """
+        skip = conn.CHUNK_DEPENDENT if chunking else ()
+        same = all(
             a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-            for a, b in zip(self.columns().values(), other.columns().values(), strict=True)
+            for (name, a), b in zip(self.columns().items(), other.columns().values(), strict=True)
+            if name not in skip
         )
+        if not same or not chunking:
+            return same
+        mine, theirs = conn.chunk_exact_history(self), conn.chunk_exact_history(other)
+        return all(np.array_equal(x, y) for x, y in zip(mine, theirs, strict=True))
 
     def row(self, i: int) -> dict[str, object]:
         """Row ``i`` as plain Python values, with addresses rendered as text (for tests and debugging)."""
@@ -388,6 +454,9 @@ def make_batch(
     frag: Sequence[int] | np.ndarray | int = FRAG_NONE,
     pkt_index: Sequence[int] | np.ndarray | None = None,
     file_index: Sequence[int] | np.ndarray | int = 0,
+    tcp_seq: Sequence[int] | np.ndarray | int = 0,
+    tcp_ack: Sequence[int] | np.ndarray | int = 0,
+    tcp_win: Sequence[int] | np.ndarray | int = 1,
 ) -> PacketBatch:
     """A ``PacketBatch`` from per-packet values (tests, examples and benchmarks; no raw bytes).
 
@@ -437,6 +506,11 @@ def make_batch(
         file_index=col(file_index, np.uint16),
         data=np.zeros(0, dtype=np.uint8),
         stats=CaptureStats(packets=n),
+        tcp_seq=col(np.asarray(tcp_seq) % (1 << 32), np.uint32),
+        tcp_ack=col(np.asarray(tcp_ack) % (1 << 32), np.uint32),
+        tcp_win=col(tcp_win, np.uint16),
+        tcp_len=payload.copy(),
+        ip_len=(col(wire_len, np.int64) - 14).clip(0).astype(np.uint32),
     )
 
 
@@ -752,6 +826,7 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
         _first_sender_of(out.synack_sender, r, rev_s[synack])
 
     _payload_refs(batch, order, starts, rev_s, out)
+    conn.batch_columns(batch, order, starts, rev_s, out)
     if tags is not None:
         _evidence_refs(batch, tags, order, starts, rev_s, out)
     return out
@@ -868,6 +943,7 @@ def _swap_rows(t: FlowTable, mask: np.ndarray) -> FlowTable:
         for name in ("syn_sender", "synack_sender"):
             v = cols[name]
             cols[name] = np.where(mask & (v >= 0), 1 - v, v).astype(np.int8)
+        conn.swap_columns(cols, mask)
     return FlowTable(**cols)
 
 
@@ -875,6 +951,7 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
     """In place: fold rows ``rows`` of ``src`` into rows ``head`` of ``t`` (later flow parts; heads unique)."""
     if not head.size:
         return
+    conn.fold(t, head, src, rows)
     for name in ("packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c"):
         getattr(t, name)[head] += np.take(getattr(src, name), rows)
     for name in ("tcp_flags_c2s", "tcp_flags_s2c"):
@@ -1178,6 +1255,11 @@ _FLOW_INPUTS = (
     "payload_len",
     "pkt_index",
     "file_index",
+    "tcp_seq",
+    "tcp_ack",
+    "tcp_win",
+    "tcp_len",
+    "ip_len",
 )
 """The PacketBatch columns the flow stage reads (not data/payload_off)."""
 

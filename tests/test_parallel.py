@@ -14,6 +14,7 @@ import pytest
 from classifier.capture import parallel
 from classifier.capture.parallel import Plan, plan_split, read_flows
 from classifier.capture.reader import read_batches
+from classifier.conn import CHUNK_DEPENDENT
 from classifier.evidence.match import scan
 from classifier.flows import FlowAggregator, finalize, orient
 from tests.shared import shared
@@ -35,7 +36,9 @@ def _compare(path: Path, chunk_bytes: int, plan: Plan | None = None, mode: str =
     par = orient(finalize(table), None)
     for name, col in seq.columns().items():
         other = getattr(par, name)
-        assert col.dtype == other.dtype and np.array_equal(col, other), name
+        if name not in CHUNK_DEPENDENT:  # retransmission/hole figures depend on the chunking (classifier.conn)
+            assert col.dtype == other.dtype and np.array_equal(col, other), name
+    assert par.equals(seq, chunking=True)
     assert stats == agg.stats
 
 

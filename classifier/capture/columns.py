@@ -87,6 +87,28 @@ class PacketBatch:
     file_index: np.ndarray  # uint16, index into stats.files
     data: np.ndarray  # uint8, raw bytes of the chunk
     stats: CaptureStats = field(default_factory=CaptureStats)
+    # TCP header fields for the connection stage (0 for other transports); None -> zeros
+    tcp_seq: np.ndarray | None = None  # uint32, sequence number
+    tcp_ack: np.ndarray | None = None  # uint32, acknowledgment number
+    tcp_win: np.ndarray | None = None  # uint16, window field (unscaled); 1 when not captured
+    tcp_len: np.ndarray | None = None  # int32, transport payload bytes by the IP length (tshark's tcp.len/udp length)
+    ip_len: np.ndarray | None = None  # uint32, IP total length (Zeek's ip_bytes), 0 for later fragments unknown
+
+    def __post_init__(self) -> None:
+        n = self.ts_ns.shape[0]
+        for name, dt, fill in _OPTIONAL_COLUMNS:
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(n, fill, dtype=dt))
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
+
+
+_OPTIONAL_COLUMNS = (
+    ("tcp_seq", np.uint32, 0),
+    ("tcp_ack", np.uint32, 0),
+    ("tcp_win", np.uint16, 1),
+    ("tcp_len", np.int32, 0),
+    ("ip_len", np.uint32, 0),
+)
+"""Columns a batch may be built without (tests, old callers): name, dtype, value when absent."""
