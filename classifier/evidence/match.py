@@ -19,10 +19,10 @@ import numpy as np
 from ..capture.columns import FRAG_LATER, PROTO_TCP, PROTO_UDP, PacketBatch
 from ..flows import SERVER_NAME_BYTES, PacketTags
 from . import walk
-from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, LenField, Lit, OneOf, Signature
+from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, Echo, LenField, Lit, OneOf, Signature, Tail
 
-PREFIX_BYTES = 24
-"""Width of the prefix matrix: every byte test must lie within it (longer looks are walks)."""
+PREFIX_BYTES = 32
+"""Width of the prefix matrix: byte tests within it are word tests; tests past it gather bytes."""
 _ANCHOR_BUCKETS = 48
 """A row whose first byte allows at most this many values reads those buckets; else it scans."""
 
@@ -35,8 +35,17 @@ SIG_WEIGHT = np.array([0] + [s.weight for s in SIGNATURES], dtype=np.uint8)
 ROLE_CODES = {"any": 0, "client": 1, "server": 2}
 SIG_ROLE = np.array([0] + [ROLE_CODES[s.role] for s in SIGNATURES], dtype=np.uint8)
 """Signature code -> sending side (0 any, 1 client, 2 server)."""
+SIG_CONFIRM_ONLY = np.array([False] + [s.confirm_only for s in SIGNATURES], dtype=bool)
+"""Signature code -> weak evidence that may confirm a registered name but never contradicts one."""
+SIG_ALT = np.array([0] + [PROTOCOL_CODE[s.alt] if s.alt else 0 for s in SIGNATURES], dtype=np.uint8)
+"""Signature code -> the other protocol the same bytes may be (0: none)."""
 SIG_NAMES: tuple[str, ...] = ("",) + tuple(s.name for s in SIGNATURES)
 """Signature code -> name."""
+SIG_CODE: dict[str, int] = {s.name: i + 1 for i, s in reversed(list(enumerate(SIGNATURES)))}
+"""Signature name -> code (the first row of that name)."""
+_CODES_OF: dict[str, np.ndarray] = {
+    n: np.array([i + 1 for i, s in enumerate(SIGNATURES) if s.name == n], dtype=np.uint8) for n in SIG_CODE
+}
 
 
 @dataclass
@@ -51,7 +60,9 @@ class _Compiled:
     alts: list[list[list[tuple[int, int, int]]]]  # per OneOf: alternatives, each a word-test list
     alt0: list[tuple[int, list[tuple[int, int, int]]]]  # OneOf at offset 0: (first byte, tests) per alternative
     bytesets: list[tuple[int, np.ndarray]]  # (offset, 256-entry bool LUT)
+    far: list[tuple[int, np.ndarray]]  # (offset >= PREFIX_BYTES or < 0 from the end, 256-entry LUT)
     lenfields: list[LenField]
+    echoes: list[Echo]
     anchor: np.ndarray  # first-byte values the row allows (sorted)
     anchor_set: frozenset[int]
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
@@ -83,6 +94,13 @@ def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return [(w, mv[0], mv[1]) for w, mv in sorted(acc.items()) if mv[0]]
 
 
+def _lut(values: frozenset[int]) -> np.ndarray:
+    """256-entry bool table of a byte set."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(values)] = True
+    return lut
+
+
 def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
     """Alternatives at offset 0 grouped by their first byte."""
     out: dict[int, list[list[tuple[int, int, int]]]] = {}
@@ -97,11 +115,27 @@ def _compile(code: int, sig: Signature) -> _Compiled:
     alts: list[list[list[tuple[int, int, int]]]] = []
     alt0: list[tuple[int, list[tuple[int, int, int]]]] = []
     bytesets: list[tuple[int, np.ndarray]] = []
+    far: list[tuple[int, np.ndarray]] = []
     lenfields: list[LenField] = []
+    echoes: list[Echo] = []
     first = np.ones(256, dtype=bool)
     last = 0
     for t in sig.tests:
-        if isinstance(t, Lit):
+        if isinstance(t, Tail):
+            far += [(-(t.back - i), _lut(frozenset({v}))) for i, v in enumerate(t.value)]
+            last = max(last, t.back)
+        elif isinstance(t, Echo):
+            echoes.append(t)
+            last = max(last, t.off + t.size)
+        elif isinstance(t, Lit) and t.off + len(t.value) > PREFIX_BYTES:
+            for i, v in enumerate(t.value):
+                either = t.nocase and 0x41 <= (v & 0xDF) <= 0x5A
+                far.append((t.off + i, _lut(frozenset({v, v ^ 0x20} if either else {v}))))
+            last = max(last, t.off + len(t.value))
+        elif isinstance(t, ByteIn) and t.off >= PREFIX_BYTES:
+            far.append((t.off, _lut(t.values)))
+            last = max(last, t.off + 1)
+        elif isinstance(t, Lit):
             bt = _byte_tests(t.off, t.value, None, t.nocase)
             fixed += bt
             last = max(last, t.off + len(t.value))
@@ -148,7 +182,9 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         alts=alts,
         alt0=alt0,
         bytesets=bytesets,
+        far=far,
         lenfields=lenfields,
+        echoes=echoes,
         anchor=np.flatnonzero(first),
         anchor_set=frozenset(np.flatnonzero(first).tolist()),
         alt0_by_byte=_group(alt0),
@@ -190,6 +226,8 @@ class _Batch:
     """The prefix matrix of one batch's candidate packets and its first-byte buckets."""
 
     def __init__(self, data: np.ndarray, off: np.ndarray, plen: np.ndarray, proto: np.ndarray) -> None:
+        self.src_hi = self.src_lo = self.dst_hi = self.dst_lo = self.sport = self.dport = proto
+        self.idx = np.arange(off.shape[0])
         self.data = data
         self.off = off
         self.plen = plen
@@ -224,12 +262,20 @@ class _Batch:
             rows = rows[(col & np.uint64(m)) == np.uint64(v)]
         return rows
 
-    def field(self, rows: np.ndarray, off: int, size: int) -> np.ndarray:
-        """Big-endian integer field at ``off`` of ``size`` bytes."""
+    def field(self, rows: np.ndarray, off: int, size: int, little: bool = False) -> np.ndarray:
+        """Integer field at ``off`` of ``size`` bytes (big-endian unless ``little``)."""
         v = np.zeros(rows.size, dtype=np.int64)
-        for i in range(size):
+        for i in reversed(range(size)) if little else range(size):
             v = (v << 8) | self.m8[rows, off + i]
         return v
+
+    def far_bytes(self, rows: np.ndarray, off: int) -> tuple[np.ndarray, np.ndarray]:
+        """(byte at ``off`` of each row's payload, or at ``plen + off`` when ``off`` < 0; mask: it exists)."""
+        plen = self.plen[rows].astype(np.int64)
+        pos = plen + off if off < 0 else np.full(rows.size, off, dtype=np.int64)
+        ok = (pos >= 0) & (pos < plen)
+        at = np.clip(self.off[rows] + pos, 0, self.data.shape[0] - 1)
+        return self.data[at], ok
 
 
 def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
@@ -300,14 +346,19 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if not rows.size:
             return
         rows = rows[lut[b.m8[rows, off]]]
+    for off, lut in c.far:
+        if not rows.size:
+            return
+        val, ok = b.far_bytes(rows, off)
+        rows = rows[ok & lut[val]]
     for f in c.lenfields:
         if not rows.size:
             return
-        v = b.field(rows, f.off, f.size)
+        v = b.field(rows, f.off, f.size, f.little)
         if f.mask >= 0:
             v &= f.mask
         ok = (v >= f.lo) & (v <= f.hi)
-        total = v + f.add
+        total = v * f.scale + f.add
         if f.op == "eq":
             ok &= total == b.plen[rows]
         elif f.op == "ge":
@@ -315,6 +366,10 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         elif f.op == "le":
             ok &= total <= b.plen[rows]
         rows = rows[ok]
+    for e in c.echoes:
+        if not rows.size:
+            return
+        rows = rows[_echoed(b, rows, e)]
     if not rows.size:
         return
     if c.sig.check is not None:
@@ -322,6 +377,34 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if found is not None:
             names.append(found)
     b.sig[rows] = c.code
+
+
+def _echo_keys(b: _Batch, rows: np.ndarray, off: int, size: int, reverse: bool) -> np.ndarray:
+    """64-bit hashes of (the packet's 5-tuple, reversed for replies; ``size`` bytes at ``off``)."""
+    h = b.proto[rows].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    src = (b.src_hi, b.src_lo, b.sport)
+    dst = (b.dst_hi, b.dst_lo, b.dport)
+    at = b.idx[rows]  # batch rows of the candidates
+    with np.errstate(over="ignore"):
+        for col in dst + src if reverse else src + dst:
+            h = (h ^ col[at].astype(np.uint64)) * np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(29)
+        for i in range(size):
+            val, _ = b.far_bytes(rows, off + i)
+            h = (h ^ val.astype(np.uint64)) * np.uint64(0xC2B2AE3D27D4EB4F)
+            h ^= h >> np.uint64(31)
+    return h
+
+
+def _echoed(b: _Batch, rows: np.ndarray, e: Echo) -> np.ndarray:
+    """Mask over ``rows``: a packet of signature ``e.request`` came the other way on the same ports in
+    this batch, with the same ``e.size`` bytes at ``e.req_off`` as this packet has at ``e.off``."""
+    req = np.flatnonzero(np.isin(b.sig, _CODES_OF[e.request]))
+    if not req.size:
+        return np.zeros(rows.size, dtype=bool)
+    req = req[b.plen[req] >= e.req_off + e.size]
+    theirs = _echo_keys(b, req, e.req_off, e.size, reverse=False)
+    return np.isin(_echo_keys(b, rows, e.off, e.size, reverse=True), theirs)
 
 
 def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -362,6 +445,8 @@ def scan(batch: PacketBatch) -> PacketTags:
     if not idx.size:
         return tags
     b = _Batch(batch.data, batch.payload_off[idx], batch.payload_len[idx], batch.proto[idx])
+    b.src_hi, b.src_lo, b.dst_hi, b.dst_lo = batch.src_hi, batch.src_lo, batch.dst_hi, batch.dst_lo
+    b.sport, b.dport, b.idx = batch.sport, batch.dport, idx
     found: list[tuple[np.ndarray, np.ndarray]] = []
     for c in COMPILED:
         _run(b, c, found)
