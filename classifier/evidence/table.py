@@ -336,31 +336,48 @@ def _sunrpc_call(prefix: int, name: str, program: bytes, priority: int, last: fr
                priority=priority, min_len=p + 24)  # fmt: skip
 
 
+_OPENVPN_HMAC = (0, 28, 40, 72)
+"""tls-auth bytes after the session id: none, or an HMAC (SHA-1, SHA-256, SHA-512) + packet id + time."""
+
+
 def _openvpn_reset(prefix: int, transport: str) -> tuple[Signature, ...]:
-    """OpenVPN hard-reset client (v2/v3) and the server's reset that acknowledges the client's session id.
+    """OpenVPN hard resets: the client's (v2/v3) and the server's, which acknowledges the client's packet 0.
 
     The client's session id sits at 1; the server's ack carries it back after its own session id,
-    an optional tls-auth HMAC (none, SHA-1 or SHA-256 with packet id and time), the ack count and
-    one packet id.
+    the tls-auth bytes, the ack count and one packet id (small state: ``Echo``).  Without the
+    client in view the exact lengths with a zero packet id still tell (weight 2); under
+    tls-crypt only packet id 1 and the time are in clear, at exact lengths.
     """
     p = prefix
     pre: tuple[Test, ...] = (LenField(0, 2, add=2, op="eq", lo=14, hi=1500),) if prefix else ()
     sfx = "-tcp" if prefix else ""
-    exact = tuple(  # a reset with no ack and packet id 0 (after its session id and HMAC): its exact length
-        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, ByteIn(p, frozenset({0x38, 0x50})),
+    client_op = ByteIn(p, frozenset({0x38, 0x50}))
+    exact = tuple(  # no ack and packet id 0 after the session id and tls-auth bytes: an exact length
+        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op,
             *((Lit(p + 1 + hmac, b"\x00\x00\x00\x01"),) if hmac else ()), Lit(p + 9 + hmac, bytes(5)),
             lengths=(p + 14 + hmac,))  # fmt: skip
-        for hmac in (0, 28, 40)
+        for hmac in _OPENVPN_HMAC
     )
-    client = sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, ByteIn(p, frozenset({0x38, 0x50})),
+    crypt = (
+        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op, Lit(p + 9, b"\x00\x00\x00\x01"),
+            ByteIn(p + 13, _r(0x55, 0x7F)), lengths=(p + 54,)),  # fmt: skip
+        sig(f"openvpn-server-reset-alone{sfx}", transport, "server", *pre, Lit(p, b"\x40"),
+            Lit(p + 9, b"\x00\x00\x00\x01"), ByteIn(p + 13, _r(0x55, 0x7F)), lengths=(p + 66,)),  # fmt: skip
+    )
+    client = sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op,
                  min_len=p + 14, max_len=p + 400, weight=1, confirm_only=True)  # fmt: skip
     servers = tuple(
         sig(f"openvpn-server-reset{sfx}", transport, "server", *pre, Lit(p, b"\x40"),
             Lit(p + 9 + hmac, b"\x01"), Echo(p + 14 + hmac, 8, f"openvpn-client-reset{sfx}", p + 1),
             weight=3)  # fmt: skip
-        for hmac in (0, 28, 40)
+        for hmac in _OPENVPN_HMAC
     )
-    return exact + (client,) + servers
+    alone = tuple(
+        sig(f"openvpn-server-reset-alone{sfx}", transport, "server", *pre, Lit(p, b"\x40"),
+            Lit(p + 9 + hmac, b"\x01\x00\x00\x00\x00"), lengths=(p + 26 + hmac,))  # fmt: skip
+        for hmac in _OPENVPN_HMAC
+    )
+    return exact + crypt + (client,) + servers + alone
 
 
 def _stun() -> tuple[Signature, ...]:
