@@ -65,6 +65,8 @@ class _Compiled:
     echoes: list[Echo]
     anchor: np.ndarray  # first-byte values the row allows (sorted)
     anchor_set: frozenset[int]
+    key_off: int  # the offset whose allowed byte values are fewest (the buckets the row reads)
+    key_vals: np.ndarray  # ... those values
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
@@ -119,6 +121,7 @@ def _compile(code: int, sig: Signature) -> _Compiled:
     lenfields: list[LenField] = []
     echoes: list[Echo] = []
     first = np.ones(256, dtype=bool)
+    per_off = np.ones((PREFIX_BYTES, 256), dtype=bool)  # per offset: byte values the row allows
     last = 0
     for t in sig.tests:
         if isinstance(t, Tail):
@@ -160,6 +163,8 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         elif isinstance(t, ByteIn):
             lut = np.zeros(256, dtype=bool)
             lut[list(t.values)] = True
+            if t.off < PREFIX_BYTES:
+                per_off[t.off] &= lut
             if t.off == 0:
                 first &= lut
             else:
@@ -171,8 +176,14 @@ def _compile(code: int, sig: Signature) -> _Compiled:
             if t.off + t.size > PREFIX_BYTES:
                 raise ValueError(f"{sig.name}: length field beyond PREFIX_BYTES")
     for off, m, v in fixed:
+        per_off[off] &= (np.arange(256) & m) == v
         if off == 0:
             first &= (np.arange(256) & m) == v
+    per_off[0] &= first
+    counts = per_off.sum(axis=1)
+    key_off = 0 if alt0 else int(np.argmin(counts))  # ties: the lowest offset
+    if key_off and not first.all():  # the buckets no longer imply the first byte's test
+        bytesets.insert(0, (0, first.copy()))
     return _Compiled(
         code=code,
         sig=sig,
@@ -187,6 +198,8 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         echoes=echoes,
         anchor=np.flatnonzero(first),
         anchor_set=frozenset(np.flatnonzero(first).tolist()),
+        key_off=key_off,
+        key_vals=np.flatnonzero(per_off[key_off]),
         alt0_by_byte=_group(alt0),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
@@ -240,10 +253,17 @@ class _Batch:
         np.cumsum(np.bincount(b0, minlength=256), out=self.bstart[1:])
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
         self._by_proto: dict[int, np.ndarray] = {}
+        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {0: (self.order, self.bstart)}
 
-    def bucket(self, value: int) -> np.ndarray:
-        """Rows whose first payload byte is ``value``."""
-        return self.order[self.bstart[value] : self.bstart[value + 1]]
+    def bucket(self, value: int, off: int = 0) -> np.ndarray:
+        """Rows whose payload byte at ``off`` is ``value`` (buckets per offset are sorted once, on first use)."""
+        if off not in self._buckets:
+            col = np.ascontiguousarray(self.m8[:, off])
+            start = np.zeros(257, dtype=np.int64)
+            np.cumsum(np.bincount(col, minlength=256), out=start[1:])
+            self._buckets[off] = (np.argsort(col, kind="stable"), start)
+        order, start = self._buckets[off]
+        return order[start[value] : start[value + 1]]
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -298,8 +318,10 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
             hit = np.zeros(b.off.shape[0], dtype=bool)
             hit[rows] = True
             rows = np.flatnonzero(hit)
-    elif c.anchor.size <= _ANCHOR_BUCKETS:
-        parts = [b.bucket(int(v)) for v in c.anchor]
+    elif c.key_vals.size <= _ANCHOR_BUCKETS:
+        parts = [b.bucket(int(v), c.key_off) for v in c.key_vals]
+        if len(parts) > 1:
+            parts = [np.sort(np.concatenate(parts))]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     else:  # no anchor byte: one contiguous pass over all rows with the row's last word test
         keep = b.proto_mask(c.proto)

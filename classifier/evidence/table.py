@@ -447,7 +447,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
                 min_len=16, weight=3, priority=10),
             sig("elasticsearch-response", "tcp", "server", OneOf(0, (b"HTTP/1.0 ", b"HTTP/1.1 ")),
                 ByteIn(9, _r(0x31, 0x35)), weight=3, priority=10, check="keyword",
-                keywords=(b"x-elastic-product", b"you know, for search"), window=600),
+                keywords=(b"x-elastic-product", b"you know, for search"), window=512),
         ),
         Carriers(names=("wap-wsp",), desc_re=r"elasticsearch"),
         zeek="http", wireshark=("http", "json"), ndpi=("Elasticsearch",), over="http",
@@ -458,7 +458,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         (
             sig("http-ntlm-auth", "tcp", "client", OneOf(0, _HTTP_REQUESTS), min_len=16, weight=3, priority=10,
                 check="keyword", keywords=(b"authorization: ntlm ", b"authorization: negotiate tlrmtvntuaa"),
-                window=1024),
+                window=512),
         ),
         zeek="ntlm", wireshark=("http", "ntlmssp"), ndpi=(), over="http",
         how="HTTP request with an NTLM Authorization header (NTLM inside SMB comes after the first packets)",
@@ -822,7 +822,7 @@ _NETWORK: tuple[Protocol, ...] = (
         "tftp", "TFTP",
         (
             sig("tftp-request", "udp", "client", Lit(0, b"\x00"), ByteIn(1, frozenset({1, 2})), ByteIn(2, _PRINT),
-                check="keyword", keywords=(b"\x00octet\x00", b"\x00netascii\x00"), window=300, weight=3),
+                check="keyword", keywords=(b"\x00octet", b"\x00netascii"), window=300, weight=3),
             sig("tftp-ack", "udp", "any", Lit(0, b"\x00\x04\x00"), ByteIn(3, _r(0, 1)), lengths=(4,), weight=1,
                 confirm_only=True),
         ),
