@@ -24,7 +24,9 @@ from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, Echo, LenField, Lit, One
 PREFIX_BYTES = 32
 """Width of the prefix matrix: byte tests within it are word tests; tests past it gather bytes."""
 _ANCHOR_BUCKETS = 48
-"""A row whose first byte allows at most this many values reads those buckets; else it scans."""
+"""A row whose key byte allows at most this many values tests that byte only; else it scans all rows."""
+_FEW_BUCKETS = 8
+"""... and with at most this many it reads the buckets of that byte (rows sorted by it once per batch)."""
 
 PROTOCOL_CODE: dict[str, int] = {p.name: i + 1 for i, p in enumerate(PROTOCOLS)}
 """Protocol name -> code (1-based; 0 none)."""
@@ -67,6 +69,7 @@ class _Compiled:
     anchor_set: frozenset[int]
     key_off: int  # the offset whose allowed byte values are fewest (the buckets the row reads)
     key_vals: np.ndarray  # ... those values
+    key_lut: np.ndarray  # ... as a 256-entry table
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
@@ -94,6 +97,11 @@ def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         mv[0] |= m << (8 * sh)
         mv[1] |= v << (8 * sh)
     return [(w, mv[0], mv[1]) for w, mv in sorted(acc.items()) if mv[0]]
+
+
+_BYTE_COST = np.ones(256)
+_BYTE_COST[[0x00, 0xFF, 0x20]] = 8.0  # zero padding, all-ones, space: too common to bucket on
+_BYTE_COST[0x01:0x04] = 2.0
 
 
 def _lut(values: frozenset[int]) -> np.ndarray:
@@ -180,7 +188,7 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         if off == 0:
             first &= (np.arange(256) & m) == v
     per_off[0] &= first
-    counts = per_off.sum(axis=1)
+    counts = per_off @ _BYTE_COST  # allowed values, weighted by how common they are in payloads
     key_off = 0 if alt0 else int(np.argmin(counts))  # ties: the lowest offset
     if key_off and not first.all():  # the buckets no longer imply the first byte's test
         bytesets.insert(0, (0, first.copy()))
@@ -200,12 +208,17 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         anchor_set=frozenset(np.flatnonzero(first).tolist()),
         key_off=key_off,
         key_vals=np.flatnonzero(per_off[key_off]),
+        key_lut=per_off[key_off].copy(),
         alt0_by_byte=_group(alt0),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
 
 COMPILED: tuple[_Compiled, ...] = tuple(_compile(i + 1, s) for i, s in enumerate(SIGNATURES))
+_KEY_USERS = np.bincount([c.key_off for c in COMPILED if c.key_vals.size <= _FEW_BUCKETS], minlength=PREFIX_BYTES)
+"""Signatures that would read the buckets of each offset (a sort per batch pays for itself with several)."""
+_KEY_USERS[0] = len(COMPILED)  # offset 0: the OneOf alternatives read it too
+_BUCKET_USERS = 3
 if len(COMPILED) > 255:  # pragma: no cover - codes are uint8
     raise ValueError("at most 255 signatures")
 
@@ -247,23 +260,29 @@ class _Batch:
         self.proto = proto
         self.m8 = prefix_matrix(data, off)
         self.mw = self.m8.view("<u8")
-        b0 = np.ascontiguousarray(self.m8[:, 0])
-        self.order = np.argsort(b0, kind="stable")
-        self.bstart = np.zeros(257, dtype=np.int64)
-        np.cumsum(np.bincount(b0, minlength=256), out=self.bstart[1:])
+        self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
+        self.tagged: set[int] = set()  # signature codes given to some row
         self._by_proto: dict[int, np.ndarray] = {}
-        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {0: (self.order, self.bstart)}
+        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def bucket(self, value: int, off: int = 0) -> np.ndarray:
-        """Rows whose payload byte at ``off`` is ``value`` (buckets per offset are sorted once, on first use)."""
+    def bucket(self, value: int, off: int = 0, proto: int = 0) -> np.ndarray:
+        """Rows of transport ``proto`` (0: any) whose payload byte at ``off`` is ``value``.
+
+        Rows are sorted once per offset (on first use) by (is UDP, byte): a UDP-only or
+        TCP-only signature reads only its transport's rows.
+        """
         if off not in self._buckets:
-            col = np.ascontiguousarray(self.m8[:, off])
-            start = np.zeros(257, dtype=np.int64)
-            np.cumsum(np.bincount(col, minlength=256), out=start[1:])
-            self._buckets[off] = (np.argsort(col, kind="stable"), start)
+            key = self.m8[:, off] | self._udp
+            start = np.zeros(513, dtype=np.int64)
+            np.cumsum(np.bincount(key, minlength=512), out=start[1:])
+            self._buckets[off] = (np.argsort(key, kind="stable"), start)
         order, start = self._buckets[off]
-        return order[start[value] : start[value + 1]]
+        if proto == PROTO_UDP:
+            return order[start[value + 256] : start[value + 257]]
+        if proto:
+            return order[start[value] : start[value + 1]]
+        return np.concatenate([order[start[value] : start[value + 1]], order[start[value + 256] : start[value + 257]]])
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -305,7 +324,7 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
         for v, group in c.alt0_by_byte.items():
             if v not in c.anchor_set:
                 continue
-            bucket = b.bucket(v)
+            bucket = b.bucket(v, 0, c.proto)
             if not bucket.size:
                 continue
             w0 = b.mw[bucket, 0]  # one gather per first byte, shared by its alternatives
@@ -318,11 +337,13 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
             hit = np.zeros(b.off.shape[0], dtype=bool)
             hit[rows] = True
             rows = np.flatnonzero(hit)
-    elif c.key_vals.size <= _ANCHOR_BUCKETS:
-        parts = [b.bucket(int(v), c.key_off) for v in c.key_vals]
-        if len(parts) > 1:
-            parts = [np.sort(np.concatenate(parts))]
+    elif c.key_vals.size <= _FEW_BUCKETS and _KEY_USERS[c.key_off] >= _BUCKET_USERS:
+        parts = [b.bucket(int(v), c.key_off, c.proto) for v in c.key_vals]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    elif c.key_vals.size <= _ANCHOR_BUCKETS:  # one pass over the key byte's column
+        keep = c.key_lut[b.m8[:, c.key_off]]
+        pm = b.proto_mask(c.proto)
+        rows = np.flatnonzero(keep if pm is None else keep & pm)
     else:  # no anchor byte: one contiguous pass over all rows with the row's last word test
         keep = b.proto_mask(c.proto)
         if c.words:
@@ -340,6 +361,8 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
 
 def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Evaluate one signature row and tag the rows it matches (those still untagged)."""
+    if any(not b.tagged.intersection(_CODES_OF[e.request].tolist()) for e in c.echoes):
+        return  # a reply to requests the batch does not hold
     rows = _candidates(b, c)
     if not rows.size:
         return
@@ -399,34 +422,51 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if found is not None:
             names.append(found)
     b.sig[rows] = c.code
+    b.tagged.add(c.code)
 
 
-def _echo_keys(b: _Batch, rows: np.ndarray, off: int, size: int, reverse: bool) -> np.ndarray:
-    """64-bit hashes of (the packet's 5-tuple, reversed for replies; ``size`` bytes at ``off``)."""
+def _echo_value(b: _Batch, rows: np.ndarray, off: int, size: int) -> np.ndarray:
+    """The ``size`` (<= 8) bytes at ``off`` of each row as one integer."""
+    if off + size <= PREFIX_BYTES:
+        raw = b.m8[rows, off : off + size]
+    else:
+        raw = np.stack([b.far_bytes(rows, off + i)[0] for i in range(size)], axis=1)
+    out = np.zeros((rows.size, 8), dtype=np.uint8)
+    out[:, :size] = raw
+    return out.view("<u8").reshape(rows.size)
+
+
+def _echo_keys(b: _Batch, rows: np.ndarray, value: np.ndarray, reverse: bool) -> np.ndarray:
+    """64-bit hashes of (the packet's 5-tuple, reversed for replies; the echoed ``value``)."""
     h = b.proto[rows].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     src = (b.src_hi, b.src_lo, b.sport)
     dst = (b.dst_hi, b.dst_lo, b.dport)
     at = b.idx[rows]  # batch rows of the candidates
     with np.errstate(over="ignore"):
-        for col in dst + src if reverse else src + dst:
-            h = (h ^ col[at].astype(np.uint64)) * np.uint64(0xFF51AFD7ED558CCD)
+        for col in (dst + src if reverse else src + dst) + (value,):
+            v = value if col is value else col[at]
+            h = (h ^ v.astype(np.uint64)) * np.uint64(0xFF51AFD7ED558CCD)
             h ^= h >> np.uint64(29)
-        for i in range(size):
-            val, _ = b.far_bytes(rows, off + i)
-            h = (h ^ val.astype(np.uint64)) * np.uint64(0xC2B2AE3D27D4EB4F)
-            h ^= h >> np.uint64(31)
     return h
 
 
 def _echoed(b: _Batch, rows: np.ndarray, e: Echo) -> np.ndarray:
     """Mask over ``rows``: a packet of signature ``e.request`` came the other way on the same ports in
     this batch, with the same ``e.size`` bytes at ``e.req_off`` as this packet has at ``e.off``."""
+    if e.size > 8:
+        raise ValueError(f"Echo of {e.size} bytes: at most 8")
     req = np.flatnonzero(np.isin(b.sig, _CODES_OF[e.request]))
-    if not req.size:
-        return np.zeros(rows.size, dtype=bool)
     req = req[b.plen[req] >= e.req_off + e.size]
-    theirs = _echo_keys(b, req, e.req_off, e.size, reverse=False)
-    return np.isin(_echo_keys(b, rows, e.off, e.size, reverse=True), theirs)
+    ok = np.zeros(rows.size, dtype=bool)
+    if not req.size:
+        return ok
+    theirs = _echo_value(b, req, e.req_off, e.size)
+    mine = _echo_value(b, rows, e.off, e.size)
+    maybe = np.flatnonzero(np.isin(mine, theirs))  # the value first (cheap), then the addresses
+    if maybe.size:
+        keys = _echo_keys(b, req, theirs, reverse=False)
+        ok[maybe] = np.isin(_echo_keys(b, rows[maybe], mine[maybe], reverse=True), keys)
+    return ok
 
 
 def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -437,8 +477,8 @@ def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple
         prefix = 2 if c.sig.transport == "tcp" else 0
         ok = walk.dns_first_name(b.data, off + prefix, plen - prefix, answer=kind == "dns-answer")
         return rows[ok], None
-    if kind == "keyword":
-        ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window)
+    if kind in ("keyword", "keyword-exact"):
+        ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window, fold=kind == "keyword")
         return rows[ok], None
     if kind == "tls-client-hello":
         has, name = walk.tls_server_name(b.data, off, plen, SERVER_NAME_BYTES)

@@ -35,7 +35,8 @@ A row also names its transport (tcp/udp/any), the sending side (client, server o
 with the evidence, and used to prefer role-consistent evidence), length bounds, its weight
 (how much it says: 3 decisive, 2 good, 1 weak), ``confirm_only`` (weak evidence that may
 confirm a registry name but never contradicts one) and an optional structural ``check`` that
-walks the payload (``dns``, ``dns-answer``, ``tls-client-hello``, ``keyword``).
+walks the payload (``dns``, ``dns-answer``, ``tls-client-hello``, ``keyword`` (any case),
+``keyword-exact``).
 """
 
 from __future__ import annotations
@@ -457,11 +458,10 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         "ntlm", "NTLM",
         (
             sig("http-ntlm-auth", "tcp", "client", OneOf(0, _HTTP_REQUESTS), min_len=16, weight=3, priority=10,
-                check="keyword", keywords=(b"authorization: ntlm ", b"authorization: negotiate tlrmtvntuaa"),
-                window=512),
+                check="keyword-exact", keywords=(b" TlRMTVNTUA",), window=512),  # base64 of "NTLMSSP\0"
         ),
         zeek="ntlm", wireshark=("http", "ntlmssp"), ndpi=(), over="http",
-        how="HTTP request with an NTLM Authorization header (NTLM inside SMB comes after the first packets)",
+        how="HTTP request whose Authorization header carries NTLMSSP (NTLM or Negotiate); NTLM in SMB comes later",
     ),
     Protocol(
         "ssh", "SSH",

@@ -79,9 +79,9 @@ def dns_first_name(data: np.ndarray, start: np.ndarray, length: np.ndarray, answ
 
 
 def contains_any(
-    data: np.ndarray, start: np.ndarray, length: np.ndarray, keywords: tuple[bytes, ...], window: int
+    data: np.ndarray, start: np.ndarray, length: np.ndarray, keywords: tuple[bytes, ...], window: int, fold: bool = True
 ) -> np.ndarray:
-    """Mask: one of ``keywords`` (ASCII, any case) occurs within the first ``window`` bytes of each payload.
+    """Mask: one of ``keywords`` (ASCII, any case unless not ``fold``) occurs within the first ``window`` bytes.
 
     Each row of the lower-cased window is one fixed-width string and the search is NumPy's
     string ``find`` ufunc over all rows (a C loop, no Python per packet); an occurrence must end
@@ -100,10 +100,11 @@ def contains_any(
         return ok
     w = int(min(window, max(int(length.max()), 1)))
     mat = prefix_matrix(data, start.astype(np.int64), w)
-    mat |= ((mat - np.uint8(0x41)) < 26).view(np.uint8) << 5  # A-Z -> a-z (uint8 wraps below 'A')
+    if fold:
+        mat |= ((mat - np.uint8(0x41)) < 26).view(np.uint8) << 5  # A-Z -> a-z (uint8 wraps below 'A')
     rows = mat.view(f"S{w}").reshape(m)
     for kw in keywords:
-        at = _find(rows, kw.lower())  # the first occurrence: past the payload's end, none before it
+        at = _find(rows, kw.lower() if fold else kw)  # the first occurrence: past the payload's end, none before it
         ok |= (at >= 0) & (at + len(kw) <= length)
     return ok
 
