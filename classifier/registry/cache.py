@@ -8,6 +8,8 @@ Files are written by ``classifier.atomic.atomic_write`` (whole or not at all), s
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, fields
 from pathlib import Path
 

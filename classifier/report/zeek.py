@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import flow_columns
@@ -117,33 +118,12 @@ NEVER_SET: tuple[str, ...] = (
 )
 """conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
 
-ZEEK_SERVICE: dict[str, str] = {
-    "tls": "ssl",
-    "http": "http",
-    "ssh": "ssh",
-    "dns": "dns",
-    "smtp": "smtp",
-    "ftp": "ftp",
-    "pop3": "pop3",
-    "imap": "imap",
-    "quic": "quic",
-    "smb": "smb",
-    "rdp": "rdp",
-    "mqtt": "mqtt",
-    "modbus": "modbus",
-    "ntp": "ntp",
-    "snmp": "snmp",
-    "sip": "sip",
-    "bittorrent": "bittorrent",
-    "ssdp": "ssdp",
-    "netbios": "netbios",
-}
-"""portclass protocol (``network.protocol``) -> conn.log ``service`` value.
+ZEEK_SERVICE: dict[str, str] = _ZEEK_NAMES
+"""portclass protocol (``network.protocol``) -> conn.log ``service`` value, from the protocol table.
 
-Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``:
-SSL, HTTP, SSH, DNS, SMTP, FTP, POP3, IMAP, QUIC, SMB, RDP, MQTT, MODBUS, NTP, SNMP, SIP,
-BITTORRENT), so TLS is ``ssl``. Zeek has no analyzer named for SSDP, and splits NetBIOS (its
-session analyzer is ``netbiosssn``; name service goes to ``dns``): those two keep portclass's name.
+Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``),
+so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has no analyzer for
+(SSDP, NetBIOS, STUN, ...) keep portclass's name (``classifier.evidence.table.Protocol.zeek``).
 """
 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
