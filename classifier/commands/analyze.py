@@ -94,8 +94,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive(int),
         default=None,
         metavar="N",
-        help="processes for one large plain capture file (default auto: 2 when there are several CPUs; "
-        "the result is the same)",
+        help="processes for one large plain capture file (default 1; with 2, flows are held to the end of the "
+        "input instead of ending as they end on the wire)",
     )
     p.add_argument(
         "--dissect",
