@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .registry.cache import atomic_write
+from .atomic import atomic_write
 
 
 def emit(data: str | bytes, out: str | Path | None) -> None:

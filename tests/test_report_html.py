@@ -345,7 +345,7 @@ def test_partial_registry_interrupted_many_files(analysis):
     a = dataclasses.replace(analysis, registry=registry, stats=stats, interrupted=True, inputs=["captures/"])
     text = html.unescape(html_report.render(a))
     assert PARTIAL_NOTICE in text and "wording of the IANA registry" in text and NOTICE_START in text
-    assert "Interrupted: this report covers the packets read before the interruption" in text
+    assert "Partial: interrupted by SIGINT; the report covers only the packets read before it." in text
     assert "5 capture files" in text and "day-4.pcap" in text
 
 

@@ -41,6 +41,7 @@ from .. import __version__
 from ..evidence.table import PROTOCOLS
 from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note
 from ..flows import SERVER_RULES
+from ..interrupt import partial_note
 from ..label import FLAG_NAMES, SEVERITY, flag_list
 from ..output import emit
 from ..pipeline import Analysis, worst_first
@@ -719,11 +720,8 @@ def render(
         from ..registry.sources import PARTIAL_NOTICE
 
         partial = f'<p class="partial">{_esc(PARTIAL_NOTICE)}</p>'
-    interrupted = (
-        '<div class="alert">Interrupted: this report covers the packets read before the interruption.</div>'
-        if a.interrupted
-        else ""
-    )
+    pnote = partial_note(a)
+    interrupted = f'<div class="alert" id="pc-partial">{_esc(pnote[:1].upper() + pnote[1:])}.</div>' if pnote else ""
     embedded = len(payload["rows"])
     cap_note = ""
     if embedded < payload["total"]:

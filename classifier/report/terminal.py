@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..flows import SERVER_RULES
+from ..interrupt import partial_note
 from ..output import emit
 from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
@@ -113,8 +114,8 @@ def _totals_block(a: Analysis) -> Group:
     sel = selection_of(a)
     if sel is not None:
         lines.append(Text(f"Shown below: {sel.line()}", style="bold yellow"))
-    if a.interrupted:
-        lines.append(Text("interrupted: the report covers the packets read before the interruption", style="red"))
+    if partial_note(a):
+        lines.append(Text(str(partial_note(a)), style="red"))
     return Group(*lines)
 
 
