@@ -59,13 +59,12 @@ _COMMANDS = {"analyze", "registry", "live"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        interrupt.arm()  # a signal now raises here, so what is open gets cleaned up on the way out
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except PortclassError as exc:
         interrupt.ending()
         print(f"portclass: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # a signal before any report was written: the output is untouched
+    except KeyboardInterrupt as exc:  # raised where clean-up was needed (classifier.interrupt): output untouched
         return _interrupted(exc)
     except BrokenPipeError:  # the reader of stdout went away (`| head`): not an error
         interrupt.stdout_closed()
