@@ -1,7 +1,8 @@
 """The ``portclass`` command: thin argument parsing over the pipeline and registry commands.
 
 Exit codes: 0 done; 1 flagged flows found with ``--fail-on flagged``; 2 usage or input error
-(unreadable capture or registry, bad arguments); 130 interrupted.
+(unreadable capture or registry, bad arguments); 130/143 interrupted by SIGINT/SIGTERM (the rule
+is in ``EPILOG`` and ``classifier.interrupt``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from . import __version__, interrupt
 from .errors import EXIT_INPUT, EXIT_OK, PortclassError
 
 EPILOG = """exit codes:
-  0    done
+  0    done (also when the reader of stdout went away, as `| head` does)
   1    flagged flows found (only with --fail-on flagged)
   2    usage or input error: unreadable capture or registry, bad arguments
-  130  interrupted
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+
+interruption (every command and format): one line on stderr, no temporary file left. A signal
+while captures are read or packets captured stops at the next batch and writes the report of what
+was read, marked partial in its own format (JSON `partial: true`, CSV `# partial:`, Zeek
+`#portclass_partial`, Parquet metadata, an HTML banner); at any other moment, or a second
+signal, -o FILE stays as it was ("no report written").
 
 A registered port does not prove the service, nor that the traffic is good: see the
 registry's own warning at the top of every report."""
