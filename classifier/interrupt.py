@@ -44,7 +44,10 @@ _pending = False
 
 def _exit_now(signum: int) -> None:
     """End the process here: one line, no clean-up needed (nothing of ours is half-written)."""
-    os.write(2, f"portclass: interrupted by {signal.Signals(signum).name}; no report written\n".encode())
+    line = f"portclass: interrupted by {signal.Signals(signum).name}; no report written\n"
+    if os.isatty(2) and "rich" in sys.modules:  # a progress bar may have hidden the cursor
+        line = "\x1b[?25h\r\x1b[2K" + line
+    os.write(2, line.encode())
     mp = sys.modules.get("multiprocessing")
     if mp is not None:  # a forked reader of a split capture would read on for nothing
         for child in mp.active_children():
