@@ -36,11 +36,20 @@ Flow splitting (one key -> several flows), in capture order within the key
     edges, ``finalize`` resolves what is left as if nothing came before.  Packets are
     taken in capture order (batch order, then row order), never re-sorted by timestamp.
 
+Time going backwards (out-of-order timestamps), the one rule: packets stay in capture
+    order; a jump in either direction larger than the idle timeout starts a new flow; a
+    flow's start and end are the minimum and maximum of its packets' timestamps (so
+    ``last_ts_ns - first_ts_ns >= 0``, and a capture's span, min of starts to max of ends,
+    too).
+
 Columns (one row per flow; dtypes in ``FLOW_DTYPES``)
     ip_version, proto; client_hi/client_lo/client_port, server_hi/server_lo/server_port
     (addresses IPv4-mapped as in ``classifier.capture.columns``); packets_c2s/s2c and
-    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (timestamps of the flow's first and
-    last packet in capture order); tcp_flags_c2s/s2c (OR of the TCP flags each way);
+    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (the earliest and the latest
+    timestamp of the flow's packets: a flow's start and end, so durations are never
+    negative even where the capture's clock goes backwards); head_ts_ns/tail_ts_ns (the
+    timestamps of its first and last packet in capture order: the idle timeout compares
+    neighbours in capture order, also where ``merge`` joins chunks); tcp_flags_c2s/s2c (OR of the TCP flags each way);
     server_rule (index into ``SERVER_RULES``); first_sender (0 client, 1 server: who sent
     the first packet); syn_sender/synack_sender (who sent the first SYN without ACK /
     SYN+ACK, -1 none); syn_start (the first packet is a SYN without ACK); start_kind
@@ -76,6 +85,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from classifier import conn
 from classifier.capture.columns import (
     FRAG_LATER,
     FRAG_NONE,
@@ -138,6 +148,8 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "bytes_s2c": np.dtype(np.int64),
     "first_ts_ns": np.dtype(np.int64),
     "last_ts_ns": np.dtype(np.int64),
+    "head_ts_ns": np.dtype(np.int64),
+    "tail_ts_ns": np.dtype(np.int64),
     "tcp_flags_c2s": np.dtype(np.uint8),
     "tcp_flags_s2c": np.dtype(np.uint8),
     "server_rule": np.dtype(np.uint8),
@@ -158,6 +170,29 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "evidence_pkt_c2s": np.dtype(np.int64),
     "evidence_pkt_s2c": np.dtype(np.int64),
     "server_name": np.dtype(f"S{SERVER_NAME_BYTES}"),
+    # connection columns (classifier.conn): Zeek's states, history, sequence spans
+    "ip_bytes_c2s": np.dtype(np.int64),
+    "ip_bytes_s2c": np.dtype(np.int64),
+    "payload_c2s": np.dtype(np.int64),
+    "payload_s2c": np.dtype(np.int64),
+    "covered_c2s": np.dtype(np.int64),
+    "covered_s2c": np.dtype(np.int64),
+    "seq_first_c2s": np.dtype(np.uint32),
+    "seq_first_s2c": np.dtype(np.uint32),
+    "seq_hi_c2s": np.dtype(np.int64),
+    "seq_hi_s2c": np.dtype(np.int64),
+    "seq_syn_c2s": np.dtype(np.bool_),
+    "seq_syn_s2c": np.dtype(np.bool_),
+    "ack_first_c2s": np.dtype(np.uint32),
+    "ack_first_s2c": np.dtype(np.uint32),
+    "ack_hi_c2s": np.dtype(np.int64),
+    "ack_hi_s2c": np.dtype(np.int64),
+    "fsm_c": np.dtype(np.uint16),
+    "fsm_s": np.dtype(np.uint16),
+    "hist_ord": np.dtype((np.int64, (conn.HIST_SLOTS,))),
+    "hist_code": np.dtype((np.uint8, (conn.HIST_SLOTS,))),
+    "hist_seq": np.dtype((np.uint32, (12,))),
+    "hist_cnt": np.dtype((np.int64, (6,))),
 }
 """Column name -> dtype of ``FlowTable`` (payload columns are (n, PAYLOAD_SLOTS) matrices)."""
 
@@ -174,6 +209,15 @@ _PAIRS: tuple[tuple[str, str], ...] = (
     ("evidence_sig_c2s", "evidence_sig_s2c"),
     ("evidence_file_c2s", "evidence_file_s2c"),
     ("evidence_pkt_c2s", "evidence_pkt_s2c"),
+    ("ip_bytes_c2s", "ip_bytes_s2c"),
+    ("payload_c2s", "payload_s2c"),
+    ("covered_c2s", "covered_s2c"),
+    ("seq_first_c2s", "seq_first_s2c"),
+    ("seq_hi_c2s", "seq_hi_s2c"),
+    ("seq_syn_c2s", "seq_syn_s2c"),
+    ("ack_first_c2s", "ack_first_s2c"),
+    ("ack_hi_c2s", "ack_hi_s2c"),
+    ("fsm_c", "fsm_s"),
 )
 _MINUS_ONE = (
     "syn_sender",
@@ -220,6 +264,8 @@ class FlowTable:
     bytes_s2c: np.ndarray
     first_ts_ns: np.ndarray
     last_ts_ns: np.ndarray
+    head_ts_ns: np.ndarray
+    tail_ts_ns: np.ndarray
     tcp_flags_c2s: np.ndarray
     tcp_flags_s2c: np.ndarray
     server_rule: np.ndarray
@@ -240,6 +286,28 @@ class FlowTable:
     evidence_pkt_c2s: np.ndarray
     evidence_pkt_s2c: np.ndarray
     server_name: np.ndarray
+    ip_bytes_c2s: np.ndarray
+    ip_bytes_s2c: np.ndarray
+    payload_c2s: np.ndarray
+    payload_s2c: np.ndarray
+    covered_c2s: np.ndarray
+    covered_s2c: np.ndarray
+    seq_first_c2s: np.ndarray
+    seq_first_s2c: np.ndarray
+    seq_hi_c2s: np.ndarray
+    seq_hi_s2c: np.ndarray
+    seq_syn_c2s: np.ndarray
+    seq_syn_s2c: np.ndarray
+    ack_first_c2s: np.ndarray
+    ack_first_s2c: np.ndarray
+    ack_hi_c2s: np.ndarray
+    ack_hi_s2c: np.ndarray
+    fsm_c: np.ndarray
+    fsm_s: np.ndarray
+    hist_ord: np.ndarray
+    hist_code: np.ndarray
+    hist_seq: np.ndarray
+    hist_cnt: np.ndarray
 
     def __len__(self) -> int:
         return int(self.key_hash.shape[0])
@@ -250,6 +318,7 @@ class FlowTable:
         cols = {name: np.zeros(n, dtype=dt) for name, dt in FLOW_DTYPES.items()}
         for name in _MINUS_ONE:
             cols[name].fill(-1)
+        conn.init_columns(cols)
         return cls(**cols)
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -276,12 +345,22 @@ class FlowTable:
         """A deep copy (tables returned by this module may share arrays with their inputs)."""
         return FlowTable(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
-    def equals(self, other: FlowTable) -> bool:
-        """True when every column has the same dtype, shape and values."""
-        return all(
+    def equals(self, other: FlowTable, chunking: bool = False) -> bool:
+        """True when every column has the same dtype, shape and values.
+
+        ``chunking=True`` compares the flows of one capture cut into chunks differently: the
+        retransmission/hole figures (``conn.CHUNK_DEPENDENT``) are compared without their T and G parts.
+        """
+        skip = conn.CHUNK_DEPENDENT if chunking else ()
+        same = all(
             a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-            for a, b in zip(self.columns().values(), other.columns().values(), strict=True)
+            for (name, a), b in zip(self.columns().items(), other.columns().values(), strict=True)
+            if name not in skip
         )
+        if not same or not chunking:
+            return same
+        mine, theirs = conn.chunk_exact_history(self), conn.chunk_exact_history(other)
+        return all(np.array_equal(x, y) for x, y in zip(mine, theirs, strict=True))
 
     def row(self, i: int) -> dict[str, object]:
         """Row ``i`` as plain Python values, with addresses rendered as text (for tests and debugging)."""
@@ -375,6 +454,9 @@ def make_batch(
     frag: Sequence[int] | np.ndarray | int = FRAG_NONE,
     pkt_index: Sequence[int] | np.ndarray | None = None,
     file_index: Sequence[int] | np.ndarray | int = 0,
+    tcp_seq: Sequence[int] | np.ndarray | int = 0,
+    tcp_ack: Sequence[int] | np.ndarray | int = 0,
+    tcp_win: Sequence[int] | np.ndarray | int = 1,
 ) -> PacketBatch:
     """A ``PacketBatch`` from per-packet values (tests, examples and benchmarks; no raw bytes).
 
@@ -424,6 +506,11 @@ def make_batch(
         file_index=col(file_index, np.uint16),
         data=np.zeros(0, dtype=np.uint8),
         stats=CaptureStats(packets=n),
+        tcp_seq=col(np.asarray(tcp_seq) % (1 << 32), np.uint32),
+        tcp_ack=col(np.asarray(tcp_ack) % (1 << 32), np.uint32),
+        tcp_win=col(tcp_win, np.uint16),
+        tcp_len=payload.copy(),
+        ip_len=(col(wire_len, np.int64) - 14).clip(0).astype(np.uint32),
     )
 
 
@@ -699,8 +786,10 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
     flags_s ^= f_rev  # leaves the a -> b packets' flags
     out.tcp_flags_c2s = np.bitwise_or.reduceat(flags_s, starts)
     del f_rev, flags_s
-    out.first_ts_ns = ts_s[starts]
-    out.last_ts_ns = ts_s[ends - 1]
+    out.head_ts_ns = ts_s[starts]
+    out.tail_ts_ns = ts_s[ends - 1]
+    out.first_ts_ns = np.minimum.reduceat(ts_s, starts)
+    out.last_ts_ns = np.maximum.reduceat(ts_s, starts)
     out.first_sender = rev_s[starts].view(np.uint8)
 
     first = order[starts]
@@ -737,6 +826,7 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
         _first_sender_of(out.synack_sender, r, rev_s[synack])
 
     _payload_refs(batch, order, starts, rev_s, out)
+    conn.batch_columns(batch, order, starts, rev_s, out)
     if tags is not None:
         _evidence_refs(batch, tags, order, starts, rev_s, out)
     return out
@@ -853,6 +943,7 @@ def _swap_rows(t: FlowTable, mask: np.ndarray) -> FlowTable:
         for name in ("syn_sender", "synack_sender"):
             v = cols[name]
             cols[name] = np.where(mask & (v >= 0), 1 - v, v).astype(np.int8)
+        conn.swap_columns(cols, mask)
     return FlowTable(**cols)
 
 
@@ -860,11 +951,14 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
     """In place: fold rows ``rows`` of ``src`` into rows ``head`` of ``t`` (later flow parts; heads unique)."""
     if not head.size:
         return
+    conn.fold(t, head, src, rows)
     for name in ("packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c"):
         getattr(t, name)[head] += np.take(getattr(src, name), rows)
     for name in ("tcp_flags_c2s", "tcp_flags_s2c"):
         getattr(t, name)[head] |= np.take(getattr(src, name), rows)
-    t.last_ts_ns[head] = np.take(src.last_ts_ns, rows)
+    t.tail_ts_ns[head] = np.take(src.tail_ts_ns, rows)
+    t.first_ts_ns[head] = np.minimum(t.first_ts_ns[head], np.take(src.first_ts_ns, rows))
+    t.last_ts_ns[head] = np.maximum(t.last_ts_ns[head], np.take(src.last_ts_ns, rows))
     for name in ("syn_sender", "synack_sender"):
         col = getattr(t, name)
         hv = col[head]
@@ -933,7 +1027,7 @@ def _edge_plan(
     """
     gap_ok = np.ones(left.size, dtype=bool)
     if timeout > 0:
-        gap_ok = np.abs(tb.first_ts_ns[r0] - ta.last_ts_ns[left]) <= timeout
+        gap_ok = np.abs(tb.head_ts_ns[r0] - ta.tail_ts_ns[left]) <= timeout
     l_fin = ((ta.tcp_flags_c2s[left] | ta.tcp_flags_s2c[left]) & (TCP_FIN | TCP_RST)) != 0
     # whether the flow L ends in saw FIN/RST is L's own flags, except for an open row that
     # neither saw FIN/RST nor starts with a bare SYN: it may continue a flow that did
@@ -1161,6 +1255,11 @@ _FLOW_INPUTS = (
     "payload_len",
     "pkt_index",
     "file_index",
+    "tcp_seq",
+    "tcp_ack",
+    "tcp_win",
+    "tcp_len",
+    "ip_len",
 )
 """The PacketBatch columns the flow stage reads (not data/payload_off)."""
 

@@ -8,18 +8,24 @@ Files are written by ``classifier.atomic.atomic_write`` (whole or not at all), s
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write  # re-exported: the registry's installs write through it
+from ..errors import RegistryError
 from .compile import CompiledRegistry
+from .files import read_regular
 from .model import Provenance, Record
 
 MAGIC = b"PCREG001"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when the compiler's output changes: older cache files are then ignored and rebuilt."""
+MAX_CACHE_BYTES = 256 << 20
+"""A cache file larger than this is not one we wrote (a full registry compiles to about 10 MB)."""
 _ARRAYS = ("status", "flags", "service", "packed", "name_offsets", "name_ids")
 _RECORD_FIELDS = [f.name for f in fields(Record)]
 
@@ -68,11 +74,27 @@ def save(reg: CompiledRegistry, path: Path) -> None:
     atomic_write(path, dumps(reg), make_dirs=True)
 
 
+def source_sha(path: Path) -> str | None:
+    """The sha256 of the source a cache file was compiled from, read from its header (any version)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:8] != MAGIC:
+                return None
+            hlen = int.from_bytes(head[8:16], "little")
+            sha = json.loads(fh.read(min(hlen, 1 << 20)))["provenance"]["sha256"]
+        return sha if isinstance(sha, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load(path: Path) -> CompiledRegistry | None:
     """Load a cache file with one read; None if absent, damaged or of another format version."""
     try:
-        buf = Path(path).read_bytes()
-    except OSError:
+        buf = read_regular(path, MAX_CACHE_BYTES)
+    except RegistryError:
         return None
     if len(buf) < 16 or buf[:8] != MAGIC:
         return None

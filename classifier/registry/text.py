@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from classifier.errors import RegistryError
-from classifier.registry.model import TRANSPORTS, ParseResult, Record
+from classifier.registry.model import TRANSPORTS, BadRecord, ParseResult, Record, check_record, port_span
 
 __all__ = ["looks_like_text", "parse_text"]
 
@@ -45,6 +45,7 @@ _DATE_RE = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/*-]*")
 _LONE_DATE_RE = re.compile(r"(?<!\S)" + _DATE_RE.pattern + r"(?!\S)")
 _DIGITS_RE = re.compile(r"\d+")
+_PORTISH_RE = re.compile(r"-*[0-9][-0-9]*")
 _WS_RE = re.compile(r"\s+")
 # One bracket token: "[Jon_Postel]", "[Anders_Brandt][Mary_Miller]", "[RFC8765, Section 6.1]".
 _BRACKETS_RE = re.compile(r"(?:\[[^\[\]\n]*\])+")
@@ -159,20 +160,22 @@ def parse_text(text: str, source: str = "<text>") -> ParseResult:
     else:
         piped, width = _guess_style(body)
     if piped:
-        records = [_parse_pipe_row(row) for row in _pipe_rows(body, width, have_header=header_at is not None)]
+        rows, parse_row = _pipe_rows(body, width, have_header=header_at is not None), _parse_pipe_row
     else:
-        records = [_parse_plain_row(row) for row in _plain_rows(body, have_header=header_at is not None)]
-    records = [r for r in records if r is not None]
-    if not records:
-        raise RegistryError("no registry rows found in plain-text/table rendering", path=source)
-    return ParseResult(
-        records=records,
-        format="text",
-        edition=_edition(head),
-        edition_kind="registry",
-        full=True,
-        notice=_notice(head),
+        rows, parse_row = _plain_rows(body, have_header=header_at is not None), _parse_plain_row
+    result = ParseResult(
+        records=[], format="text", edition=_edition(head), edition_kind="registry", full=True, notice=_notice(head)
     )
+    for n, row in enumerate(rows, start=1):
+        try:
+            rec = parse_row(row)
+            if rec is not None:
+                result.records.append(check_record(rec))
+        except BadRecord as exc:
+            result.skip(f"row {n} ({row[:40].strip()!r})", str(exc))
+    if not result.records:
+        raise RegistryError("no registry rows found in plain-text/table rendering", path=source)
+    return result
 
 
 # --------------------------------------------------------------------------- header block
@@ -307,15 +310,23 @@ def _plain_row_start(line: str) -> str | None:
 
 
 def _port(tok: str) -> tuple[int, int] | None:
-    """(low, high) if ``tok`` is a port or port range, else None."""
-    m = _PORT_RE.fullmatch(tok)
-    if not m:
+    """(low, high) if ``tok`` is a port or port range (the shared ``port_span``), else None."""
+    try:
+        return port_span(tok) if tok.strip() else None
+    except BadRecord:
         return None
-    low = int(m.group(1))
-    high = int(m.group(2)) if m.group(2) else low
-    if high > 65535 or high < low:
-        return None
-    return low, high
+
+
+def _port_field(tok: str) -> tuple[int, int] | None:
+    """The port of a token where a row's port goes: None when it is no port-like token at all.
+
+    A token of digits and dashes only is a port, and one that is not a valid port or range
+    (``80-90-100``, ``70000``, ``90-80``) makes the row malformed (``BadRecord``): it cannot be a
+    service name, which RFC 6335 requires to hold a letter.
+    """
+    if _PORTISH_RE.fullmatch(tok):
+        return port_span(tok)
+    return _port(tok)
 
 
 def _bracket_ids(tok: str) -> list[str] | None:
@@ -376,13 +387,13 @@ def _parse_pipe_row(row: str) -> Record | None:
         return None
     f = _Fields()
     i = 0
-    port = _port(cells[0])
+    port = _port_field(cells[0])
     if port is None:
         if not _NAME_RE.fullmatch(cells[0]) or len(cells) < 2:
             return None
         f.name = cells[0]
         i = 1
-        port = _port(cells[i]) if i < len(cells) else None
+        port = _port_field(cells[i]) if i < len(cells) else None
     if port is not None:
         f.port_low, f.port_high = port
         i += 1
@@ -403,13 +414,13 @@ def _parse_plain_row(row: str) -> Record | None:
     f = _Fields()
     rest = row.strip()
     tok, _, after = rest.partition(" ")
-    port = _port(tok)
+    port = _port_field(tok)
     if port is None:
         if not _NAME_RE.fullmatch(tok):
             return None
         f.name, rest = tok, after.strip()
         tok, _, after = rest.partition(" ")
-        port = _port(tok)
+        port = _port_field(tok)
     if port is not None:
         f.port_low, f.port_high = port
         rest = after.strip()

@@ -22,18 +22,16 @@ service             the protocol portclass's payload evidence saw (``network.pro
                     on 443/tcp is ``service`` ssh, ``portclass_service`` https
 duration            first to last packet when > 0, else unset (as Zeek); Zeek stops at the last
                     productive TCP packet, so portclass's can be a little longer
-orig_bytes,         **unset**: Zeek's are payload bytes (from TCP sequence numbers); portclass
-resp_bytes          counts frame bytes (``portclass_orig_wire_bytes`` ...)
-conn_state          only where the packets decide it: UDP SF/S0/SHR; TCP S0 (client sent only SYNs,
-                    no reply) and REJ (client sent only SYNs, server answered RST without SYN);
-                    unset otherwise (it needs Zeek's per-packet TCP state machine)
+orig_bytes,         payload bytes as Zeek counts them: TCP from sequence numbers (acknowledged bytes
+resp_bytes          the capture missed count), UDP the payload sum; unset when duration is 0 (Zeek)
+conn_state          Zeek's, all 13 states, from Zeek's endpoint state machine (``classifier.conn``)
 local_orig,         **unset**, as Zeek leaves them without ``Site::local_nets``
 local_resp
-missed_bytes        **unset**: content gaps need TCP reassembly
-history             **unset**: needs the order of packets, portclass keeps OR-ed flags only
+missed_bytes        sequence span minus payload seen (holes), TCP; 0 otherwise
+history             Zeek's letters (upper case: originator), see ``classifier.conn``
 orig_pkts,          packets each way (exact)
 resp_pkts
-orig_ip_bytes,      **unset**: Zeek's are IP total lengths; portclass counts frame (wire) bytes
+orig_ip_bytes,      IP total lengths each way (as Zeek); frame bytes are ``portclass_orig_wire_bytes``
 resp_ip_bytes
 tunnel_parents      **unset**: tunnels are decoded through, not logged as connections
 ip_proto            IP protocol number
@@ -62,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..flows import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import flow_columns
@@ -114,45 +112,18 @@ FIELDS: tuple[tuple[str, str], ...] = (
 """(name, Zeek type) of every column, in order: Zeek's conn.log fields, then portclass's."""
 
 NEVER_SET: tuple[str, ...] = (
-    "orig_bytes",
-    "resp_bytes",
     "local_orig",
     "local_resp",
-    "missed_bytes",
-    "history",
-    "orig_ip_bytes",
-    "resp_ip_bytes",
     "tunnel_parents",
 )
 """conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
 
-ZEEK_SERVICE: dict[str, str] = {
-    "tls": "ssl",
-    "http": "http",
-    "ssh": "ssh",
-    "dns": "dns",
-    "smtp": "smtp",
-    "ftp": "ftp",
-    "pop3": "pop3",
-    "imap": "imap",
-    "quic": "quic",
-    "smb": "smb",
-    "rdp": "rdp",
-    "mqtt": "mqtt",
-    "modbus": "modbus",
-    "ntp": "ntp",
-    "snmp": "snmp",
-    "sip": "sip",
-    "bittorrent": "bittorrent",
-    "ssdp": "ssdp",
-    "netbios": "netbios",
-}
-"""portclass protocol (``network.protocol``) -> conn.log ``service`` value.
+ZEEK_SERVICE: dict[str, str] = _ZEEK_NAMES
+"""portclass protocol (``network.protocol``) -> conn.log ``service`` value, from the protocol table.
 
-Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``:
-SSL, HTTP, SSH, DNS, SMTP, FTP, POP3, IMAP, QUIC, SMB, RDP, MQTT, MODBUS, NTP, SNMP, SIP,
-BITTORRENT), so TLS is ``ssl``. Zeek has no analyzer named for SSDP, and splits NetBIOS (its
-session analyzer is ``netbiosssn``; name service goes to ``dns``): those two keep portclass's name.
+Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``),
+so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has no analyzer for
+(SSDP, NetBIOS, STUN, ...) keep portclass's name (``classifier.evidence.table.Protocol.zeek``).
 """
 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
@@ -205,6 +176,11 @@ def _sets(values: Iterable[list[str] | None]) -> list[str]:
     return out
 
 
+def _counts_or_unset(values: Iterable[int | None]) -> list[str]:
+    """A column of optional counts (None: unset)."""
+    return [UNSET_FIELD if v is None else str(v) for v in values]
+
+
 def _seconds(ns: np.ndarray) -> np.ndarray:
     """Nanoseconds as Zeek's ``%.6f`` seconds (rounded to microseconds), vectorized."""
     us = (np.asarray(ns, dtype=np.int64) + 500) // 1000
@@ -252,25 +228,6 @@ def uids(a: Analysis, order: np.ndarray) -> list[str]:
     return text.view("S18").reshape(n).astype(str).tolist()
 
 
-def conn_states(a: Analysis, order: np.ndarray) -> np.ndarray:
-    """Zeek's conn_state where packet counts and OR-ed TCP flags decide it, else the unset field."""
-    fl = a.flows
-    proto = fl.proto[order]
-    c_pk, s_pk = fl.packets_c2s[order] > 0, fl.packets_s2c[order] > 0
-    relevant = np.uint8(TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST)
-    fc = fl.tcp_flags_c2s[order] & relevant
-    fs = fl.tcp_flags_s2c[order]
-    out = np.full(len(order), UNSET_FIELD, dtype=object)
-    udp = proto == 17
-    out[udp & c_pk & s_pk] = "SF"
-    out[udp & c_pk & ~s_pk] = "S0"
-    out[udp & ~c_pk & s_pk] = "SHR"
-    only_syn = (proto == 6) & (fc == TCP_SYN)
-    out[only_syn & ~s_pk] = "S0"
-    out[only_syn & s_pk & ((fs & TCP_RST) != 0) & ((fs & TCP_SYN) == 0)] = "REJ"
-    return out
-
-
 def render(a: Analysis) -> str:
     """The conn.log as text."""
     fl = a.flows
@@ -294,7 +251,13 @@ def render(a: Analysis) -> str:
         "id.resp_p": counts(fl.server_port[order]),
         "proto": [_ZEEK_PROTO.get(int(p), "unknown_transport") for p in proto],
         "duration": duration.tolist(),
-        "conn_state": conn_states(a, order).tolist(),
+        "conn_state": _strings(ecs["portclass.conn_state"]),
+        "history": _strings(ecs["portclass.history"]),
+        "orig_bytes": _counts_or_unset(ecs["portclass.orig_bytes"]),
+        "resp_bytes": _counts_or_unset(ecs["portclass.resp_bytes"]),
+        "missed_bytes": _counts_or_unset(ecs["portclass.missed_bytes"]),
+        "orig_ip_bytes": _counts_or_unset(ecs["portclass.orig_ip_bytes"]),
+        "resp_ip_bytes": _counts_or_unset(ecs["portclass.resp_ip_bytes"]),
         "orig_pkts": counts(fl.packets_c2s[order]),
         "resp_pkts": counts(fl.packets_s2c[order]),
         "ip_proto": counts(proto),
