@@ -700,3 +700,24 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
         "resp_ip_bytes": t.ip_bytes_s2c.copy(),
         "missed_bytes": missed,
     }
+
+
+OUTCOMES = ("answered", "rejected", "no reply", "other")
+"""What happened to a connection, for the analyst's views: the responder answered (TCP S1 SF S2 S3
+RSTO RSTR, UDP both ways), rejected the attempt (REJ), never answered it (S0, RSTOS0, SH), or other
+(mid-stream OTH, RSTRH, SHR, one-way UDP and the rest)."""
+OUT_ANSWERED, OUT_REJECTED, OUT_NO_REPLY, OUT_OTHER = range(len(OUTCOMES))
+_OUTCOME_OF = {s: OUT_ANSWERED for s in ANSWERED_STATES} | {"REJ": OUT_REJECTED}
+_OUTCOME_OF |= {"S0": OUT_NO_REPLY, "RSTOS0": OUT_NO_REPLY, "SH": OUT_NO_REPLY}
+
+
+def outcomes(t: FlowTable, states: np.ndarray | None = None) -> np.ndarray:
+    """Outcome code (``OUTCOMES`` index) per flow of an oriented table; UDP S0 is 'other' (one-way is normal)."""
+    if states is None:
+        states = conn_fields(t)["conn_state"]
+    tcp = t.proto == PROTO_TCP
+    uniq, inv = np.unique(states.astype(str), return_inverse=True)
+    codes = np.array([_OUTCOME_OF.get(u, OUT_OTHER) for u in uniq.tolist()], dtype=np.uint8)
+    out = codes[inv.reshape(-1)] if uniq.size else np.zeros(0, np.uint8)
+    udp_sf = (t.proto == PROTO_UDP) & (states == "SF")
+    return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)

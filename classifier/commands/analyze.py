@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..conn import CONN_STATES
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..label import FLAG_NAMES
 from ..pipeline import analyze
@@ -127,6 +128,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_host,
         metavar="ADDR",
         help="only flows with this address, or an address in this CIDR block, on either side",
+    )
+    f.add_argument(
+        "--state",
+        action="append",
+        choices=CONN_STATES,
+        metavar="STATE",
+        help=f"only connections in this Zeek conn_state (repeatable): {', '.join(CONN_STATES)}",
+    )
+    f.add_argument(
+        "--answered",
+        action="store_true",
+        help="only connections the responder answered (TCP handshake completed, UDP both ways)",
     )
 
 

@@ -26,7 +26,17 @@ from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
 from .rows import flag_strings
-from .summary import ServiceRow, services, totals, verdict_counts
+from .summary import (
+    SCAN_MIN_ATTEMPTS,
+    SCAN_MIN_TARGETS,
+    ServiceRow,
+    flow_outcomes,
+    outcome_counts,
+    scanners,
+    services,
+    totals,
+    verdict_counts,
+)
 
 FALLBACK_NOTICE = (
     "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT OF AN APPLICATION OR PRODUCT, "
@@ -146,6 +156,59 @@ def services_table(
             f"{r.packets:,}",
             human_bytes(r.bytes),
             f"{100 * r.bytes / total_b:.1f}",
+        )
+    return tbl
+
+
+def outcome_line(a: Analysis, codes: np.ndarray) -> Text:
+    """Connections answered, and attempts (rejected, no reply) counted apart."""
+    c = outcome_counts(a, codes)
+    out = Text.from_markup(f"[bold]Outcome[/]  answered {c['answered']:,}; ")
+    out.append(
+        f"attempts {c['rejected'] + c['no reply']:,} (rejected {c['rejected']:,}, no reply {c['no reply']:,})",
+        style="yellow" if c["rejected"] + c["no reply"] else "",
+    )
+    out.append(f"; other {c['other']:,} (mid-stream, one-way, not TCP/UDP)")
+    return out
+
+
+def _services_note(a: Analysis, codes: np.ndarray) -> Text:
+    c = outcome_counts(a, codes)
+    return Text(
+        f"Services list answered and other flows; {c['rejected'] + c['no reply']:,} unanswered attempts "
+        "counted apart (Outcome above, Scanners below)",
+        style="dim",
+    )
+
+
+def scanners_table(a: Analysis, top: int, codes: np.ndarray | None = None) -> Table | None:
+    """Sources of many unanswered or rejected attempts across ports or hosts (None when there is none)."""
+    rows = scanners(a, codes)
+    if not rows:
+        return None
+    tbl = Table(
+        title=f"Scanners: sources of {SCAN_MIN_ATTEMPTS}+ unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts",
+        box=box.SIMPLE,
+    )
+    for col, just in [
+        ("source", "left"),
+        ("attempts", "right"),
+        ("rejected", "right"),
+        ("no reply", "right"),
+        ("ports", "right"),
+        ("hosts", "right"),
+        ("answered", "right"),
+    ]:
+        tbl.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows[:top]:
+        tbl.add_row(
+            Text(r.source, style="bold red"),
+            f"{r.attempts:,}",
+            f"{r.rejected:,}",
+            f"{r.no_reply:,}",
+            f"{r.ports:,}",
+            f"{r.hosts:,}",
+            f"{r.answered:,}",
         )
     return tbl
 
@@ -286,7 +349,13 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
 
         console.print(Text(PARTIAL_NOTICE, style="yellow"))
     console.print(_totals_block(a))
+    codes = flow_outcomes(a)
+    console.print(outcome_line(a, codes))
     console.print(services_table(a, top))
+    console.print(_services_note(a, codes))
+    scan = scanners_table(a, top, codes)
+    if scan is not None:
+        console.print(scan)
     console.print(_status_line(a))
     console.print(_evidence_line(a))
     console.print(_flagged_table(a, top, console.width))
