@@ -99,6 +99,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
         "for a second opinion (slow); none: port labels only",
     )
+    p.add_argument(
+        "--merge-files",
+        action="store_true",
+        help="the capture files are consecutive parts of one timeline: join flows across them (by default "
+        "flows of different files are kept apart, except the parts of a dumpcap or tcpdump ring buffer)",
+    )
     f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
     f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
     f.add_argument(
@@ -197,10 +203,18 @@ def run(args: argparse.Namespace) -> int:
                 args.idle_timeout,
                 lambda n: prog.advance(task, n),
                 jobs=getattr(args, "jobs", None),
+                merge_files=getattr(args, "merge_files", False),
                 **_dissect(args),
             )
     else:
-        analysis = analyze(args.paths, registry, args.idle_timeout, jobs=getattr(args, "jobs", None), **_dissect(args))
+        analysis = analyze(
+            args.paths,
+            registry,
+            args.idle_timeout,
+            jobs=getattr(args, "jobs", None),
+            merge_files=getattr(args, "merge_files", False),
+            **_dissect(args),
+        )
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:

@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..flows import SERVER_RULES
+from ..flows import SERVER_RULES, file_groups
 from ..output import emit
 from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
@@ -100,6 +100,18 @@ def _totals_block(a: Analysis) -> Group:
             f"{'off' if not t.idle_timeout_s else f'{t.idle_timeout_s:g} s'}"
         ),
     ]
+    files = list(a.stats.files)
+    if len(files) > 1:
+        groups = file_groups(files, merge=False)
+        apart = "flows of different files kept apart" + (
+            " (ring-buffer parts joined)" if np.unique(groups).size < len(files) else ""
+        )
+        if len(a.flows) and not a.flows.key_group.any():
+            apart = "flows joined across files (--merge-files)"
+        shown = ", ".join(Path(f).name for f in files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+        lines.append(Text(f"Files    {shown}; {apart}"))
+    elif files:
+        lines.append(Text(f"File     {files[0]}"))
     other = [f"{k} {v:,}" for k, v in t.no_ports.items()]
     if t.non_ip:
         other.append(f"non-IP {t.non_ip:,}")
