@@ -180,10 +180,9 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "ack_hi_s2c": np.dtype(np.int64),
     "fsm_c": np.dtype(np.uint16),
     "fsm_s": np.dtype(np.uint16),
-    "hist_ord": np.dtype((np.int64, (conn.HIST_SLOTS,))),
     "hist_code": np.dtype((np.uint8, (conn.HIST_SLOTS,))),
     "hist_seq": np.dtype((np.uint32, (12,))),
-    "hist_cnt": np.dtype((np.int64, (6,))),
+    "hist_cnt": np.dtype((np.int32, (6,))),
     # which capture file: the flow's first packet's file_index; the file group, part of the key
     "file_index": np.dtype(np.uint16),
     "key_group": np.dtype(np.uint16),
@@ -296,7 +295,6 @@ class FlowTable:
     ack_hi_s2c: np.ndarray
     fsm_c: np.ndarray
     fsm_s: np.ndarray
-    hist_ord: np.ndarray
     hist_code: np.ndarray
     hist_seq: np.ndarray
     hist_cnt: np.ndarray
