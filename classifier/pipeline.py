@@ -56,6 +56,7 @@ def analyze(
     evidence: bool = True,
     tshark: bool = False,
     jobs: int | None = None,
+    merge_files: bool = False,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
@@ -65,6 +66,8 @@ def analyze(
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
     ``jobs`` (None: auto) > 1 reads a single large plain capture file with two processes
     (``classifier.capture.parallel``; same result as reading it sequentially).
+    Flows of different capture files are kept apart unless ``merge_files`` or the files are
+    consecutive parts of a dumpcap/tcpdump ring buffer (``classifier.flows.file_groups``).
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
@@ -73,7 +76,7 @@ def analyze(
     from .capture.reader import read_batches
 
     t0 = time.perf_counter()
-    agg = FlowAggregator(int(idle_timeout_s * 1e9))
+    agg = FlowAggregator(int(idle_timeout_s * 1e9), separate_files=not merge_files)
     scan = None
     if evidence:
         from .evidence.match import scan

@@ -48,7 +48,18 @@ from ..pipeline import Analysis, worst_first
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
-from .summary import ServiceRow, Totals, services, totals, verdict_counts
+from .summary import (
+    SCAN_MIN_ATTEMPTS,
+    SCAN_MIN_TARGETS,
+    ServiceRow,
+    Totals,
+    flow_outcomes,
+    outcome_counts,
+    scanners,
+    services,
+    totals,
+    verdict_counts,
+)
 from .terminal import PORTCLASS_NOTE, human_bytes, notice_text
 
 DEFAULT_MAX_ROWS = 50_000
@@ -666,10 +677,48 @@ def _totals_html(a: Analysis, t: Totals) -> str:
             f'<details class="warnings"{" open" if len(t.warnings) <= 5 else ""}><summary>{len(t.warnings):,} '
             f"capture warning(s)</summary><ul>{items}{more}</ul></details>"
         )
+    out.append(_outcomes_html(a))
     files = a.stats.files or a.inputs
     if len(files) > 1:
         items = "".join(f"<li>{_esc(f)}</li>" for f in files[:500])
         out.append(f'<details class="files"><summary>{len(files):,} capture files</summary><ul>{items}</ul></details>')
+    return "".join(out)
+
+
+def _outcomes_html(a: Analysis) -> str:
+    """Connections answered vs attempts (rejected, no reply), and the scanners table (classifier.conn)."""
+    codes = flow_outcomes(a)
+    c = outcome_counts(a, codes)
+    attempts = c["rejected"] + c["no reply"]
+    out = ['<h2 id="pc-outcomes">Connection outcomes</h2><dl class="facts">']
+    for k, v, bad in (
+        ("Answered connections", f"{c['answered']:,}", False),
+        ("Unanswered attempts", f"{attempts:,} (rejected {c['rejected']:,}, no reply {c['no reply']:,})", attempts > 0),
+        ("Other (mid-stream, one-way, not TCP/UDP)", f"{c['other']:,}", False),
+    ):
+        out.append(f"<div{' class=bad' if bad else ''}><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>")
+    out.append("</dl>")
+    out.append(
+        f'<p class="cap">The services charts count answered and other flows; the {attempts:,} unanswered '
+        "attempts are counted here, apart.</p>"
+    )
+    rows = scanners(a, codes)
+    if rows:
+        head = "".join(
+            f"<th{' class=num' if i else ''}>{h}</th>"
+            for i, h in enumerate(("source", "attempts", "rejected", "no reply", "ports", "hosts", "answered"))
+        )
+        body = "".join(
+            f"<tr><td>{_esc(r.source)}</td><td class=num>{r.attempts:,}</td><td class=num>{r.rejected:,}</td>"
+            f"<td class=num>{r.no_reply:,}</td><td class=num>{r.ports:,}</td><td class=num>{r.hosts:,}</td>"
+            f"<td class=num>{r.answered:,}</td></tr>"
+            for r in rows[:50]
+        )
+        out.append(
+            f'<table class="scanners" id="pc-scanners"><caption>Scanners: sources of {SCAN_MIN_ATTEMPTS}+ '
+            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
     return "".join(out)
 
 
