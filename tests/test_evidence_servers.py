@@ -86,7 +86,8 @@ def capture(path: Path, bpf: str) -> Iterator[Path]:
     (tcpdump,) = need("tcpdump")
     probe = free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen(
-        [tcpdump, "-i", "lo", "--immediate-mode", "-U", "-n", "-s", "0", "-w", str(path), f"({bpf}) or udp port {probe}"],
+        [tcpdump, "-i", "lo", "--immediate-mode", "-U", "-n", "-s", "0", "-w", str(path),
+         f"({bpf}) or udp port {probe}"],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -151,7 +152,8 @@ def test_redis(reg, tmp_path) -> None:
     port = free_port()
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
     with server(cmd, port), capture(tmp_path / "redis.pcap", f"tcp port {port}") as pcap:
-        out = subprocess.run([cli, "-p", str(port), "SET", "k", "portclass"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([cli, "-p", str(port), "SET", "k", "portclass"], capture_output=True, text=True,
+                             timeout=10)  # fmt: skip
         assert out.stdout.strip() == "OK"
     row = check(reg, pcap, port, "redis")
     assert row["portclass.evidence.signature"] == "redis-command"
@@ -191,14 +193,15 @@ def test_mariadb(reg, tmp_path) -> None:
     install, mariadbd, client = need("mariadb-install-db", "mariadbd", "mariadb")
     port = free_port()
     data = tmp_path / "data"
-    subprocess.run([install, "--no-defaults", f"--datadir={data}", "--user=root", "--auth-root-authentication-method=normal",
-                    "--skip-test-db"], check=True, capture_output=True, timeout=180)  # fmt: skip
+    subprocess.run([install, "--no-defaults", f"--datadir={data}", "--user=root",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=180)  # fmt: skip
     cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
            f"--socket={tmp_path / 'sock'}", f"--pid-file={tmp_path / 'pid'}", "--user=root", "--skip-grant-tables",
            "--skip-log-error"]  # fmt: skip
     with server(cmd, port), capture(tmp_path / "maria.pcap", f"tcp port {port}") as pcap:
-        out = subprocess.run([client, "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--skip-ssl", "-Nse", "select 6*7"],
-                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        out = subprocess.run([client, "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--skip-ssl", "-Nse",
+                              "select 6*7"], capture_output=True, text=True, timeout=30)  # fmt: skip
         assert out.stdout.strip() == "42", out.stderr
     row = check(reg, pcap, port, "mysql")
     assert row["portclass.evidence.signature"] == "mysql-greeting"
