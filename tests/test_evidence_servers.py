@@ -239,14 +239,12 @@ def test_mosquitto(reg, tmp_path) -> None:
     assert "MQTT" in tshark_says(pcap, f"tcp.port=={port},mqtt")
 
 
-def _dns_query(name: str, qtype: str, port: int) -> bytes:
-    """One UDP query to 127.0.0.1:``port``; the raw answer."""
+def _dns_query(sock: socket.socket, name: str, qtype: str, port: int) -> bytes:
+    """One query from ``sock`` to 127.0.0.1:``port``; the raw answer."""
     from scapy.layers.dns import DNS, DNSQR
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(bytes(DNS(id=0x4242, rd=1, qd=[DNSQR(qname=name, qtype=qtype)])), ("127.0.0.1", port))
-        return s.recv(4096)
+    sock.sendto(bytes(DNS(id=0x4242, rd=1, qd=[DNSQR(qname=name, qtype=qtype)])), ("127.0.0.1", port))
+    return sock.recv(4096)
 
 
 def test_dnsmasq_dns_and_dnscrypt_certificate_query(reg, tmp_path) -> None:
@@ -256,17 +254,21 @@ def test_dnsmasq_dns_and_dnscrypt_certificate_query(reg, tmp_path) -> None:
            "--bind-interfaces", "--no-resolv", "--no-hosts", "--address=/example.test/192.0.2.7",
            "--txt-record=2.dnscrypt-cert.example.test,portclass", f"--pid-file={tmp_path / 'pid'}",
            "--user=root"]  # fmt: skip
-    with server(cmd, 0) as proc, capture(tmp_path / "dns.pcap", f"udp port {port}") as pcap:
-        for _ in range(50):  # dnsmasq binds UDP only: wait for its answer
+    plain, crypt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with plain, crypt, server(cmd, 0) as proc, capture(tmp_path / "dns.pcap", f"udp port {port}") as pcap:
+        for s in (plain, crypt):  # two client ports at once: two flows
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(0.5)
+        for _ in range(50):  # dnsmasq binds UDP only: ask until it answers
             if proc.poll() is not None:
                 pytest.fail(f"dnsmasq exited: {proc.stderr.read() if proc.stderr else ''}")
             try:
-                answer = _dns_query("www.example.test", "A", port)
+                answer = _dns_query(plain, "www.example.test", "A", port)
                 break
             except TimeoutError:
-                time.sleep(0.1)
+                continue
         assert bytes([192, 0, 2, 7]) in answer
-        assert b"portclass" in _dns_query("2.dnscrypt-cert.example.test", "TXT", port)
+        assert b"portclass" in _dns_query(crypt, "2.dnscrypt-cert.example.test", "TXT", port)
     rows = classify(pcap, port, "udp")
     protos = sorted(r["network.protocol"] for r in rows)
     assert protos == ["dns", "dnscrypt"], protos  # two client ports: one flow each
