@@ -140,7 +140,7 @@ def from_packets(
     from .engine import Ended, Engine, Timeouts
 
     reg = _registry(registry)
-    eng = Engine(reg, Timeouts(idle_s=idle_timeout), evidence=evidence)
+    eng = Engine(reg, Timeouts(idle_s=idle_timeout), evidence=evidence, separate_files=False)
     chunks: list[Ended] = []
     for batch in [batches] if isinstance(batches, PacketBatch) else batches:
         chunks.extend(eng.add(batch))

@@ -16,10 +16,11 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from . import interrupt
 from .interrupt import deferred
 
 _PROC_FD = Path("/proc/self/fd")
@@ -108,17 +109,27 @@ def _link_in(fd: int, tmp: Path | None, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, *, make_dirs: bool = False) -> Iterator[BinaryIO]:
+def atomic_file(
+    path: str | Path, *, make_dirs: bool = False, then: Callable[[], None] | None = None
+) -> Iterator[BinaryIO]:
     """A binary file object whose contents replace ``path`` only when the block ends without an exception.
 
     ``make_dirs`` creates missing parent directories (caches do; a report into a missing
     directory is the user's error). An exception or a signal (``KeyboardInterrupt``) inside the
-    block leaves ``path`` as it was and no temporary file.
+    block leaves ``path`` as it was and no temporary file. ``then`` runs together with the final
+    rename, before any signal can arrive (the command line ends its run there).
     """
-    path = Path(path)
+    with interrupt.raising():
+        with _atomic_file(Path(path), make_dirs) as (fh, commit):
+            yield fh
+            commit(then)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path, make_dirs: bool) -> Iterator[tuple[BinaryIO, Callable]]:
     if path.exists() and _is_special(path):
         with open(path, "wb") as fh:
-            yield fh
+            yield fh, lambda then: then and then()
         return
     if make_dirs:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,12 +143,19 @@ def atomic_file(path: str | Path, *, make_dirs: bool = False) -> Iterator[Binary
             except OSError as exc:  # name the file the user asked for, not the temporary one
                 raise OSError(exc.errno, f"cannot write a file in {path.parent} ({exc.strerror})", str(path)) from None
             fh = os.fdopen(fd, "wb")
-        yield fh
-        fh.flush()
-        os.fsync(fd)
-        with deferred():  # linked in and renamed, or not at all
-            _link_in(fd, tmp, path)
-            tmp = None
+
+        def commit(then: Callable[[], None] | None) -> None:
+            nonlocal tmp
+            assert fh is not None
+            fh.flush()
+            os.fsync(fd)
+            with deferred():  # linked in and renamed, or not at all
+                _link_in(fd, tmp, path)
+                tmp = None
+                if then is not None:
+                    then()
+
+        yield fh, commit
     except BaseException:
         with deferred():
             if tmp is not None:
@@ -153,8 +171,10 @@ def atomic_file(path: str | Path, *, make_dirs: bool = False) -> Iterator[Binary
                 os.close(fd)
 
 
-def atomic_write(path: str | Path, data: bytes | list[bytes], *, make_dirs: bool = False) -> None:
+def atomic_write(
+    path: str | Path, data: bytes | list[bytes], *, make_dirs: bool = False, then: Callable[[], None] | None = None
+) -> None:
     """Write ``data`` (bytes, or a list of parts) to ``path`` whole or not at all (see ``atomic_file``)."""
-    with atomic_file(path, make_dirs=make_dirs) as fh:
+    with atomic_file(path, make_dirs=make_dirs, then=then) as fh:
         for part in data if isinstance(data, list) else [data]:
             fh.write(part)

@@ -1,7 +1,8 @@
 """The ``portclass`` command: thin argument parsing over the pipeline and registry commands.
 
 Exit codes: 0 done; 1 flagged flows found with ``--fail-on flagged``; 2 usage or input error
-(unreadable capture or registry, bad arguments); 130 interrupted.
+(unreadable capture or registry, bad arguments); 130/143 interrupted by SIGINT/SIGTERM (the rule
+is in ``EPILOG`` and ``classifier.interrupt``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from . import __version__, interrupt
 from .errors import EXIT_INPUT, EXIT_OK, PortclassError
 
 EPILOG = """exit codes:
-  0    done
+  0    done (also when the reader of stdout went away, as `| head` does)
   1    flagged flows found (only with --fail-on flagged)
   2    usage or input error: unreadable capture or registry, bad arguments
-  130  interrupted
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+
+interruption (every command and format): one line on stderr, no temporary file left. A signal
+while captures are read or packets captured stops at the next batch and writes the report of what
+was read, marked partial in its own format (JSON `partial: true`, CSV `# partial:`, Zeek
+`#portclass_partial`, Parquet metadata, an HTML banner); at any other moment, or a second
+signal, -o FILE stays as it was ("no report written").
 
 A registered port does not prove the service, nor that the traffic is good: see the
 registry's own warning at the top of every report."""
@@ -59,13 +66,12 @@ _COMMANDS = {"analyze", "registry", "live"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        interrupt.arm()  # a signal now raises here, so what is open gets cleaned up on the way out
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except PortclassError as exc:
         interrupt.ending()
         print(f"portclass: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # a signal before any report was written: the output is untouched
+    except KeyboardInterrupt as exc:  # raised where clean-up was needed (classifier.interrupt): output untouched
         return _interrupted(exc)
     except BrokenPipeError:  # the reader of stdout went away (`| head`): not an error
         interrupt.stdout_closed()

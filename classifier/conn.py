@@ -67,7 +67,8 @@ ANSWERED_STATES = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR"})
 """States of TCP connections that were established (the responder answered the handshake)."""
 ATTEMPT_STATES = frozenset({"S0", "REJ", "RSTOS0", "SH"})
 """States of TCP connection attempts that got no answer or were rejected."""
-_ORD_SHIFT = 40
+NO_EVENT = 255
+"""``hist_code`` of an empty slot."""
 _FAR_BEFORE = -(1 << 34)
 """An end sequence below any real one (relative values stay within +-2^32)."""
 
@@ -272,7 +273,6 @@ def batch_columns(batch: PacketBatch, order: np.ndarray, starts: np.ndarray, rev
         getattr(out, f"{name}_s2c")[:] = rv
     flags_s = batch.tcp_flags[order]
     tcp = batch.proto[order] == PROTO_TCP
-    ords = (batch.file_index[order].astype(np.int64) << _ORD_SHIFT) | batch.pkt_index[order]
     events: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sorted position, sub-order, code)
 
     # ---- once letters (A D I Q) and payload 'D' of UDP and others
@@ -288,7 +288,7 @@ def batch_columns(batch: PacketBatch, order: np.ndarray, starts: np.ndarray, rev
             events.append((pos, np.zeros(pos.size, np.int64), np.full(pos.size, letter * 2 + d, np.uint8)))
     if tcp.any():
         _tcp_columns(batch, order, rev_s, row_of, flags_s, bits, tlen_s, tcp, out, events)
-    _store_events(out, row_of, ords, events)
+    _store_events(out, row_of, events)
 
 
 def _tcp_columns(
@@ -353,7 +353,7 @@ def _tcp_columns(
         m = zw & (back == d)
         pos = _first_per_group(row_of, m)
         events.append((pos, np.ones(pos.size, np.int64), np.full(pos.size, L_W * 2 + d, np.uint8)))
-        np.add.at(out.hist_cnt[:, d * 3 + 1], row_of[m], 1)
+        out.hist_cnt[:, d * 3 + 1] += np.bincount(row_of[m], minlength=len(out)).astype(np.int32)
 
     # ---- sequence analysis per (flow, direction) in capture order
     P = it[_group_order(rw, rv, first_ev)]
@@ -379,7 +379,7 @@ def _tcp_columns(
         m = retx & (g % 2 == d)
         pos = _first_per_group(row_of[P], m)
         events.append((P[pos], np.full(pos.size, 2, np.int64), np.full(pos.size, L_T * 2 + d, np.uint8)))
-        np.add.at(out.hist_cnt[:, d * 3], row_of[P][m], 1)
+        out.hist_cnt[:, d * 3] += np.bincount(row_of[P][m], minlength=len(out)).astype(np.int32)
 
     # ---- acknowledgments: what each side's ACKs say of the other's sequence span
     ackp = np.flatnonzero(((flags_s[P] & TCP_ACK) != 0) & ~rst[P])
@@ -427,7 +427,7 @@ def _tcp_columns(
             m = hole & (dg % 2 == d)
             if m.any():
                 hr = dg[m] // 2
-                np.add.at(out.hist_cnt[:, d * 3 + 2], hr, 1)
+                out.hist_cnt[:, d * 3 + 2] += np.bincount(hr, minlength=len(out)).astype(np.int32)
                 # the first hole in capture order of each flow: the smallest position
                 hp = P[dp[m]]
                 o3 = np.lexsort((hp, hr))
@@ -460,8 +460,8 @@ def _group_order(row: np.ndarray, back: np.ndarray, first: np.ndarray) -> np.nda
     return perm
 
 
-def _store_events(out: FlowTable, row_of: np.ndarray, ords: np.ndarray, events: list) -> None:
-    """Write the batch's history events into hist_ord/hist_code, per flow in capture order (HIST_SLOTS kept)."""
+def _store_events(out: FlowTable, row_of: np.ndarray, events: list) -> None:
+    """Write the batch's history events into hist_code, per flow in capture order (HIST_SLOTS kept)."""
     pos = np.concatenate([e[0] for e in events]).astype(np.int64)
     if not pos.size:
         return
@@ -475,7 +475,6 @@ def _store_events(out: FlowTable, row_of: np.ndarray, ords: np.ndarray, events: 
     start = np.flatnonzero(nr)
     rank = np.arange(r.size) - start[np.cumsum(nr) - 1]
     ok = rank < HIST_SLOTS
-    out.hist_ord[r[ok], rank[ok]] = ords[pos[ok]]
     out.hist_code[r[ok], rank[ok]] = code[ok]
 
 
@@ -484,7 +483,7 @@ def _store_events(out: FlowTable, row_of: np.ndarray, ords: np.ndarray, events: 
 
 def init_columns(cols: dict[str, np.ndarray]) -> None:
     """Set the 'nothing seen' values of the connection columns of a new table, in place."""
-    cols["hist_ord"].fill(-1)
+    cols["hist_code"].fill(NO_EVENT)
     for sfx in ("c2s", "s2c"):
         cols[f"seq_hi_{sfx}"].fill(NONE)
         cols[f"ack_hi_{sfx}"].fill(NONE)
@@ -534,9 +533,9 @@ _TYPE_CODES = ((L_S, L_H), (L_F,), (L_R,))
 
 def _fold_history(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> None:
     """History events of ``src`` rows appended to ``head`` rows, dropping those the head already records."""
-    ac, ao = t.hist_code[head], t.hist_ord[head]
-    bc, bo = np.take(src.hist_code, rows, axis=0), np.take(src.hist_ord, rows, axis=0)
-    av, keep = ao >= 0, bo >= 0
+    ac = t.hist_code[head]
+    bc = np.take(src.hist_code, rows, axis=0)
+    av, keep = ac != NO_EVENT, bc != NO_EVENT
     for letter in (L_A, L_D, L_I, L_Q):
         for d in (0, 1):
             c = letter * 2 + d
@@ -562,11 +561,9 @@ def _fold_history(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarr
             aseq[b_seen, la] = bseq[b_seen, la]
     t.hist_seq[head] = aseq
     t.hist_cnt[head] = acnt + np.take(src.hist_cnt, rows, axis=0)
-    codes = np.concatenate([ac, bc], axis=1)
-    ords = np.concatenate([np.where(av, ao, -1), np.where(keep, bo, -1)], axis=1)
-    o = np.argsort(ords < 0, axis=1, kind="stable")[:, :HIST_SLOTS]
+    codes = np.concatenate([np.where(av, ac, NO_EVENT), np.where(keep, bc, NO_EVENT)], axis=1)
+    o = np.argsort(codes == NO_EVENT, axis=1, kind="stable")[:, :HIST_SLOTS]  # head's first, in order
     t.hist_code[head] = np.take_along_axis(codes, o, axis=1)
-    t.hist_ord[head] = np.take_along_axis(ords, o, axis=1)
 
 
 def swap_columns(cols: dict[str, np.ndarray], mask: np.ndarray) -> None:
@@ -574,7 +571,7 @@ def swap_columns(cols: dict[str, np.ndarray], mask: np.ndarray) -> None:
     if not mask.any():
         return
     code = cols["hist_code"].copy()
-    code[mask] ^= np.where(cols["hist_ord"][mask] >= 0, 1, 0).astype(np.uint8)
+    code[mask] ^= np.where(code[mask] != NO_EVENT, 1, 0).astype(np.uint8)
     cols["hist_code"] = code
     for name, half in (("hist_seq", 6), ("hist_cnt", 3)):
         v = cols[name].copy()
@@ -582,13 +579,13 @@ def swap_columns(cols: dict[str, np.ndarray], mask: np.ndarray) -> None:
         cols[name] = v
 
 
-CHUNK_DEPENDENT = ("covered_c2s", "covered_s2c", "hist_ord", "hist_code", "hist_cnt")
+CHUNK_DEPENDENT = ("covered_c2s", "covered_s2c", "hist_code", "hist_cnt")
 """Columns whose T/G parts depend on where chunks were cut (see the module docstring)."""
 
 
 def chunk_exact_history(t: FlowTable) -> tuple[np.ndarray, np.ndarray]:
     """(codes, W counts) of each flow's history without its T and G events: what any chunking gives alike."""
-    code = np.where(t.hist_ord >= 0, t.hist_code.astype(np.int16), -1)
+    code = np.where(t.hist_code != NO_EVENT, t.hist_code.astype(np.int16), -1)
     drop = ((code >> 1) == L_T) | ((code >> 1) == L_G) | (code < 0)
     o = np.argsort(drop, axis=1, kind="stable")
     kept = np.where(np.take_along_axis(drop, o, axis=1), -1, np.take_along_axis(code, o, axis=1))
@@ -624,7 +621,7 @@ _RSTOS0 = re.compile(r"^\^?S[^HAFGIQ]*R")
 def history(t: FlowTable) -> np.ndarray:
     """Zeek's history string of each flow of an oriented table (client = originator), as an object array."""
     n = len(t)
-    valid = t.hist_ord >= 0
+    valid = t.hist_code != NO_EVENT
     code = t.hist_code.astype(np.int64)
     lut = np.frombuffer((LETTERS.upper() + LETTERS.lower()).encode(), dtype=np.uint8)
     ch = lut[(code & 1) * len(LETTERS) + np.minimum(code >> 1, len(LETTERS) - 1)]
@@ -700,3 +697,24 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
         "resp_ip_bytes": t.ip_bytes_s2c.copy(),
         "missed_bytes": missed,
     }
+
+
+OUTCOMES = ("answered", "rejected", "no reply", "other")
+"""What happened to a connection, for the analyst's views: the responder answered (TCP S1 SF S2 S3
+RSTO RSTR, UDP both ways), rejected the attempt (REJ), never answered it (S0, RSTOS0, SH), or other
+(mid-stream OTH, RSTRH, SHR, one-way UDP and the rest)."""
+OUT_ANSWERED, OUT_REJECTED, OUT_NO_REPLY, OUT_OTHER = range(len(OUTCOMES))
+_OUTCOME_OF = {s: OUT_ANSWERED for s in ANSWERED_STATES} | {"REJ": OUT_REJECTED}
+_OUTCOME_OF |= {"S0": OUT_NO_REPLY, "RSTOS0": OUT_NO_REPLY, "SH": OUT_NO_REPLY}
+
+
+def outcomes(t: FlowTable, states: np.ndarray | None = None) -> np.ndarray:
+    """Outcome code (``OUTCOMES`` index) per flow of an oriented table; UDP S0 is 'other' (one-way is normal)."""
+    if states is None:
+        states = conn_fields(t)["conn_state"]
+    tcp = t.proto == PROTO_TCP
+    uniq, inv = np.unique(states.astype(str), return_inverse=True)
+    codes = np.array([_OUTCOME_OF.get(u, OUT_OTHER) for u in uniq.tolist()], dtype=np.uint8)
+    out = codes[inv.reshape(-1)] if uniq.size else np.zeros(0, np.uint8)
+    udp_sf = (t.proto == PROTO_UDP) & (states == "SF")
+    return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)

@@ -172,16 +172,18 @@ class Engine:
         evidence: bool = True,
         min_packets: int = 1 << 18,
         expire: bool = True,
+        separate_files: bool = True,
     ) -> None:
         self.registry = registry
         self.timeouts = timeouts or Timeouts()
         self.evidence = evidence
         self.expire_enabled = expire and self.timeouts.expires
         self.min_packets = int(min_packets)
+        self.separate_files = separate_files  # flows of different files never join (``flows.file_groups``)
         self.stats = CaptureStats()
         self.counters = Counters()
         self.clock_ns: int | None = None
-        self._agg = FlowAggregator(self.timeouts.batch_idle_ns, self.min_packets)
+        self._agg = FlowAggregator(self.timeouts.batch_idle_ns, self.min_packets, self.separate_files)
         self._alive = FlowTable.empty()
         self._cont_key = np.zeros(0, dtype=np.uint64)  # keys of flows cut by the active timeout
         self._cont_part = np.zeros(0, dtype=np.int32)  # ... and the part number they reached
@@ -272,7 +274,7 @@ class Engine:
         if self._agg.rows or self._agg.pending:
             part = self._agg.partial()
             stats = self._agg.stats
-            self._agg = FlowAggregator(self.timeouts.batch_idle_ns, self.min_packets)
+            self._agg = FlowAggregator(self.timeouts.batch_idle_ns, self.min_packets, self.separate_files)
             self._agg.stats = stats
             self._alive = finalize(merge(self._alive, part, self.timeouts.batch_idle_ns))
         return self._alive

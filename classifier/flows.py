@@ -80,8 +80,10 @@ Server side (``orient``), first rule that decides wins:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -189,10 +191,12 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "ack_hi_s2c": np.dtype(np.int64),
     "fsm_c": np.dtype(np.uint16),
     "fsm_s": np.dtype(np.uint16),
-    "hist_ord": np.dtype((np.int64, (conn.HIST_SLOTS,))),
     "hist_code": np.dtype((np.uint8, (conn.HIST_SLOTS,))),
     "hist_seq": np.dtype((np.uint32, (12,))),
-    "hist_cnt": np.dtype((np.int64, (6,))),
+    "hist_cnt": np.dtype((np.int32, (6,))),
+    # which capture file: the flow's first packet's file_index; the file group, part of the key
+    "file_index": np.dtype(np.uint16),
+    "key_group": np.dtype(np.uint16),
 }
 """Column name -> dtype of ``FlowTable`` (payload columns are (n, PAYLOAD_SLOTS) matrices)."""
 
@@ -304,10 +308,11 @@ class FlowTable:
     ack_hi_s2c: np.ndarray
     fsm_c: np.ndarray
     fsm_s: np.ndarray
-    hist_ord: np.ndarray
     hist_code: np.ndarray
     hist_seq: np.ndarray
     hist_cnt: np.ndarray
+    file_index: np.ndarray
+    key_group: np.ndarray
 
     def __len__(self) -> int:
         return int(self.key_hash.shape[0])
@@ -533,9 +538,13 @@ def _endpoint_gt(
     return gt
 
 
-def _pp_word(a_port: np.ndarray, b_port: np.ndarray, proto: np.ndarray, ip_version: np.ndarray) -> np.ndarray:
-    """Pack (a_port, b_port, proto, ip_version) of canonical keys into one uint64."""
+def _pp_word(
+    a_port: np.ndarray, b_port: np.ndarray, proto: np.ndarray, ip_version: np.ndarray, group: np.ndarray | None = None
+) -> np.ndarray:
+    """Pack (group, a_port, b_port, proto, ip_version) of canonical keys into one uint64."""
     w = a_port.astype(np.uint64) << _U64(32)
+    if group is not None:
+        w |= group.astype(np.uint64) << _U64(48)
     w |= b_port.astype(np.uint64) << _U64(16)
     w |= proto.astype(np.uint64) << _U64(8)
     w |= ip_version.astype(np.uint64)
@@ -591,7 +600,7 @@ def _select(rev: np.ndarray, mask: np.ndarray, src: np.ndarray, dst: np.ndarray)
 
 
 def _packet_keys(
-    batch: PacketBatch,
+    batch: PacketBatch, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[np.ndarray | None, ...], np.ndarray, bool]:
     """Per packet: rev (it travels b -> a), the exact key words, the key hash, and whether v6 words are used.
 
@@ -618,8 +627,8 @@ def _packet_keys(
     w4[:, 0] = (batch.proto.astype(np.uint16) << 8) | batch.ip_version
     w4[:, 1] = bp
     w4[:, 2] = ap
-    w4[:, 3] = 0
-    w = w4.view("<u8").reshape(n).astype(np.uint64, copy=False)  # == _pp_word(ap, bp, proto, ip_version)
+    w4[:, 3] = 0 if groups is None else groups[batch.file_index]  # capture files kept apart
+    w = w4.view("<u8").reshape(n).astype(np.uint64, copy=False)  # == _pp_word(ap, bp, proto, ip_version, group)
     del ap, bp
     if v4:
         m32 = m16.astype(np.uint32)
@@ -642,14 +651,14 @@ def _packet_keys(
 def _table_hash(t: FlowTable) -> np.ndarray:
     """key_hash of a canonical table's rows computed from its key columns (what batches store)."""
     x = ((t.client_lo & _M32) << _U64(32)) | (t.server_lo & _M32)
-    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version)
+    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version, t.key_group)
     return _key_hash(x, w, t.client_hi, t.client_lo, t.server_hi, t.server_lo)
 
 
 def _table_words(t: FlowTable) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The canonical key words (a_hi, a_lo, b_hi, b_lo, w) of a canonical table's rows."""
     v6 = bool(t.client_hi.any() or t.server_hi.any())
-    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version)
+    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version, t.key_group)
     if v6:
         return t.client_hi, t.client_lo, t.server_hi, t.server_lo, w
     return None, t.client_lo, None, t.server_lo, w
@@ -673,12 +682,16 @@ def _total_order(h: np.ndarray, words: Sequence[np.ndarray | None], tiebreak: np
 # --------------------------------------------------------------------------- batch -> flows
 
 
-def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags | None = None) -> FlowTable:
+def flows_from_batch(
+    batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags | None = None, groups: np.ndarray | None = None
+) -> FlowTable:
     """One batch's packets as a partial flow table (rows sorted by key, then flow order).
 
     Merge partial tables of consecutive batches with ``merge`` and close the whole
     capture's table with ``finalize`` (``FlowAggregator`` does both).  ``tags`` (the
-    evidence stage's per-packet results for this batch) fill the evidence columns.
+    evidence stage's per-packet results for this batch) fill the evidence columns.  ``groups``
+    (uint16 per file_index) makes the file's group part of the flow key: flows of different groups
+    never merge (None: one group, files merge).
 
     >>> b = make_batch(ts_ns=[0, 10, 20], src=["192.0.2.1", "192.0.2.2", "192.0.2.1"],
     ...                dst=["192.0.2.2", "192.0.2.1", "192.0.2.2"], sport=[50000, 80, 50000],
@@ -695,7 +708,7 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
         raise ValueError(f"idle_timeout_ns must be >= 0, not {timeout}")
 
     # ---- canonical key per packet: endpoint a is the lower (hi, lo, port)
-    rev, words, h, v6 = _packet_keys(batch)
+    rev, words, h, v6 = _packet_keys(batch, groups)
 
     # ---- group packets by key, capture order within a key: one sort of (hash bits | index)
     nbits = max(1, (n - 1).bit_length())
@@ -811,6 +824,8 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
     wr = w[first]
     out.client_port = ((wr >> _U64(32)) & _U64(0xFFFF)).astype(np.uint16)
     out.server_port = ((wr >> _U64(16)) & _U64(0xFFFF)).astype(np.uint16)
+    out.key_group = (wr >> _U64(48)).astype(np.uint16)
+    out.file_index = batch.file_index[first]
 
     kind = out.start_kind
     kind[np.searchsorted(starts, key_pos)] = START_OPEN
@@ -997,7 +1012,17 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
             fflat[dest] = sf[si[ok]]
 
 
-_KEY_COLUMNS = ("ip_version", "proto", "client_hi", "client_lo", "client_port", "server_hi", "server_lo", "server_port")
+_KEY_COLUMNS = (
+    "ip_version",
+    "proto",
+    "client_hi",
+    "client_lo",
+    "client_port",
+    "server_hi",
+    "server_lo",
+    "server_port",
+    "key_group",
+)
 
 
 def _keys_differ(t1: FlowTable, i: np.ndarray, t2: FlowTable, j: np.ndarray) -> np.ndarray:
@@ -1284,6 +1309,49 @@ def concat_batches(batches: Sequence[PacketBatch]) -> PacketBatch:
     )
 
 
+_DUMPCAP_RING = re.compile(r"^(?P<stem>.+)_(?P<num>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[^.]+)?$")
+"""dumpcap's ring buffer / multiple-file names: ``prefix_00001_20240101120000.pcapng``."""
+_TCPDUMP_RING = re.compile(r"^(?P<stem>.*\D)(?P<num>\d+)$")
+"""tcpdump -C/-W names: ``dump.pcap``, ``dump.pcap1``, ``dump.pcap2`` (or ``dump.pcap0``... with -W)."""
+
+
+def continues(prev: str, cur: str) -> bool:
+    """True when capture file ``cur`` is the next part of ``prev`` in a dumpcap or tcpdump ring buffer.
+
+    >>> continues("/c/x_00001_20240101120000.pcapng", "/c/x_00002_20240101120500.pcapng")
+    True
+    >>> continues("/c/dump.pcap", "/c/dump.pcap1"), continues("/c/dump.pcap1", "/c/dump.pcap2")
+    (True, True)
+    >>> continues("/c/http1.pcap", "/c/http2.pcap")
+    False
+    """
+    p, c = Path(prev), Path(cur)
+    if p.parent != c.parent:
+        return False
+    a, b = _DUMPCAP_RING.match(p.name), _DUMPCAP_RING.match(c.name)
+    if a and b:
+        return (a["stem"], a["ext"]) == (b["stem"], b["ext"]) and int(b["num"]) == int(a["num"]) + 1
+    if c.name == p.name + "1" or c.name == p.name + "0":
+        return True
+    a, b = _TCPDUMP_RING.match(p.name), _TCPDUMP_RING.match(c.name)
+    return bool(a and b and a["stem"] == b["stem"] and int(b["num"]) == int(a["num"]) + 1)
+
+
+def file_groups(files: Sequence[str], merge: bool = False) -> np.ndarray:
+    """Group number per capture file (uint16, by file_index): flows never join across groups.
+
+    Each file is its own group, except the next part of a dumpcap/tcpdump ring buffer (``continues``)
+    which joins the group of the part before it; ``merge`` puts every file in one group (the user says
+    the files are consecutive parts of one timeline: ``--merge-files``).
+    """
+    g = np.zeros(len(files), dtype=np.uint16)
+    if merge:
+        return g
+    for i in range(1, len(files)):  # a loop over files, not packets
+        g[i] = g[i - 1] if continues(files[i - 1], files[i]) else min(i, 0xFFFF)
+    return g
+
+
 class FlowAggregator:
     """Stream batches into flows with memory bounded by the number of flows, not packets.
 
@@ -1303,8 +1371,9 @@ class FlowAggregator:
     (1, 2)
     """
 
-    def __init__(self, idle_timeout_ns: int = 0, min_packets: int = 1 << 18) -> None:
+    def __init__(self, idle_timeout_ns: int = 0, min_packets: int = 1 << 18, separate_files: bool = False) -> None:
         self.idle_timeout_ns = int(idle_timeout_ns)
+        self.separate_files = separate_files  # flows of different files never join (``file_groups``)
         self.min_packets = int(min_packets)
         self._stack: list[FlowTable] = []
         self._pool: list[PacketBatch] = []
@@ -1322,7 +1391,7 @@ class FlowAggregator:
         if not n:
             return
         if n >= self.min_packets and not self._pool:
-            self.add_table(flows_from_batch(batch, self.idle_timeout_ns, tags))
+            self.add_table(flows_from_batch(batch, self.idle_timeout_ns, tags, self._groups()))
             return
         slim = PacketBatch(
             **{name: getattr(batch, name) for name in _FLOW_INPUTS},
@@ -1347,7 +1416,16 @@ class FlowAggregator:
             sizes = [len(b) for b in pool]
             full = [t if t is not None else PacketTags.none(k) for t, k in zip(tags, sizes, strict=True)]
             merged = full[0] if len(full) == 1 else PacketTags.concat(full, sizes)
-        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged))
+        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged, self._groups()))
+
+    def _groups(self) -> np.ndarray | None:
+        """Group per file_index of the files seen so far (None: files merge)."""
+        if not self.separate_files:
+            return None
+        out = np.arange(1 << 16, dtype=np.uint16)  # a file not listed yet is its own group
+        g = file_groups(self.stats.files)[: 1 << 16]
+        out[: g.size] = g
+        return out
 
     def add_table(self, part: FlowTable) -> None:
         """Fold a partial table of the next stretch of packets (e.g. made by a worker)."""

@@ -1,11 +1,11 @@
 """SIGINT/SIGTERM and closed pipes: one rule for every command (installed first thing by the CLI).
 
-A signal raises ``Interrupted`` (a ``KeyboardInterrupt``, so code that stops reading on Ctrl-C
-stops on SIGTERM too) and the process exits 128 + the signal's number: 130 for SIGINT, 143 for
-SIGTERM. What was read before it is still reported, marked partial in the report's own format
-(``partial_note``); a signal while a report is being written abandons that file (the previous one
-stays untouched). Only the standard library is imported here, so the handlers are in place before
-NumPy and the rest load.
+The process exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) with one line on
+stderr. A signal while captures are read stops the reading at the next batch boundary and the
+report of what was read is written, marked partial in its own format (``partial_note``); at any
+other moment the run ends at once and the output file stays as it was (a report being written is
+abandoned: ``classifier.atomic`` cleans up inside ``raising``). Only the standard library is
+imported here, so the handlers are in place before NumPy and the rest load.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _owner_pid: int | None = None
 received: int | None = None
 """The first signal that interrupted this run (None: none)."""
+_ended = False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -36,51 +37,77 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_armed = False
+EXIT, FLAG, RAISE = "exit", "flag", "raise"
+_mode = EXIT
+_pending = False
 
 
-def _raise(signum: int, _frame: Any) -> None:
+def _exit_now(signum: int) -> None:
+    """End the process here: one line, no clean-up needed (nothing of ours is half-written)."""
+    line = f"portclass: interrupted by {signal.Signals(signum).name}; no report written\n"
+    if os.isatty(2) and "rich" in sys.modules:  # a progress bar may have hidden the cursor
+        line = "\x1b[?25h\r\x1b[2K" + line
+    os.write(2, line.encode())
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None:  # a forked reader of a split capture would read on for nothing
+        for child in mp.active_children():
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+def _handler(signum: int, _frame: Any) -> None:
     if os.getpid() != _owner_pid:  # a forked helper process: end quietly, its parent reports
         os._exit(128 + signum)
-    global received
+    global received, _pending
     if received is None:
         received = signum
-    if not _armed:  # still importing: nothing was opened or written, so end right here
-        os.write(2, f"portclass: interrupted by {signal.Signals(signum).name}; no report written\n".encode())
-        os._exit(128 + signum)
-    global _pending
-    if _flag_only and not _pending:  # reading: stop at the next batch boundary (``check``)
+    if _mode == RAISE:
+        raise Interrupted(signum)
+    if _mode == FLAG and not _pending:  # reading: stop at the next batch boundary (``check``)
         _pending = True
         return
-    raise Interrupted(signum)
+    _exit_now(signum)
 
 
 def install() -> None:
-    """SIGINT and SIGTERM end the process at once (one line, 128 + N) until ``arm``; forked children just exit.
+    """SIGINT/SIGTERM end this process at once with one line and 128 + N (forked children just exit),
+    except inside ``stop_at_boundaries`` (a stop request) and ``raising`` (an exception, for clean-up).
 
-    Handlers are set with both signals held back, so none arrives half-way through.
+    Exiting at once is the default because an exception raised at an arbitrary point (during an
+    import of a C extension, say) can be turned into another error or swallowed by library code.
     """
-    global _owner_pid, received, _armed
-    _owner_pid, received, _armed = os.getpid(), None, False
+    global _owner_pid, received, _mode, _pending, _ended
+    _owner_pid, received, _mode, _pending, _ended = os.getpid(), None, EXIT, False, False
     with deferred():
         for sig in SIGNALS:
-            signal.signal(sig, _raise)
+            signal.signal(sig, _handler)
 
 
-_flag_only = False
-_pending = False
+@contextlib.contextmanager
+def _in_mode(mode: str) -> Iterator[None]:
+    global _mode
+    old, _mode = _mode, mode
+    try:
+        yield
+    finally:
+        _mode = old
+
+
+def raising() -> contextlib.AbstractContextManager[None]:
+    """Inside: a signal raises ``Interrupted`` where it lands, so ``finally`` blocks and ``except``
+    clauses clean up (temporary files, child processes); the command line then reports it."""
+    return _in_mode(RAISE)
 
 
 @contextlib.contextmanager
 def stop_at_boundaries() -> Iterator[None]:
     """While reading: the first signal only asks to stop, and ``check`` (called between batches)
-    raises it where the flow tables are consistent; a second signal raises at once."""
-    global _flag_only, _pending
-    _flag_only, _pending = True, False
-    try:
+    raises it where the flow tables are consistent; a second signal ends the process."""
+    global _pending
+    _pending = False
+    with _in_mode(FLAG):
         yield
-    finally:
-        _flag_only = False
 
 
 def check() -> None:
@@ -89,12 +116,6 @@ def check() -> None:
     if _pending:
         _pending = False
         raise Interrupted(received or signal.SIGINT)
-
-
-def arm() -> None:
-    """From now on a signal raises ``Interrupted`` (the command's ``try`` reports it and cleans up)."""
-    global _armed
-    _armed = True
 
 
 def signal_name() -> str:
@@ -117,15 +138,19 @@ def deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if not _ended:  # ``ending`` inside keeps them held back
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def ending() -> None:
-    """The command is over (only its last line and the exit remain): hold SIGINT/SIGTERM back for good.
+    """The command is over (its report is out; only its last line and the exit remain): hold
+    SIGINT/SIGTERM back for good, so a late one changes neither the exit code nor the message.
 
     Only in a process whose handlers ``install`` set (the command line), never in a library user's.
     """
+    global _ended
     if os.getpid() == _owner_pid and hasattr(signal, "pthread_sigmask"):
+        _ended = True
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 

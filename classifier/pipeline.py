@@ -65,6 +65,7 @@ def analyze(
     timeouts: Timeouts | None = None,
     hold: bool = False,
     on_ended: Callable[[Ended], None] | None = None,
+    merge_files: bool = False,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
@@ -78,6 +79,8 @@ def analyze(
     A thin caller of ``classifier.engine.Engine``: ``timeouts`` (default: ``idle_timeout_s``
     with the engine's other defaults) says when flows end; ``on_ended`` receives the flows as
     they end (a streaming writer), and the returned analysis then has no flows, only counters.
+    Flows of different capture files are kept apart unless ``merge_files`` or the files are
+    consecutive parts of a dumpcap/tcpdump ring buffer (``classifier.flows.file_groups``).
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
@@ -91,7 +94,13 @@ def analyze(
         timeouts = Timeouts(idle_s=idle_timeout_s)
     plan = _parallel_plan(paths, jobs)
     # --dissect tshark reads the files again per flow, two processes build one table: flows held to the end
-    eng = Engine(registry, timeouts, evidence=evidence, expire=not (hold or tshark or plan is not None))
+    eng = Engine(
+        registry,
+        timeouts,
+        evidence=evidence,
+        expire=not (hold or tshark or plan is not None),
+        separate_files=not merge_files,
+    )
     chunks: list[Ended] = []
     take = on_ended if on_ended is not None else chunks.append
     interrupted = False

@@ -9,6 +9,7 @@ out-of-order IP fragments is cut by chunk ends often.
 
 from __future__ import annotations
 
+import gzip
 import random
 import struct
 import zlib
@@ -154,6 +155,10 @@ def test_out_of_order_fragments_same_for_every_chunk_size(tmp_path: Path, monkey
     flows, stats = assert_chunk_independent([path], range(SMALLEST, path.stat().st_size + 1))
     got = {int(p): int(n) for p, n in zip(flows.client_port, flows.total_packets(), strict=True)}
     assert got == {5001: 2, 40000: 1} and stats.fragments_unattributed == 0
+    gz = tmp_path / "ooo.pcap.gz"  # streamed (not mapped): chunks carry their tail over
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    gz_flows, _ = assert_chunk_independent([gz], range(SMALLEST, path.stat().st_size + 1, 7))
+    assert gz_flows.equals(flows)
 
 
 def test_fragment_look_ahead_window_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

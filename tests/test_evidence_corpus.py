@@ -108,3 +108,12 @@ def test_parse_line_forms(tmp_path) -> None:
         ((17, ("2001:db8::1", 5353), ("ff02::fb", 5353)), "MDNS", "", "DPI", False),
         ((6, ("192.0.2.1", 5), ("198.51.100.2", 80)), "HTTP", "", "Match by port", True),
     ]
+
+
+def test_readme_lists_every_protocol_of_the_table() -> None:
+    """The README's protocol table is the table's (one row per record, how it is recognised)."""
+    from classifier.evidence.table import PROTOCOLS
+
+    text = (ROOT / "README.md").read_text()
+    missing = [p.name for p in PROTOCOLS if f"| {p.display} (`{p.name}`) | {p.how.replace('|', '/')} |" not in text]
+    assert not missing

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from classifier.registry.files import MAX_BYTES
+from classifier.registry.sources import compile_file
 from tests.conftest import run_cli
 
 
@@ -57,3 +59,31 @@ def test_oversized_registry_is_refused_before_parsing(tmp_path, user_dirs, xml_p
         line = _one_line(run_cli(*args, timeout=60), str(big), "too large for a registry")
         assert f"{big.stat().st_size:,} bytes" in line
     assert not (user_dirs / "data" / "portclass" / "registry" / "current.pcreg").exists()
+
+
+PIPE_HEADER = (
+    "| Service Name | Port Number | Transport Protocol | Description | Assignee | Contact | Registration Date "
+    "| Modification Date | Reference | Service Code | Unauthorized Use Reported | Assignment Notes |\n"
+)
+
+
+def test_text_row_that_never_ends_is_skipped_not_quadratic(tmp_path, user_dirs):
+    """A pipe table whose row never gets its pipes: was 110 s for 2 MB (quadratic row growth)."""
+    f = tmp_path / "table.txt"
+    f.write_text(PIPE_HEADER + "| ssh | 22 | tcp | The Secure Shell (SSH) Protocol | | | | | [RFC4251] | | | |\n"
+                 + "| http | 80 | tcp\n" + "continued words that never close the row\n" * 50_000)
+    res = run_cli("--registry", str(f), "registry", "info", "--format", "json", timeout=60)  # a hang guard only
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert d["records"] == 1 and d["skipped"] == 1 and "characters" in d["skipped_example"]
+
+
+def test_text_row_of_many_brackets_is_skipped(tmp_path):
+    f = tmp_path / "plain.txt"
+    f.write_text(
+        "Service Name Port Number Transport Protocol Description\n"
+        "ssh 22 tcp The Secure Shell (SSH) Protocol [RFC4251]\n"
+        "http 80 tcp " + "[a] " * 100_000 + "\n"
+    )
+    reg = compile_file(f, use_cache=False)
+    assert [r.name for r in reg.records] == ["ssh"] and reg.provenance.skipped == 1

@@ -188,7 +188,7 @@ def test_evidence_fills_service_and_verdict_fields(reg):
     assert [types[f] for f in ("service", "portclass_verdict", "portclass_protocol", "portclass_server_name")] == [
         "string"
     ] * 4
-    assert meta["fields"].split("\t")[-3:] == ["portclass_verdict", "portclass_protocol", "portclass_server_name"]
+    assert meta["fields"].split("\t")[-4:-1] == ["portclass_verdict", "portclass_protocol", "portclass_server_name"]
     assert len(rows) == len(EVIDENCE_ORDER)
     for row, name in zip(rows, EVIDENCE_ORDER, strict=True):
         e = EVIDENCE[name]

@@ -144,6 +144,17 @@ def timestamps_ns(ts: np.ndarray, iface: Interface) -> tuple[np.ndarray, np.ndar
     without overflow: whole seconds and nanoseconds apart, then the offset; a result outside
     ``TS_LIMIT_NS`` is invalid (0 in the first array): the caller reports it as damage.
     """
+    n = iface.tsresol & 0x7F
+    if not iface.tsresol & 0x80 and n <= 9:  # the usual units (10^-6, 10^-9 s): one multiply and add
+        mul, off_ns = 10 ** (9 - n), iface.ts_offset_s * 1_000_000_000
+        ok = _count_between(ts, -TS_LIMIT_NS - off_ns, TS_LIMIT_NS - off_ns, mul)
+        with np.errstate(over="ignore"):  # modulo 2^64, which is exact wherever the result is in range
+            ns = ts.view(np.int64) * np.int64(mul)
+            if off_ns:
+                ns += np.uint64(off_ns % (1 << 64)).astype(np.int64)
+        if not ok.all():
+            ns[~ok] = 0
+        return ns, ok
     sec, frac = _seconds_and_ns(ts, iface.tsresol)
     # seconds + offset, exactly: only a small window of sums can be in range
     span = TS_LIMIT_NS // 1_000_000_000 + 1
@@ -159,6 +170,18 @@ def timestamps_ns(ts: np.ndarray, iface: Interface) -> tuple[np.ndarray, np.ndar
     ok &= (ns >= -TS_LIMIT_NS) & (ns < TS_LIMIT_NS)
     ns[~ok] = 0
     return ns, ok
+
+
+def _count_between(ts: np.ndarray, lo: int, hi: int, mul: int) -> np.ndarray:
+    """Which uint64 counts ``ts`` have ``lo <= ts * mul < hi`` (exact bounds from Python integers)."""
+    top = -(-hi // mul)  # ts < top
+    bottom = -(-lo // mul)  # ts >= bottom
+    if top <= 0 or bottom >= 1 << 64 or bottom >= top:
+        return np.zeros(ts.size, bool)
+    ok = ts < np.uint64(top) if top < 1 << 64 else np.ones(ts.size, bool)
+    if bottom > 0:
+        ok &= ts >= np.uint64(bottom)
+    return ok
 
 
 def _seconds_and_ns(ts: np.ndarray, tsresol: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import interrupt
+from ..conn import CONN_STATES
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..label import FLAG_NAMES
 from ..pipeline import analyze
@@ -104,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
         "for a second opinion (slow); none: port labels only",
     )
+    p.add_argument(
+        "--merge-files",
+        action="store_true",
+        help="the capture files are consecutive parts of one timeline: join flows across them (by default "
+        "flows of different files are kept apart, except the parts of a dumpcap or tcpdump ring buffer)",
+    )
     f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
     f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
     f.add_argument(
@@ -133,6 +140,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_host,
         metavar="ADDR",
         help="only flows with this address, or an address in this CIDR block, on either side",
+    )
+    f.add_argument(
+        "--state",
+        action="append",
+        choices=CONN_STATES,
+        metavar="STATE",
+        help=f"only connections in this Zeek conn_state (repeatable): {', '.join(CONN_STATES)}",
+    )
+    f.add_argument(
+        "--answered",
+        action="store_true",
+        help="only connections the responder answered (TCP handshake completed, UDP both ways)",
     )
 
 
@@ -197,7 +216,13 @@ def run(args: argparse.Namespace) -> int:
 
         with interrupt.stop_at_boundaries():
             analysis = analyze(
-                args.paths, registry, args.idle_timeout, batch_done, jobs=getattr(args, "jobs", None), **_dissect(args)
+                args.paths,
+                registry,
+                args.idle_timeout,
+                batch_done,
+                jobs=getattr(args, "jobs", None),
+                merge_files=getattr(args, "merge_files", False),
+                **_dissect(args),
             )
         if not analysis.interrupted:
             interrupt.check()  # a signal after the reading: no report (the output stays as it was)

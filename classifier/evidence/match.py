@@ -25,7 +25,7 @@ PREFIX_BYTES = 32
 """Width of the prefix matrix: byte tests within it are word tests; tests past it gather bytes."""
 _ANCHOR_BUCKETS = 48
 """A row whose key byte allows at most this many values tests that byte only; else it scans all rows."""
-_FEW_BUCKETS = 8
+_FEW_BUCKETS = 12
 """... and with at most this many it reads the buckets of that byte (rows sorted by it once per batch)."""
 
 PROTOCOL_CODE: dict[str, int] = {p.name: i + 1 for i, p in enumerate(PROTOCOLS)}
@@ -100,8 +100,12 @@ def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
 
 
 _BYTE_COST = np.ones(256)
-_BYTE_COST[[0x00, 0xFF, 0x20]] = 8.0  # zero padding, all-ones, space: too common to bucket on
+_BYTE_COST[[0x00, 0xFF]] = 8.0  # zero padding and all-ones: too common to bucket on
+_BYTE_COST[0x20] = 3.0  # space (text protocols)
 _BYTE_COST[0x01:0x04] = 2.0
+
+
+_FIRST_BYTE_BIAS = 4
 
 
 def _lut(values: frozenset[int]) -> np.ndarray:
@@ -190,6 +194,8 @@ def _compile(code: int, sig: Signature) -> _Compiled:
     per_off[0] &= first
     counts = per_off @ _BYTE_COST  # allowed values, weighted by how common they are in payloads
     key_off = 0 if alt0 else int(np.argmin(counts))  # ties: the lowest offset
+    if counts[0] <= _FIRST_BYTE_BIAS * counts[key_off]:
+        key_off = 0  # the first byte's buckets are sorted anyway: read them unless another byte is far rarer
     if key_off and not first.all():  # the buckets no longer imply the first byte's test
         bytesets.insert(0, (0, first.copy()))
     return _Compiled(

@@ -345,7 +345,7 @@ class LiveSession:
         self.backend = backend
         if self.backend_name == "pyshark":
             self.votes = ProtocolVotes()
-        ok = False
+        ok = abandoned = False
         try:
             with _Stopper() as stopper:
                 backend.start()
@@ -358,9 +358,12 @@ class LiveSession:
                 result = self._finish(backend)
             ok = True
             return result
+        except KeyboardInterrupt:  # a second signal: abandon everything (the outputs stay as they were)
+            abandoned = True
+            raise
         finally:
             backend.close()
-            self._close_pcap(keep=ok or (self._pcap_fh is not None and backend.packets > 0))
+            self._close_pcap(keep=ok or (not abandoned and self._pcap_fh is not None and backend.packets > 0))
 
     def _add(self, lb: LiveBatch) -> None:
         b = lb.batch

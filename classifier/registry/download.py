@@ -169,6 +169,8 @@ def _describe(exc: BaseException, got: int) -> str:
         return f"the server's reply is not HTTP (status line {one_line(exc.line, 60)!r})"
     if isinstance(exc, http.client.LineTooLong):
         return "the server's reply has a header line too long for HTTP"
+    if isinstance(exc, http.client.InvalidURL):
+        return f"the URL is not valid ({one_line(exc, 80)})"
     if isinstance(exc, http.client.HTTPException):
         return f"the server's reply is not valid HTTP ({type(exc).__name__}: {one_line(exc, 80)})"
     if isinstance(exc, TimeoutError | socket.timeout):

@@ -144,15 +144,17 @@ def _locked(*, shared: bool = False) -> Iterator[None]:
     that cannot create the lock (a read-only data directory) reads without it: nobody can install there.
     """
     d = data_dir()
+    fd = None
     try:
         if not shared:
             d.mkdir(parents=True, exist_ok=True)
         fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        if shared:
-            yield
-            return
-        raise RegistryError(f"cannot write the registry directory ({exc.strerror})", path=d) from None
+        if not shared:
+            raise RegistryError(f"cannot write the registry directory ({exc.strerror})", path=d) from None
+    if fd is None:
+        yield
+        return
     try:
         give_up = time.monotonic() + LOCK_WAIT
         while True:

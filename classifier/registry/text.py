@@ -27,6 +27,9 @@ from classifier.registry.model import TRANSPORTS, BadRecord, ParseResult, Record
 
 __all__ = ["looks_like_text", "parse_text"]
 
+MAX_ROW = 16 << 10
+"""A logical row longer than this is no registry row (the longest real one is about 1.6 KB): skipped."""
+
 _TITLE = "Service Name and Transport Protocol Port Number Registry"
 
 # The column header, in either rendering ("Service Name Port Number ..." or "| Service Name | ...").
@@ -47,6 +50,7 @@ _LONE_DATE_RE = re.compile(r"(?<!\S)" + _DATE_RE.pattern + r"(?!\S)")
 _DIGITS_RE = re.compile(r"\d+")
 _PORTISH_RE = re.compile(r"-*[0-9][-0-9]*")
 _WS_RE = re.compile(r"\s+")
+_WORD_RE = re.compile(r"\S+")
 # One bracket token: "[Jon_Postel]", "[Anders_Brandt][Mary_Miller]", "[RFC8765, Section 6.1]".
 _BRACKETS_RE = re.compile(r"(?:\[[^\[\]\n]*\])+")
 _GROUP_RE = re.compile(r"\[([^\[\]\n]*)\]")
@@ -168,6 +172,8 @@ def parse_text(text: str, source: str = "<text>") -> ParseResult:
     )
     for n, row in enumerate(rows, start=1):
         try:
+            if len(row) > MAX_ROW:
+                raise BadRecord(f"row of {len(row):,} characters (the longest real one has about 1,600)")
             rec = parse_row(row)
             if rec is not None:
                 result.records.append(check_record(rec))
@@ -223,7 +229,8 @@ def _pipe_rows(lines: list[str], width: int, have_header: bool) -> Iterator[str]
     wrapped row has ended.  A line that would overflow a short (truncated) row and
     clearly starts a new one ends the previous row instead.
     """
-    row = ""
+    parts: list[str] = []  # the lines of the row so far, joined once: linear however long a row grows
+    have = 0  # pipes in parts
     started = have_header
     for line in lines:
         if _is_contacts_start(line):
@@ -234,13 +241,14 @@ def _pipe_rows(lines: list[str], width: int, have_header: bool) -> Iterator[str]
             if not _pipe_row_start(line):
                 continue  # still in the header block of a header-less excerpt
             started = True
-        have = row.count("|")
-        if row and (have >= width or (have + line.count("|") > width and _pipe_row_start(line))):
-            yield row
-            row = ""
-        row = f"{row} {line.strip()}" if row else line.strip()
-    if row:
-        yield row
+        pipes = line.count("|")
+        if parts and (have >= width or (have + pipes > width and _pipe_row_start(line))):
+            yield " ".join(parts)
+            parts, have = [], 0
+        parts.append(line.strip())
+        have += pipes
+    if parts:
+        yield " ".join(parts)
 
 
 def _cells(row: str) -> list[str]:
@@ -261,7 +269,7 @@ def _pipe_row_start(line: str) -> bool:
 
 def _plain_rows(lines: list[str], have_header: bool) -> Iterator[str]:
     """Logical rows of collapsed plain text: lines that do not start a row continue the previous one."""
-    row = ""
+    parts: list[str] = []  # joined once per row: linear however many continuation lines follow
     started = have_header
     for line in lines:
         if _is_contacts_start(line):
@@ -273,15 +281,13 @@ def _plain_rows(lines: list[str], have_header: bool) -> Iterator[str]:
             if kind != "strong":
                 continue  # still in the header block of a header-less excerpt
             started = True
-        if kind and row:
-            yield row
-            row = ""
-        if kind:
-            row = line.strip()
-        elif row:
-            row = f"{row} {line.strip()}"
-    if row:
-        yield row
+        if kind and parts:
+            yield " ".join(parts)
+            parts = []
+        if kind or parts:
+            parts.append(line.strip())
+    if parts:
+        yield " ".join(parts)
 
 
 def _plain_row_start(line: str) -> str | None:
@@ -513,21 +519,25 @@ def _tail_anchor(rest: str) -> tuple[int, list[str]]:
         if start >= best:
             break
         toks = [m.group(0) for m in run]
-        after = rest[run[-1].end() :].split(None, 1)
-        next_tok = after[0] if after else ""
-        for s in range(len(toks)):
-            part = toks[s:]
+        nxt = _WORD_RE.search(rest, run[-1].end())
+        next_tok = nxt.group(0) if nxt else ""
+        n = len(toks)
+        person = [_is_person(t) for t in toks]
+        refs_from = [True] * (n + 1)  # refs_from[s]: every token from s on is a reference (one pass, not n)
+        for i in range(n - 1, -1, -1):
+            refs_from[i] = refs_from[i + 1] and _is_ref(toks[i])
+        for s in range(n):
             persons = 0
-            while persons < len(part) and persons < 2 and _is_person(part[persons]):
+            while s + persons < n and persons < 2 and person[s + persons]:
                 persons += 1
-            if persons < len(part) and _is_person(part[persons]):
+            if s + persons < n and person[s + persons]:
                 continue  # a third person id: the first one belongs to the description
-            if not persons and not all(_is_ref(t) for t in part):
+            if not persons and not refs_from[s]:
                 continue  # "Unassigned [was netstat]": prose in brackets, not references
-            if persons == 1 and not part[1:] and not _DATE_RE.fullmatch(next_tok):
+            if persons == 1 and s + 1 == n and not _DATE_RE.fullmatch(next_tok):
                 continue
             best = run[s].start()
-            people = [_clean(t) for t in part[:persons]]
+            people = [_clean(t) for t in toks[s : s + persons]]
             break
         if people or best < len(rest):
             break
@@ -562,7 +572,7 @@ def _tail_tokens(tail: str) -> tuple[list[str], str]:
             out.append(m.group(0))
             pos = m.end()
             continue
-        word = tail[pos:].split(None, 1)[0]
+        word = _WORD_RE.match(tail, pos).group(0)
         if _DATE_RE.fullmatch(word) or _DIGITS_RE.fullmatch(word):
             out.append(word)
             pos += len(word)

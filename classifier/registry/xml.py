@@ -146,6 +146,9 @@ def parse_xml(data: bytes, source: str = "<xml>") -> ParseResult:
         ) from None
     except ET.ParseError as exc:
         raise RegistryError(f"not well-formed XML ({exc}); truncated or damaged download?", path=source) from None
+    except (LookupError, ValueError) as exc:  # expat: an unknown or multi-byte encoding in the declaration
+        msg = f"XML in an encoding that cannot be read ({exc}); the registry is UTF-8"
+        raise RegistryError(msg, path=source) from None
     return result
 
 

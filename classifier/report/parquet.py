@@ -92,6 +92,7 @@ def _types() -> dict[str, Any]:
         "portclass.flags": strings,
         "portclass.severity": pa.int8(),
         "portclass.server_rule": pa.string(),
+        "log.file.path": pa.string(),
         "portclass.conn_state": pa.string(),
         "portclass.history": pa.string(),
         "portclass.orig_bytes": pa.int64(),

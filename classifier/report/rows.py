@@ -123,6 +123,9 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         "portclass.severity": col(lab.severity.astype(np.int64)),
         "portclass.server_rule": col(rules),
     }
+    # the capture file each flow came from (its first packet's)
+    files = np.array(list(a.stats.files) or [None], dtype=object)
+    cols["log.file.path"] = col(files[np.minimum(fl.file_index, files.size - 1)])
     # what happened to the connection, as Zeek's conn.log says it (classifier.conn)
     for key, values in conn_columns(fl).items():
         cols[key] = col(values)

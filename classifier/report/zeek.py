@@ -44,7 +44,8 @@ Extra fields: ``portclass_service`` (primary registry name of the server port), 
 ``portclass_resp_wire_bytes``, and from the payload evidence ``portclass_verdict`` (consistent,
 mismatch, unregistered, unverified), ``portclass_protocol`` (portclass's own protocol name, as the
 JSON output's ``network.protocol``) and ``portclass_server_name`` (the TLS server name the client
-sent, as ``tls.client.server_name``; escaped like every value, it comes from packets).
+sent, as ``tls.client.server_name``; escaped like every value, it comes from packets) and
+``portclass_file`` (the capture file the flow came from, ``log.file.path``).
 
 Values are escaped as Zeek does (``\\xHH`` for backslash, control characters, the separator, a set
 element's set separator, and the first character of a value equal to ``-`` or ``(empty)``), and
@@ -108,6 +109,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("portclass_verdict", "string"),
     ("portclass_protocol", "string"),
     ("portclass_server_name", "string"),
+    ("portclass_file", "string"),
 )
 """(name, Zeek type) of every column, in order: Zeek's conn.log fields, then portclass's."""
 
@@ -276,6 +278,7 @@ def render(a: Analysis) -> str:
         "portclass_verdict": _strings(ecs["portclass.verdict"]),
         "portclass_protocol": _strings(ecs["network.protocol"]),
         "portclass_server_name": _strings(ecs["tls.client.server_name"]),
+        "portclass_file": _strings(ecs["log.file.path"]),
     }
     for name in NEVER_SET:
         cols[name] = unset
