@@ -124,9 +124,22 @@ class Ended:
     labels: Labels
     part: np.ndarray  # int32: 0 a whole flow, k >= 1 its k-th part (active timeout)
     reason: np.ndarray  # uint8 code of END_REASONS
+    stats: CaptureStats | None = None  # the run's capture counters so far (file names for file_index)
 
     def __len__(self) -> int:
         return len(self.flows)
+
+    @classmethod
+    def empty(cls) -> Ended:
+        """No flows."""
+        labels = Labels(
+            transport=np.zeros(0, np.int8),
+            status=np.zeros(0, np.uint8),
+            service=np.zeros(0, np.int32),
+            flags=np.zeros(0, np.uint8),
+            severity=np.zeros(0, np.uint8),
+        )
+        return cls(FlowTable.empty(), labels, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8))
 
     @classmethod
     def concat(cls, chunks: list[Ended]) -> Ended:
@@ -337,7 +350,7 @@ class Engine:
         order = np.lexsort((oriented.key_hash, oriented.first_ts_ns, oriented.last_ts_ns))
         from .filters import take_labels
 
-        return Ended(oriented.take(order), take_labels(labels, order), part[order], reason[order])
+        return Ended(oriented.take(order), take_labels(labels, order), part[order], reason[order], self.stats)
 
 
 def _last_of_key(t: FlowTable) -> np.ndarray:
