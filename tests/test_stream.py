@@ -71,3 +71,17 @@ def test_parquet_streamed_same_table(cap: Path, tmp_path: Path, xml_path: Path, 
     assert sm == wm
     order = [("network.community_id", "ascending"), ("@timestamp", "ascending")]
     assert st.sort_by(order).to_pylist() == wt.sort_by(order).to_pylist() and st.num_rows > 0
+
+
+def test_timeout_options(tmp_path: Path, xml_path: Path, capsys) -> None:
+    """--idle-timeout per transport and --active-timeout parse; a bad spec is one line, exit 2."""
+    out = tmp_path / "f.jsonl"
+    args = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
+    assert main([*args, "--idle-timeout", "tcp=300,udp=60", "--active-timeout", "3600"]) == 0
+    docs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(docs) == 20 and all("flow_part" not in d.get("portclass", {}) for d in docs[1:])
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--idle-timeout", "tcp=300,smtp=5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown transport 'smtp'" in err[-1]
