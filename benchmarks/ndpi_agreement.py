@@ -2,17 +2,29 @@
 
 For every capture of ``../shared/captures/ndpi/pcap`` with a ``result/NAME.out`` (what
 ``ndpiReader`` printed: one line per flow, ``TCP a:p <-> b:q [proto: 91.26/TLS.ntop]...``),
-portclass analyzes the capture, and flows are joined by transport and unordered endpoints
-(keys that occur once on each side only: nDPI's flow rules differ from ours, e.g. it
-decapsulates some tunnels).  nDPI's master protocol (``TLS`` of ``TLS.ntop``) is mapped to
-portclass's protocol names where both name the same thing (``NDPI_TO_PORTCLASS``); flows
-with other nDPI protocols are counted but not compared.
+portclass analyzes the capture and flows are joined.
 
-Printed per protocol: flows nDPI names it (joined), how many portclass names the same
-(agreement), names otherwise, or leaves unverified; portclass's precision (of the joined
-flows portclass names P, how many nDPI names P too); and, for flows nDPI names P on a
-server port the registry gives names none of which carries P ("non-standard port"), how
-many portclass flags ``service-mismatch``.
+The join: transport and unordered endpoints ``(proto, {(addr, port), (addr, port)})``, and
+only keys that occur exactly once on each side (nDPI's flow rules differ from ours: it
+decapsulates some tunnels, splits and times out differently; a key seen twice on either
+side is ambiguous and left out).  Of the joined flows, only those nDPI classified by deep
+packet inspection (``[Confidence: DPI]``, also ``DPI (partial)``/``DPI (cache)``...) are
+compared: a protocol nDPI guessed by port or address is no reference.  nDPI's names
+(master ``TLS`` and application ``ntop`` of ``TLS.ntop``) are mapped to portclass's protocols
+through the ``ndpi`` names of the protocol table (``classifier.evidence.table``); a flow
+agrees when portclass's protocol, or the protocol it rides in (``over``), is one nDPI names.
+
+Figures printed (the issue's targets in brackets):
+
+1. nonstd: joined flows carrying nDPI's risk "Known Proto on Non Std Port" whose server port
+   the registry does not allow for nDPI's protocol (the port has registered names and none
+   carries the protocol as portclass maps it; an nDPI protocol portclass has no record for
+   is carried by no name): share where portclass says ``mismatch`` [>= 90 %];
+2. flags: of portclass's ``mismatch`` verdicts on joined DPI flows, the share where nDPI's
+   DPI names a different protocol [<= 1 %];
+3. precision per protocol both name: of the joined DPI flows portclass names P, the share
+   nDPI names P too [>= 98 %];
+4. coverage: of all joined DPI-classified flows, the share whose protocol portclass names.
 
     python benchmarks/ndpi_agreement.py [--pcap DIR] [--result DIR] [--json]
 """
@@ -28,45 +40,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PORTCLASS_SHARED", ROOT.parent / "shared"))
 NDPI = SHARED / "captures" / "ndpi"
 REGISTRY = SHARED / "registry" / "service-names-port-numbers.xml"
-
-NDPI_TO_PORTCLASS: dict[str, str] = {
-    "TLS": "tls",
-    "SMTPS": "tls",
-    "IMAPS": "tls",
-    "POPS": "tls",
-    "FTPS": "tls",
-    "HTTP": "http",
-    "HTTP_Proxy": "http",
-    "HTTP_Connect": "http",
-    "DNS": "dns",
-    "AVASTSecureDNS": "dns",  # DNS messages to Avast's resolvers on 443/udp
-    "MDNS": "dns",
-    "LLMNR": "dns",
-    "SSH": "ssh",
-    "SMTP": "smtp",
-    "FTP_CONTROL": "ftp",
-    "POP3": "pop3",
-    "IMAP": "imap",
-    "QUIC": "quic",
-    "SMBv1": "smb",
-    "SMBv23": "smb",
-    "RDP": "rdp",
-    "MQTT": "mqtt",
-    "Modbus": "modbus",
-    "NTP": "ntp",
-    "SNMP": "snmp",
-    "SIP": "sip",
-    "BitTorrent": "bittorrent",
-    "SSDP": "ssdp",
-    "NetBIOS": "netbios",
-}
-"""nDPI master protocol -> portclass protocol (where they mean the same traffic)."""
+NONSTD_RISK = "Known Proto on Non Std Port"
 
 _LINE = re.compile(
     r"^\s+\d+\s+(?P<t>TCP|UDP|SCTP)\s+(?P<a>\S+)\s+(?:<->|->)\s+(?P<b>\S+)\s.*?\[proto: [\d.]+/(?P<p>[^\]]+)\]"
@@ -81,15 +59,27 @@ def _endpoint(text: str) -> tuple[str, int]:
     return addr.strip("[]"), int(port)
 
 
-def parse_ndpi(path: Path) -> list[tuple[tuple, str, str]]:
-    """(flow key, nDPI master protocol, confidence) per flow line of an ndpiReader result file.
+@dataclass(frozen=True)
+class NdpiFlow:
+    """One flow line of ndpiReader's output."""
+
+    key: tuple
+    master: str  # TLS of TLS.ntop
+    app: str  # ntop of TLS.ntop ("" when there is none)
+    confidence: str
+    nonstd: bool  # the "Known Proto on Non Std Port" risk
+
+
+def parse_ndpi(path: Path) -> list[NdpiFlow]:
+    """The flow lines of an ndpiReader result file.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.out"
     >>> line = "\\t1\\tTCP 192.0.2.1:5 <-> 198.51.100.2:443 [proto: 91.26/TLS.ntop][IP: 26/ntop][Confidence: DPI]"
     >>> _ = p.write_text(line + "\\n")
     >>> parse_ndpi(p)
-    [((6, ('192.0.2.1', 5), ('198.51.100.2', 443)), 'TLS', 'DPI')]
+    [NdpiFlow(key=(6, ('192.0.2.1', 5), ('198.51.100.2', 443)), master='TLS', app='ntop', confidence='DPI', \
+nonstd=False)]
     """
     out = []
     for line in path.read_text(errors="replace").splitlines():
@@ -100,47 +90,72 @@ def parse_ndpi(path: Path) -> list[tuple[tuple, str, str]]:
             a, b = _endpoint(m["a"]), _endpoint(m["b"])
         except ValueError:
             continue
-        master = m["p"].split(".", 1)[0]
-        out.append(((_PROTO[m["t"]], *sorted((a, b))), master, m["c"] or ""))
+        master, _, app = m["p"].partition(".")
+        key = (_PROTO[m["t"]], *sorted((a, b)))
+        out.append(NdpiFlow(key, master, app, m["c"] or "", NONSTD_RISK in line))
+    return out
+
+
+def ndpi_names() -> dict[str, set[str]]:
+    """nDPI protocol name -> portclass protocols that name the same traffic, from the protocol table."""
+    from classifier.evidence.table import PROTOCOLS
+
+    out: dict[str, set[str]] = defaultdict(set)
+    for p in PROTOCOLS:
+        for n in p.ndpi:
+            out[n].add(p.name)
+    return dict(out)
+
+
+def _family(proto: str | None) -> set[str]:
+    """A protocol and the ones it rides in (``over``)."""
+    from classifier.evidence.table import PROTOCOLS
+
+    over = {p.name: p.over for p in PROTOCOLS}
+    out: set[str] = set()
+    while proto and proto not in out:
+        out.add(proto)
+        proto = over.get(proto)
     return out
 
 
 @dataclass
 class Row:
-    """Counts for one protocol."""
+    """Counts for one protocol (joined, DPI-classified flows)."""
 
-    ndpi: int = 0  # joined flows nDPI names this protocol
+    ndpi: int = 0  # nDPI names this protocol
     same: int = 0  # ... and portclass too
     other: int = 0  # ... portclass names another protocol
     unverified: int = 0  # ... portclass recognised nothing
-    portclass: int = 0  # joined flows portclass names this protocol (any nDPI protocol)
+    portclass: int = 0  # portclass names this protocol
     precise: int = 0  # ... and nDPI names it too
-    nonstd: int = 0  # nDPI names it on a registered port none of whose names carries it
-    nonstd_mismatch: int = 0  # ... and portclass says mismatch
-    unregistered: int = 0  # nDPI names it on a port without registered names
-    unregistered_seen: int = 0  # ... and portclass says unregistered
-    flagged: int = 0  # joined flows portclass flags service-mismatch, naming this protocol
-    flagged_confirmed: int = 0  # ... where nDPI names the same protocol
     others: Counter = field(default_factory=Counter)  # what portclass said instead
-
-    def pct(self, a: int, b: int) -> str:
-        """a/b as a percentage ('-' when b is 0)."""
-        return f"{100 * a / b:5.1f}" if b else "    -"
+    wrong: Counter = field(default_factory=Counter)  # where portclass names it: what nDPI said
 
 
-GUESSED = [0]
-"""Joined flows skipped because nDPI only guessed their protocol (by port or address)."""
+@dataclass
+class Result:
+    """The whole comparison."""
+
+    rows: dict[str, Row] = field(default_factory=lambda: defaultdict(Row))
+    joined: int = 0  # joined flows
+    guessed: int = 0  # ... nDPI only guessed (port, address)
+    dpi: int = 0  # ... nDPI classified by DPI
+    dpi_named: int = 0  # ... and portclass names the same protocol
+    unknown_to_portclass: Counter = field(default_factory=Counter)  # nDPI DPI names without a table record
+    nonstd: int = 0  # "Known Proto on Non Std Port" joined flows
+    nonstd_allowed: int = 0  # ... the registry allows (port unregistered, or a name carries it)
+    nonstd_mismatch: int = 0  # ... not allowed, and portclass says mismatch
+    nonstd_missed: Counter = field(default_factory=Counter)  # not allowed, no mismatch: (nDPI name, verdict)
+    flagged: int = 0  # portclass mismatch on joined DPI flows
+    flagged_other: int = 0  # ... nDPI names a different protocol
+    flagged_other_list: list = field(default_factory=list)
 
 
-def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") -> dict[str, Row]:
-    """Run portclass on every capture with an nDPI result and count agreement per protocol."""
+def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") -> Result:
+    """Run portclass on every capture with an nDPI result and count agreement (see the module docstring)."""
     from classifier.evidence.match import PROTOCOL_CODE
-    from classifier.evidence.verdict import (
-        V_MISMATCH,
-        V_UNREGISTERED,
-        carrier_index,
-        protocol_names,
-    )
+    from classifier.evidence.verdict import V_MISMATCH, VERDICTS, carried, carrier_index, protocol_names
     from classifier.pipeline import analyze
     from classifier.registry.compile import NPORTS
     from classifier.registry.sources import compile_file
@@ -148,13 +163,14 @@ def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") 
 
     reg = compile_file(REGISTRY, use_cache=False)
     idx = carrier_index(reg)
-    rows: dict[str, Row] = defaultdict(Row)
+    to_pc = ndpi_names()
+    res = Result()
     for out in sorted(result_dir.glob("*.out")):
         pcap = pcap_dir / out.name[: -len(".out")]
         if not pcap.exists():
             continue
         theirs = parse_ndpi(out)
-        tcount = Counter(k for k, _, _ in theirs)
+        tcount = Counter(f.key for f in theirs)
         try:
             a = analyze([pcap], reg)
         except Exception:  # noqa: BLE001 - an unreadable capture joins nothing
@@ -167,113 +183,120 @@ def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") 
             k = (int(fl.proto[i]), *sorted(((cip[i], int(fl.client_port[i])), (sip[i], int(fl.server_port[i])))))
             mine[k].append(i)
         names = protocol_names(lab.protocol)
-        for key, master, confidence in theirs:
-            hits = mine.get(key, [])
-            if tcount[key] != 1 or len(hits) != 1:
+        for f in theirs:
+            hits = mine.get(f.key, [])
+            if tcount[f.key] != 1 or len(hits) != 1:
                 continue
-            if not confidence.startswith("DPI"):
-                GUESSED[0] += 1  # nDPI matched by port or address: not payload evidence
-                continue
+            res.joined += 1
             i = hits[0]
             p_mine = names[i]
-            p_theirs = NDPI_TO_PORTCLASS.get(master)
-            if p_mine is not None:
-                rows[p_mine].portclass += 1
-                rows[p_mine].precise += int(p_mine == p_theirs)
-                if lab.verdict[i] == V_MISMATCH:
-                    rows[p_mine].flagged += 1
-                    rows[p_mine].flagged_confirmed += int(p_mine == p_theirs)
-            if p_theirs is None:
-                continue
-            r = rows[p_theirs]
-            r.ndpi += 1
-            if p_mine == p_theirs:
-                r.same += 1
-            elif p_mine is None:
-                r.unverified += 1
-            else:
-                r.other += 1
-                r.others[p_mine] += 1
+            fam = _family(p_mine)
+            theirs_pc = set().union(*(to_pc.get(n, set()) for n in (f.master, f.app)))
+            verdict = int(lab.verdict[i])
             t = int(lab.transport[i])
-            if t < 0:
+            if f.nonstd and t >= 0:
+                res.nonstd += 1
+                k = t * NPORTS + int(fl.server_port[i])
+                allowed = not idx.named[k] or any(
+                    carried(idx, k, PROTOCOL_CODE[p], later=True) for p in theirs_pc | fam if p in theirs_pc
+                )
+                if allowed:
+                    res.nonstd_allowed += 1
+                elif verdict == V_MISMATCH:
+                    res.nonstd_mismatch += 1
+                else:
+                    res.nonstd_missed[(f.master, VERDICTS[verdict], p_mine)] += 1
+            if not f.confidence.startswith("DPI"):
+                res.guessed += 1
                 continue
-            k = t * NPORTS + int(fl.server_port[i])
-            bit = 1 << PROTOCOL_CODE[p_theirs]
-            if idx.named[k] and not (int(idx.carries[k]) & bit) and not (int(idx.after_plaintext[k]) & bit):
-                r.nonstd += 1
-                r.nonstd_mismatch += int(lab.verdict[i] == V_MISMATCH)
-            elif not idx.named[k]:
-                r.unregistered += 1
-                r.unregistered_seen += int(lab.verdict[i] == V_UNREGISTERED)
-    return dict(rows)
+            res.dpi += 1
+            agree = bool(fam & theirs_pc)
+            res.dpi_named += agree
+            if not theirs_pc:
+                res.unknown_to_portclass[f.master] += 1
+            if p_mine is not None:
+                r = res.rows[p_mine]
+                r.portclass += 1
+                r.precise += agree
+                if not agree:
+                    r.wrong[f"{f.master}.{f.app}" if f.app else f.master] += 1
+                if verdict == V_MISMATCH:
+                    res.flagged += 1
+                    if not agree:
+                        res.flagged_other += 1
+                        res.flagged_other_list.append((pcap.name, f.key, p_mine, f.master, f.app))
+            for p in theirs_pc:
+                r = res.rows[p]
+                r.ndpi += 1
+                if p in fam:
+                    r.same += 1
+                elif p_mine is None:
+                    r.unverified += 1
+                else:
+                    r.other += 1
+                    r.others[p_mine] += 1
+    return res
 
 
-def total(rows: dict[str, Row]) -> Row:
-    """The rows added up."""
-    t = Row()
-    for r in rows.values():
-        for f in (
-            "ndpi",
-            "same",
-            "other",
-            "unverified",
-            "portclass",
-            "precise",
-            "nonstd",
-            "nonstd_mismatch",
-            "flagged",
-            "flagged_confirmed",
-        ):
-            setattr(t, f, getattr(t, f) + getattr(r, f))
-        t.unregistered += r.unregistered
-        t.unregistered_seen += r.unregistered_seen
-    return t
+def pct(a: int, b: int) -> str:
+    """a/b as a percentage ('-' when b is 0)."""
+    return f"{100 * a / b:5.1f}" if b else "    -"
 
 
-def table(rows: dict[str, Row]) -> str:
-    """The comparison as a text table, most common protocol first."""
-    head = (
-        f"{'protocol':<11} {'nDPI':>5} {'agree':>5} {'%':>5} {'other':>5} {'none':>5} "
-        f"{'pc':>5} {'prec%':>5} {'nonstd':>6} {'mism':>5} {'%':>5}  portclass said instead"
-    )
+def table(res: Result) -> str:
+    """The per-protocol comparison as a text table, most common protocol first."""
+    head = f"{'protocol':<14} {'nDPI':>5} {'agree':>5} {'%':>5} {'other':>5} {'none':>5} {'pc':>5} {'prec%':>5}  notes"
     lines = [head, "-" * len(head)]
-    order = sorted(rows.items(), key=lambda kv: (-kv[1].ndpi, -kv[1].portclass, kv[0]))
-    for name, r in order + [("ALL", total(rows))]:
+    for name, r in sorted(res.rows.items(), key=lambda kv: (-kv[1].ndpi, -kv[1].portclass, kv[0])):
+        notes = ", ".join(f"{k} {v}" for k, v in r.others.most_common(3))
+        if r.wrong:
+            notes += (" | " if notes else "") + "nDPI said: " + ", ".join(f"{k} {v}" for k, v in r.wrong.most_common(3))
         lines.append(
-            f"{name:<11} {r.ndpi:>5} {r.same:>5} {r.pct(r.same, r.ndpi)} {r.other:>5} {r.unverified:>5} "
-            f"{r.portclass:>5} {r.pct(r.precise, r.portclass)} {r.nonstd:>6} {r.nonstd_mismatch:>5} "
-            f"{r.pct(r.nonstd_mismatch, r.nonstd)}  {', '.join(f'{k} {v}' for k, v in r.others.most_common(4))}"
+            f"{name:<14} {r.ndpi:>5} {r.same:>5} {pct(r.same, r.ndpi)} {r.other:>5} {r.unverified:>5} "
+            f"{r.portclass:>5} {pct(r.precise, r.portclass)}  {notes}"
         )
     return "\n".join(lines)
 
 
+def summary(res: Result) -> str:
+    """The four headline figures with their denominators."""
+    bad = sorted(k for k, r in res.rows.items() if r.portclass and 100 * r.precise < 98 * r.portclass)
+    ns = res.nonstd - res.nonstd_allowed
+    out = [
+        f"joined flows: {res.joined} ({res.dpi} classified by nDPI's DPI, {res.guessed} only guessed)",
+        f"1. '{NONSTD_RISK}': {res.nonstd} joined, {res.nonstd_allowed} allowed by the registry; of the other "
+        f"{ns}, portclass says mismatch on {res.nonstd_mismatch} ({pct(res.nonstd_mismatch, ns).strip()} %)",
+        "   missed (nDPI name, verdict, portclass protocol): "
+        + ", ".join(f"{k} {v}" for k, v in res.nonstd_missed.most_common(12)),
+        f"2. mismatch flags on joined DPI flows: {res.flagged}; nDPI names a different protocol on "
+        f"{res.flagged_other} ({pct(res.flagged_other, res.flagged).strip()} %)",
+        f"3. protocols below 98 % precision: {', '.join(bad) or 'none'}",
+        f"4. nDPI DPI-classified flows whose protocol portclass names: {res.dpi_named}/{res.dpi} "
+        f"({pct(res.dpi_named, res.dpi).strip()} %)",
+        "   most frequent nDPI protocols portclass has no record for: "
+        + ", ".join(f"{k} {v}" for k, v in res.unknown_to_portclass.most_common(15)),
+    ]
+    return "\n".join(out)
+
+
 def main() -> None:
-    """Print the agreement table (or JSON)."""
+    """Print the agreement table and the headline figures (or JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pcap", type=Path, default=NDPI / "pcap")
     ap.add_argument("--result", type=Path, default=NDPI / "result")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    GUESSED[0] = 0
-    rows = compare(args.pcap, args.result)
+    res = compare(args.pcap, args.result)
     if args.json:
-        print(json.dumps({k: {**vars(v), "others": dict(v.others)} for k, v in rows.items()}, indent=1))
+        rows = {k: {**vars(v), "others": dict(v.others), "wrong": dict(v.wrong)} for k, v in res.rows.items()}
+        print(json.dumps({"rows": rows, "summary": summary(res).splitlines()}, indent=1))
         return
-    print(table(rows))
-    t = total(rows)
-    print(f"\n(not compared: {GUESSED[0]} joined flows whose protocol nDPI only guessed by port or address)")
-    print(
-        f"service-mismatch flags on joined flows: {t.flagged}, nDPI names the same protocol on "
-        f"{t.flagged_confirmed} ({t.pct(t.flagged_confirmed, t.flagged).strip()} %); known protocol on a port "
-        f"without registered names: {t.unregistered}, portclass says unregistered on {t.unregistered_seen}"
-    )
-    print(
-        "\nnDPI: joined flows nDPI names the protocol; agree/other/none: portclass names the same / another / "
-        "nothing;\npc: flows portclass names it, prec%: of those, nDPI agrees; nonstd: nDPI names it on a "
-        "registered port\nnone of whose names carries it, mism: portclass flags service-mismatch there."
-    )
-    _ = np  # numpy is imported for the pipeline's sake
+    print(table(res))
+    print()
+    print(summary(res))
+    for x in res.flagged_other_list[:20]:
+        print("   flagged, nDPI differs:", x)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,20 @@ Flow splitting (one key -> several flows), in capture order within the key
     edges, ``finalize`` resolves what is left as if nothing came before.  Packets are
     taken in capture order (batch order, then row order), never re-sorted by timestamp.
 
+Time going backwards (out-of-order timestamps), the one rule: packets stay in capture
+    order; a jump in either direction larger than the idle timeout starts a new flow; a
+    flow's start and end are the minimum and maximum of its packets' timestamps (so
+    ``last_ts_ns - first_ts_ns >= 0``, and a capture's span, min of starts to max of ends,
+    too).
+
 Columns (one row per flow; dtypes in ``FLOW_DTYPES``)
     ip_version, proto; client_hi/client_lo/client_port, server_hi/server_lo/server_port
     (addresses IPv4-mapped as in ``classifier.capture.columns``); packets_c2s/s2c and
-    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (timestamps of the flow's first and
-    last packet in capture order); tcp_flags_c2s/s2c (OR of the TCP flags each way);
+    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (the earliest and the latest
+    timestamp of the flow's packets: a flow's start and end, so durations are never
+    negative even where the capture's clock goes backwards); head_ts_ns/tail_ts_ns (the
+    timestamps of its first and last packet in capture order: the idle timeout compares
+    neighbours in capture order, also where ``merge`` joins chunks); tcp_flags_c2s/s2c (OR of the TCP flags each way);
     server_rule (index into ``SERVER_RULES``); first_sender (0 client, 1 server: who sent
     the first packet); syn_sender/synack_sender (who sent the first SYN without ACK /
     SYN+ACK, -1 none); syn_start (the first packet is a SYN without ACK); start_kind
@@ -141,6 +150,8 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "bytes_s2c": np.dtype(np.int64),
     "first_ts_ns": np.dtype(np.int64),
     "last_ts_ns": np.dtype(np.int64),
+    "head_ts_ns": np.dtype(np.int64),
+    "tail_ts_ns": np.dtype(np.int64),
     "tcp_flags_c2s": np.dtype(np.uint8),
     "tcp_flags_s2c": np.dtype(np.uint8),
     "server_rule": np.dtype(np.uint8),
@@ -257,6 +268,8 @@ class FlowTable:
     bytes_s2c: np.ndarray
     first_ts_ns: np.ndarray
     last_ts_ns: np.ndarray
+    head_ts_ns: np.ndarray
+    tail_ts_ns: np.ndarray
     tcp_flags_c2s: np.ndarray
     tcp_flags_s2c: np.ndarray
     server_rule: np.ndarray
@@ -786,8 +799,10 @@ def flows_from_batch(
     flags_s ^= f_rev  # leaves the a -> b packets' flags
     out.tcp_flags_c2s = np.bitwise_or.reduceat(flags_s, starts)
     del f_rev, flags_s
-    out.first_ts_ns = ts_s[starts]
-    out.last_ts_ns = ts_s[ends - 1]
+    out.head_ts_ns = ts_s[starts]
+    out.tail_ts_ns = ts_s[ends - 1]
+    out.first_ts_ns = np.minimum.reduceat(ts_s, starts)
+    out.last_ts_ns = np.maximum.reduceat(ts_s, starts)
     out.first_sender = rev_s[starts].view(np.uint8)
 
     first = order[starts]
@@ -956,7 +971,9 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
         getattr(t, name)[head] += np.take(getattr(src, name), rows)
     for name in ("tcp_flags_c2s", "tcp_flags_s2c"):
         getattr(t, name)[head] |= np.take(getattr(src, name), rows)
-    t.last_ts_ns[head] = np.take(src.last_ts_ns, rows)
+    t.tail_ts_ns[head] = np.take(src.tail_ts_ns, rows)
+    t.first_ts_ns[head] = np.minimum(t.first_ts_ns[head], np.take(src.first_ts_ns, rows))
+    t.last_ts_ns[head] = np.maximum(t.last_ts_ns[head], np.take(src.last_ts_ns, rows))
     for name in ("syn_sender", "synack_sender"):
         col = getattr(t, name)
         hv = col[head]
@@ -1035,7 +1052,7 @@ def _edge_plan(
     """
     gap_ok = np.ones(left.size, dtype=bool)
     if timeout > 0:
-        gap_ok = np.abs(tb.first_ts_ns[r0] - ta.last_ts_ns[left]) <= timeout
+        gap_ok = np.abs(tb.head_ts_ns[r0] - ta.tail_ts_ns[left]) <= timeout
     l_fin = ((ta.tcp_flags_c2s[left] | ta.tcp_flags_s2c[left]) & (TCP_FIN | TCP_RST)) != 0
     # whether the flow L ends in saw FIN/RST is L's own flags, except for an open row that
     # neither saw FIN/RST nor starts with a bare SYN: it may continue a flow that did

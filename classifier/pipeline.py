@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture.columns import CaptureStats
+from .capture.source import is_directory
 from .errors import CaptureError
 from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, finalize, orient
 from .label import Labels, label_ports
@@ -81,7 +82,7 @@ def analyze(
         from .evidence.match import scan
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
-    several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
+    several = len(paths) > 1 or any(is_directory(p) for p in paths)
     plan = _parallel_plan(paths, jobs)
     if plan is not None:
         from .capture.parallel import read_flows
@@ -128,7 +129,7 @@ def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
     if jobs is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         jobs = 2 if cpus > 1 else 1
-    if jobs < 2 or len(paths) != 1 or not Path(paths[0]).is_file():
+    if jobs < 2 or len(paths) != 1 or is_directory(paths[0]) or not os.path.isfile(paths[0]):
         return None
     from .capture.parallel import plan_split
 

@@ -224,8 +224,8 @@ def test_classify_sample_gives_verdicts_by_default(reg):
         assert ("service-mismatch" in r["portclass.flags"]) == mismatch
         assert (r["portclass.severity"] == 6) == mismatch
     verdicts = {v: sum(r["portclass.verdict"] == v for r in rows) for v in ("consistent", "mismatch", "unverified")}
-    assert verdicts == {"consistent": 9, "mismatch": 3, "unverified": 7}
-    assert flows.summary()["verdicts"] == {"consistent": 9, "mismatch": 3, "unregistered": 0, "unverified": 7}
+    assert verdicts == {"consistent": 10, "mismatch": 3, "unverified": 6}
+    assert flows.summary()["verdicts"] == {"consistent": 10, "mismatch": 3, "unregistered": 0, "unverified": 6}
     assert flows.summary()["flags"]["service-mismatch"] == 3
     tls = [r for r in rows if r["network.protocol"] == "tls"]
     assert [(r["destination.port"], r["tls.client.server_name"], r["portclass.verdict"]) for r in tls] == [
@@ -286,7 +286,7 @@ def test_classify_with_tshark(reg):
     assert opinion[(40000, "dns")] == ("dns", "agree")
     t = flows.to_arrow()
     assert str(t.schema.field("portclass.tshark_agreement").type) == "string"
-    assert t.column("portclass.tshark_agreement").to_pylist().count("agree") == 10
+    assert t.column("portclass.tshark_agreement").to_pylist().count("agree") == 11
 
 
 @pytest.mark.skipif(not HAVE_READER, reason="capture reader not there yet")

@@ -32,7 +32,7 @@ VERDICTS: dict[str, tuple[str, str | None, str | None, str | None, int | None]] 
     "qinq-http-alt": ("consistent", "http", "http-request", "client-to-server", 80),
     "sctp-diameter": ("unverified", None, None, None, None),
     "ipv4-fragmented-dns": ("consistent", "dns", "dns", "client-to-server", 89),
-    "ipv6-fragmented-syslog": ("unverified", None, None, None, None),
+    "ipv6-fragmented-syslog": ("consistent", "syslog", "syslog", "client-to-server", 92),
     "mismatch-ssh-on-443": ("mismatch", "ssh", "ssh-banner", "server-to-client", 97),
     "mismatch-http-on-3306": ("mismatch", "http", "http-request", "client-to-server", 105),
     "mismatch-dns-on-40000": ("mismatch", "dns", "dns", "client-to-server", 110),
@@ -95,7 +95,7 @@ def test_mismatches_lead_the_flagged_flows_in_the_terminal() -> None:
     res = run_cli("--registry", xml(), str(ROOT / "captures" / "sample.pcap"))
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert "Payload evidence: consistent 9, mismatch 3, unregistered 0, unverified 7" in out
+    assert "Payload evidence: consistent 10, mismatch 3, unregistered 0, unverified 6" in out
     table = out[out.index("Flagged flows") :]
     rows = [line for line in table.splitlines() if "→" in line and "client → server" not in line]
     assert [("service-mismatch" in line) for line in rows[:4]] == [True, True, True, False]
@@ -136,13 +136,13 @@ def test_dissect_tshark_gives_a_second_opinion() -> None:
     assert pc[(443, 50002)] == ("tls", "agree")
     assert pc[(22, 50003)] == ("ssh", "agree")
     assert pc[(25, 50030)] == ("smtp", "agree")
-    assert pc[(514, 50050)] == ("syslog", "neither")
+    assert pc[(514, 50050)] == ("syslog", "agree")
     # tshark decodes by port here and finds nothing it knows: portclass's evidence stands alone
     assert pc[(443, 50060)] == ("tcp", "portclass-only")
     assert pc[(3306, 50070)] == ("tcp", "portclass-only")
     assert pc[(40000, 50080)] == ("dns", "agree")
     res = run_cli("--registry", xml(), str(ROOT / "captures" / "sample.pcap"), "--dissect", "tshark")
-    assert "portclass vs tshark (agree 10, differ 0, tshark-only 0, portclass-only 2" in res.stdout
+    assert "portclass vs tshark (agree 11, differ 0, tshark-only 0, portclass-only 2" in res.stdout
 
 
 def test_default_reports_have_no_tshark_fields() -> None:

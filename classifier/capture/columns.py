@@ -18,6 +18,10 @@ TRANSPORT_OF_PROTO: dict[int, int] = {PROTO_TCP: 0, PROTO_UDP: 1, PROTO_SCTP: 2,
 
 FRAG_NONE, FRAG_FIRST, FRAG_LATER = 0, 1, 2
 
+TS_LIMIT_NS = 1 << 62
+"""Packet timestamps lie in [-TS_LIMIT_NS, TS_LIMIT_NS) ns since the epoch (years 1823 to 2116), so the
+difference of any two fits in int64; readers report a packet whose timestamp does not as damage."""
+
 IPV4_MAPPED_HI = np.uint64(0)
 IPV4_MAPPED_LO_PREFIX = np.uint64(0xFFFF_0000_0000)
 """IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d): hi = 0, lo = prefix | addr."""
@@ -65,7 +69,7 @@ class PacketBatch:
     look at payloads through ``payload_off``/``payload_len`` without copying.
     """
 
-    ts_ns: np.ndarray  # int64, capture time in ns since the epoch
+    ts_ns: np.ndarray  # int64, capture time in ns since the epoch, within +-TS_LIMIT_NS
     wire_len: np.ndarray  # uint32, original frame length: the bytes flows count (as tshark)
     ip_version: np.ndarray  # uint8, 4 or 6
     src_hi: np.ndarray  # uint64, source address high 64 bits (0 for IPv4)

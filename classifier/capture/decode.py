@@ -135,6 +135,7 @@ class RawPackets:
     ts_ns: np.ndarray  # int64 nanoseconds since the epoch
     linktype: int | np.ndarray  # one link type for the chunk, or int64 per packet (-1: no interface)
     first_index: int  # 1-based number of the first packet within its file
+    rec: np.ndarray | None = None  # int64 offset of each packet's record (block) in the chunk buffer
 
 
 class _State:
@@ -654,8 +655,15 @@ def decode_chunk(
     file_index: int,
     frags: FragmentTable,
     stats: CaptureStats,
+    horizon: int | None = None,
 ) -> PacketBatch:
-    """Decode the packets of one chunk into a ``PacketBatch`` (rows: packets with ports); counts go to ``stats``."""
+    """Decode the packets of one chunk into a ``PacketBatch`` (rows: packets with ports); counts go to ``stats``.
+
+    ``horizon`` is the buffer offset from which the file's next chunk starts (None: nothing
+    follows).  Where a later IP fragment's look-ahead window reaches it undecided, only the
+    packets before that fragment are decoded (``FragmentTable``); ``stats.packets`` grows by
+    the packets used, and the caller reads on from the first one left.
+    """
     s = _State(buf, raw)
     n = s.n
     if isinstance(raw.linktype, np.ndarray):
@@ -676,25 +684,29 @@ def decode_chunk(
     frag_rows = np.flatnonzero(kind == K.FRAG)
     first_rows = np.flatnonzero((kind == K.DONE) & (s.frag == FRAG_FIRST))
     if frag_rows.size or first_rows.size:
-        got = frags.attribute(s, first_rows, frag_rows)
+        got = frags.attribute(s, first_rows, frag_rows, raw.pkt, horizon)
         kind[frag_rows[got]] = K.DONE
-        stats.fragments_unattributed += int(frag_rows.size - got.sum())
+        if frags.cut >= 0:  # undecided from here: the rest is read again with the next chunk
+            n = frags.cut
+            kind = kind[:n]
+            got = got[frag_rows < n]
+        stats.fragments_unattributed += int(got.size - got.sum())
     counts = np.bincount(kind, minlength=N_KINDS)
     rows = np.flatnonzero(kind == K.DONE)
     stats.packets += n
-    stats.ip_packets += int(s.isip.sum())
+    stats.ip_packets += int(s.isip[:n].sum())
     stats.non_ip += int(counts[K.NONIP])
     stats.malformed += int(counts[K.MALFORMED])
     stats.truncated += int(counts[K.TRUNCATED])
     if counts[K.NOPORTS]:
-        by_proto = np.bincount(s.nh[kind == K.NOPORTS], minlength=256)
+        by_proto = np.bincount(s.nh[:n][kind == K.NOPORTS], minlength=256)
         for p in np.flatnonzero(by_proto).tolist():
             stats.no_ports[ip_protocol_name(p)] += int(by_proto[p])
     if counts[K.SKIP]:
         if lt is None:
             stats.skipped_linktype[linktype_label(int(raw.linktype))] += int(counts[K.SKIP])
         else:
-            skipped = Counter(lt[kind == K.SKIP].tolist())
+            skipped = Counter(lt[:n][kind == K.SKIP].tolist())
             for t, c in skipped.items():
                 stats.skipped_linktype[linktype_label(int(t))] += c
     return PacketBatch(

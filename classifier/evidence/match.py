@@ -19,12 +19,14 @@ import numpy as np
 from ..capture.columns import FRAG_LATER, PROTO_TCP, PROTO_UDP, PacketBatch
 from ..flows import SERVER_NAME_BYTES, PacketTags
 from . import walk
-from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, LenField, Lit, OneOf, Signature
+from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, Echo, LenField, Lit, OneOf, Signature, Tail
 
-PREFIX_BYTES = 24
-"""Width of the prefix matrix: every byte test must lie within it (longer looks are walks)."""
+PREFIX_BYTES = 32
+"""Width of the prefix matrix: byte tests within it are word tests; tests past it gather bytes."""
 _ANCHOR_BUCKETS = 48
-"""A row whose first byte allows at most this many values reads those buckets; else it scans."""
+"""A row whose key byte allows at most this many values tests that byte only; else it scans all rows."""
+_FEW_BUCKETS = 12
+"""... and with at most this many it reads the buckets of that byte (rows sorted by it once per batch)."""
 
 PROTOCOL_CODE: dict[str, int] = {p.name: i + 1 for i, p in enumerate(PROTOCOLS)}
 """Protocol name -> code (1-based; 0 none)."""
@@ -35,8 +37,17 @@ SIG_WEIGHT = np.array([0] + [s.weight for s in SIGNATURES], dtype=np.uint8)
 ROLE_CODES = {"any": 0, "client": 1, "server": 2}
 SIG_ROLE = np.array([0] + [ROLE_CODES[s.role] for s in SIGNATURES], dtype=np.uint8)
 """Signature code -> sending side (0 any, 1 client, 2 server)."""
+SIG_CONFIRM_ONLY = np.array([False] + [s.confirm_only for s in SIGNATURES], dtype=bool)
+"""Signature code -> weak evidence that may confirm a registered name but never contradicts one."""
+SIG_ALT = np.array([0] + [PROTOCOL_CODE[s.alt] if s.alt else 0 for s in SIGNATURES], dtype=np.uint8)
+"""Signature code -> the other protocol the same bytes may be (0: none)."""
 SIG_NAMES: tuple[str, ...] = ("",) + tuple(s.name for s in SIGNATURES)
 """Signature code -> name."""
+SIG_CODE: dict[str, int] = {s.name: i + 1 for i, s in reversed(list(enumerate(SIGNATURES)))}
+"""Signature name -> code (the first row of that name)."""
+_CODES_OF: dict[str, np.ndarray] = {
+    n: np.array([i + 1 for i, s in enumerate(SIGNATURES) if s.name == n], dtype=np.uint8) for n in SIG_CODE
+}
 
 
 @dataclass
@@ -51,9 +62,14 @@ class _Compiled:
     alts: list[list[list[tuple[int, int, int]]]]  # per OneOf: alternatives, each a word-test list
     alt0: list[tuple[int, list[tuple[int, int, int]]]]  # OneOf at offset 0: (first byte, tests) per alternative
     bytesets: list[tuple[int, np.ndarray]]  # (offset, 256-entry bool LUT)
+    far: list[tuple[int, np.ndarray]]  # (offset >= PREFIX_BYTES or < 0 from the end, 256-entry LUT)
     lenfields: list[LenField]
+    echoes: list[Echo]
     anchor: np.ndarray  # first-byte values the row allows (sorted)
     anchor_set: frozenset[int]
+    key_off: int  # the offset whose allowed byte values are fewest (the buckets the row reads)
+    key_vals: np.ndarray  # ... those values
+    key_lut: np.ndarray  # ... as a 256-entry table
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
@@ -83,6 +99,22 @@ def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return [(w, mv[0], mv[1]) for w, mv in sorted(acc.items()) if mv[0]]
 
 
+_BYTE_COST = np.ones(256)
+_BYTE_COST[[0x00, 0xFF]] = 8.0  # zero padding and all-ones: too common to bucket on
+_BYTE_COST[0x20] = 3.0  # space (text protocols)
+_BYTE_COST[0x01:0x04] = 2.0
+
+
+_FIRST_BYTE_BIAS = 4
+
+
+def _lut(values: frozenset[int]) -> np.ndarray:
+    """256-entry bool table of a byte set."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(values)] = True
+    return lut
+
+
 def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
     """Alternatives at offset 0 grouped by their first byte."""
     out: dict[int, list[list[tuple[int, int, int]]]] = {}
@@ -97,11 +129,28 @@ def _compile(code: int, sig: Signature) -> _Compiled:
     alts: list[list[list[tuple[int, int, int]]]] = []
     alt0: list[tuple[int, list[tuple[int, int, int]]]] = []
     bytesets: list[tuple[int, np.ndarray]] = []
+    far: list[tuple[int, np.ndarray]] = []
     lenfields: list[LenField] = []
+    echoes: list[Echo] = []
     first = np.ones(256, dtype=bool)
+    per_off = np.ones((PREFIX_BYTES, 256), dtype=bool)  # per offset: byte values the row allows
     last = 0
     for t in sig.tests:
-        if isinstance(t, Lit):
+        if isinstance(t, Tail):
+            far += [(-(t.back - i), _lut(frozenset({v}))) for i, v in enumerate(t.value)]
+            last = max(last, t.back)
+        elif isinstance(t, Echo):
+            echoes.append(t)
+            last = max(last, t.off + t.size)
+        elif isinstance(t, Lit) and t.off + len(t.value) > PREFIX_BYTES:
+            for i, v in enumerate(t.value):
+                either = t.nocase and 0x41 <= (v & 0xDF) <= 0x5A
+                far.append((t.off + i, _lut(frozenset({v, v ^ 0x20} if either else {v}))))
+            last = max(last, t.off + len(t.value))
+        elif isinstance(t, ByteIn) and t.off >= PREFIX_BYTES:
+            far.append((t.off, _lut(t.values)))
+            last = max(last, t.off + 1)
+        elif isinstance(t, Lit):
             bt = _byte_tests(t.off, t.value, None, t.nocase)
             fixed += bt
             last = max(last, t.off + len(t.value))
@@ -126,6 +175,8 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         elif isinstance(t, ByteIn):
             lut = np.zeros(256, dtype=bool)
             lut[list(t.values)] = True
+            if t.off < PREFIX_BYTES:
+                per_off[t.off] &= lut
             if t.off == 0:
                 first &= lut
             else:
@@ -137,8 +188,16 @@ def _compile(code: int, sig: Signature) -> _Compiled:
             if t.off + t.size > PREFIX_BYTES:
                 raise ValueError(f"{sig.name}: length field beyond PREFIX_BYTES")
     for off, m, v in fixed:
+        per_off[off] &= (np.arange(256) & m) == v
         if off == 0:
             first &= (np.arange(256) & m) == v
+    per_off[0] &= first
+    counts = per_off @ _BYTE_COST  # allowed values, weighted by how common they are in payloads
+    key_off = 0 if alt0 else int(np.argmin(counts))  # ties: the lowest offset
+    if counts[0] <= _FIRST_BYTE_BIAS * counts[key_off]:
+        key_off = 0  # the first byte's buckets are sorted anyway: read them unless another byte is far rarer
+    if key_off and not first.all():  # the buckets no longer imply the first byte's test
+        bytesets.insert(0, (0, first.copy()))
     return _Compiled(
         code=code,
         sig=sig,
@@ -148,15 +207,24 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         alts=alts,
         alt0=alt0,
         bytesets=bytesets,
+        far=far,
         lenfields=lenfields,
+        echoes=echoes,
         anchor=np.flatnonzero(first),
         anchor_set=frozenset(np.flatnonzero(first).tolist()),
+        key_off=key_off,
+        key_vals=np.flatnonzero(per_off[key_off]),
+        key_lut=per_off[key_off].copy(),
         alt0_by_byte=_group(alt0),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
 
 COMPILED: tuple[_Compiled, ...] = tuple(_compile(i + 1, s) for i, s in enumerate(SIGNATURES))
+_KEY_USERS = np.bincount([c.key_off for c in COMPILED if c.key_vals.size <= _FEW_BUCKETS], minlength=PREFIX_BYTES)
+"""Signatures that would read the buckets of each offset (a sort per batch pays for itself with several)."""
+_KEY_USERS[0] = len(COMPILED)  # offset 0: the OneOf alternatives read it too
+_BUCKET_USERS = 3
 if len(COMPILED) > 255:  # pragma: no cover - codes are uint8
     raise ValueError("at most 255 signatures")
 
@@ -190,22 +258,37 @@ class _Batch:
     """The prefix matrix of one batch's candidate packets and its first-byte buckets."""
 
     def __init__(self, data: np.ndarray, off: np.ndarray, plen: np.ndarray, proto: np.ndarray) -> None:
+        self.src_hi = self.src_lo = self.dst_hi = self.dst_lo = self.sport = self.dport = proto
+        self.idx = np.arange(off.shape[0])
         self.data = data
         self.off = off
         self.plen = plen
         self.proto = proto
         self.m8 = prefix_matrix(data, off)
         self.mw = self.m8.view("<u8")
-        b0 = np.ascontiguousarray(self.m8[:, 0])
-        self.order = np.argsort(b0, kind="stable")
-        self.bstart = np.zeros(257, dtype=np.int64)
-        np.cumsum(np.bincount(b0, minlength=256), out=self.bstart[1:])
+        self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
+        self.tagged: set[int] = set()  # signature codes given to some row
         self._by_proto: dict[int, np.ndarray] = {}
+        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def bucket(self, value: int) -> np.ndarray:
-        """Rows whose first payload byte is ``value``."""
-        return self.order[self.bstart[value] : self.bstart[value + 1]]
+    def bucket(self, value: int, off: int = 0, proto: int = 0) -> np.ndarray:
+        """Rows of transport ``proto`` (0: any) whose payload byte at ``off`` is ``value``.
+
+        Rows are sorted once per offset (on first use) by (is UDP, byte): a UDP-only or
+        TCP-only signature reads only its transport's rows.
+        """
+        if off not in self._buckets:
+            key = self.m8[:, off] | self._udp
+            start = np.zeros(513, dtype=np.int64)
+            np.cumsum(np.bincount(key, minlength=512), out=start[1:])
+            self._buckets[off] = (np.argsort(key, kind="stable"), start)
+        order, start = self._buckets[off]
+        if proto == PROTO_UDP:
+            return order[start[value + 256] : start[value + 257]]
+        if proto:
+            return order[start[value] : start[value + 1]]
+        return np.concatenate([order[start[value] : start[value + 1]], order[start[value + 256] : start[value + 257]]])
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -224,12 +307,20 @@ class _Batch:
             rows = rows[(col & np.uint64(m)) == np.uint64(v)]
         return rows
 
-    def field(self, rows: np.ndarray, off: int, size: int) -> np.ndarray:
-        """Big-endian integer field at ``off`` of ``size`` bytes."""
+    def field(self, rows: np.ndarray, off: int, size: int, little: bool = False) -> np.ndarray:
+        """Integer field at ``off`` of ``size`` bytes (big-endian unless ``little``)."""
         v = np.zeros(rows.size, dtype=np.int64)
-        for i in range(size):
+        for i in reversed(range(size)) if little else range(size):
             v = (v << 8) | self.m8[rows, off + i]
         return v
+
+    def far_bytes(self, rows: np.ndarray, off: int) -> tuple[np.ndarray, np.ndarray]:
+        """(byte at ``off`` of each row's payload, or at ``plen + off`` when ``off`` < 0; mask: it exists)."""
+        plen = self.plen[rows].astype(np.int64)
+        pos = plen + off if off < 0 else np.full(rows.size, off, dtype=np.int64)
+        ok = (pos >= 0) & (pos < plen)
+        at = np.clip(self.off[rows] + pos, 0, self.data.shape[0] - 1)
+        return self.data[at], ok
 
 
 def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
@@ -239,7 +330,7 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
         for v, group in c.alt0_by_byte.items():
             if v not in c.anchor_set:
                 continue
-            bucket = b.bucket(v)
+            bucket = b.bucket(v, 0, c.proto)
             if not bucket.size:
                 continue
             w0 = b.mw[bucket, 0]  # one gather per first byte, shared by its alternatives
@@ -252,9 +343,13 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
             hit = np.zeros(b.off.shape[0], dtype=bool)
             hit[rows] = True
             rows = np.flatnonzero(hit)
-    elif c.anchor.size <= _ANCHOR_BUCKETS:
-        parts = [b.bucket(int(v)) for v in c.anchor]
+    elif c.key_vals.size <= _FEW_BUCKETS and _KEY_USERS[c.key_off] >= _BUCKET_USERS:
+        parts = [b.bucket(int(v), c.key_off, c.proto) for v in c.key_vals]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    elif c.key_vals.size <= _ANCHOR_BUCKETS:  # one pass over the key byte's column
+        keep = c.key_lut[b.m8[:, c.key_off]]
+        pm = b.proto_mask(c.proto)
+        rows = np.flatnonzero(keep if pm is None else keep & pm)
     else:  # no anchor byte: one contiguous pass over all rows with the row's last word test
         keep = b.proto_mask(c.proto)
         if c.words:
@@ -272,6 +367,8 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
 
 def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Evaluate one signature row and tag the rows it matches (those still untagged)."""
+    if any(not b.tagged.intersection(_CODES_OF[e.request].tolist()) for e in c.echoes):
+        return  # a reply to requests the batch does not hold
     rows = _candidates(b, c)
     if not rows.size:
         return
@@ -300,14 +397,19 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if not rows.size:
             return
         rows = rows[lut[b.m8[rows, off]]]
+    for off, lut in c.far:
+        if not rows.size:
+            return
+        val, ok = b.far_bytes(rows, off)
+        rows = rows[ok & lut[val]]
     for f in c.lenfields:
         if not rows.size:
             return
-        v = b.field(rows, f.off, f.size)
+        v = b.field(rows, f.off, f.size, f.little)
         if f.mask >= 0:
             v &= f.mask
         ok = (v >= f.lo) & (v <= f.hi)
-        total = v + f.add
+        total = v * f.scale + f.add
         if f.op == "eq":
             ok &= total == b.plen[rows]
         elif f.op == "ge":
@@ -315,6 +417,10 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         elif f.op == "le":
             ok &= total <= b.plen[rows]
         rows = rows[ok]
+    for e in c.echoes:
+        if not rows.size:
+            return
+        rows = rows[_echoed(b, rows, e)]
     if not rows.size:
         return
     if c.sig.check is not None:
@@ -322,6 +428,51 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if found is not None:
             names.append(found)
     b.sig[rows] = c.code
+    b.tagged.add(c.code)
+
+
+def _echo_value(b: _Batch, rows: np.ndarray, off: int, size: int) -> np.ndarray:
+    """The ``size`` (<= 8) bytes at ``off`` of each row as one integer."""
+    if off + size <= PREFIX_BYTES:
+        raw = b.m8[rows, off : off + size]
+    else:
+        raw = np.stack([b.far_bytes(rows, off + i)[0] for i in range(size)], axis=1)
+    out = np.zeros((rows.size, 8), dtype=np.uint8)
+    out[:, :size] = raw
+    return out.view("<u8").reshape(rows.size)
+
+
+def _echo_keys(b: _Batch, rows: np.ndarray, value: np.ndarray, reverse: bool) -> np.ndarray:
+    """64-bit hashes of (the packet's 5-tuple, reversed for replies; the echoed ``value``)."""
+    h = b.proto[rows].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    src = (b.src_hi, b.src_lo, b.sport)
+    dst = (b.dst_hi, b.dst_lo, b.dport)
+    at = b.idx[rows]  # batch rows of the candidates
+    with np.errstate(over="ignore"):
+        for col in (dst + src if reverse else src + dst) + (value,):
+            v = value if col is value else col[at]
+            h = (h ^ v.astype(np.uint64)) * np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(29)
+    return h
+
+
+def _echoed(b: _Batch, rows: np.ndarray, e: Echo) -> np.ndarray:
+    """Mask over ``rows``: a packet of signature ``e.request`` came the other way on the same ports in
+    this batch, with the same ``e.size`` bytes at ``e.req_off`` as this packet has at ``e.off``."""
+    if e.size > 8:
+        raise ValueError(f"Echo of {e.size} bytes: at most 8")
+    req = np.flatnonzero(np.isin(b.sig, _CODES_OF[e.request]))
+    req = req[b.plen[req] >= e.req_off + e.size]
+    ok = np.zeros(rows.size, dtype=bool)
+    if not req.size:
+        return ok
+    theirs = _echo_value(b, req, e.req_off, e.size)
+    mine = _echo_value(b, rows, e.off, e.size)
+    maybe = np.flatnonzero(np.isin(mine, theirs))  # the value first (cheap), then the addresses
+    if maybe.size:
+        keys = _echo_keys(b, req, theirs, reverse=False)
+        ok[maybe] = np.isin(_echo_keys(b, rows[maybe], mine[maybe], reverse=True), keys)
+    return ok
 
 
 def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -332,8 +483,8 @@ def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple
         prefix = 2 if c.sig.transport == "tcp" else 0
         ok = walk.dns_first_name(b.data, off + prefix, plen - prefix, answer=kind == "dns-answer")
         return rows[ok], None
-    if kind == "keyword":
-        ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window)
+    if kind in ("keyword", "keyword-exact"):
+        ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window, fold=kind == "keyword")
         return rows[ok], None
     if kind == "tls-client-hello":
         has, name = walk.tls_server_name(b.data, off, plen, SERVER_NAME_BYTES)
@@ -362,6 +513,8 @@ def scan(batch: PacketBatch) -> PacketTags:
     if not idx.size:
         return tags
     b = _Batch(batch.data, batch.payload_off[idx], batch.payload_len[idx], batch.proto[idx])
+    b.src_hi, b.src_lo, b.dst_hi, b.dst_lo = batch.src_hi, batch.src_lo, batch.dst_hi, batch.dst_lo
+    b.sport, b.dport, b.idx = batch.sport, batch.dport, idx
     found: list[tuple[np.ndarray, np.ndarray]] = []
     for c in COMPILED:
         _run(b, c, found)

@@ -23,6 +23,7 @@ from ..errors import PortclassError
 from ..flows import FlowTable
 from ..label import Labels
 from ..report.addr import format_addresses
+from .table import BY_NAME, WIRESHARK_ALIASES
 from .verdict import protocol_names
 
 FIELDS = (
@@ -42,41 +43,8 @@ FIELDS = (
 )
 """The fields asked of tshark, in column order."""
 _TRANSPORT_ONLY = {"tcp", "udp", "sctp", "ipv4", "ipv6", "ip", "data", ""}
-_ALIASES = {
-    "ssl": "tls",
-    "tls": "tls",
-    "http": "http",
-    "http2": "http",
-    "ocsp": "http",
-    "ssh": "ssh",
-    "dns": "dns",
-    "mdns": "dns",
-    "llmnr": "dns",
-    "smtp": "smtp",
-    "imf": "smtp",
-    "ftp": "ftp",
-    "pop": "pop3",
-    "imap": "imap",
-    "quic": "quic",
-    "gquic": "quic",
-    "smb": "smb",
-    "smb2": "smb",
-    "smb3": "smb",
-    "rdp": "rdp",
-    "mqtt": "mqtt",
-    "modbus/tcp": "modbus",
-    "modbus": "modbus",
-    "ntp": "ntp",
-    "snmp": "snmp",
-    "sip": "sip",
-    "bittorrent": "bittorrent",
-    "bt-dht": "bittorrent",
-    "ssdp": "ssdp",
-    "nbns": "netbios",
-    "nbss": "netbios",
-    "nbdgm": "netbios",
-}
-"""tshark protocol (normalised) -> portclass protocol name, where they are the same thing."""
+_ALIASES = WIRESHARK_ALIASES
+"""tshark protocol (normalised) -> portclass protocol name, where they are the same thing (from the table)."""
 AGREEMENT = ("agree", "differ", "tshark-only", "portclass-only", "neither", "unknown")
 """Categories of ``agreement``: both name the same protocol; both name protocols, different ones;
 only tshark names one portclass knows; only portclass names one; neither; tshark did not see the flow."""
@@ -191,11 +159,18 @@ def as_portclass(names: np.ndarray) -> np.ndarray:
     return np.array([_ALIASES.get(x) if isinstance(x, str) else None for x in names.tolist()], dtype=object)
 
 
+def _root(name: str | None) -> str | None:
+    """The protocol a protocol rides in, outermost (Elasticsearch -> http: what Wireshark names)."""
+    while name is not None and BY_NAME[name].over is not None:
+        name = BY_NAME[name].over
+    return name
+
+
 def agreement(labels: Labels) -> np.ndarray:
     """Per flow, how tshark's protocol and portclass's evidence relate (``AGREEMENT`` names)."""
     assert labels.tshark_protocol is not None and labels.protocol is not None
     ts = labels.tshark_protocol
-    mine = protocol_names(labels.protocol)
+    mine = np.array([_root(x) for x in protocol_names(labels.protocol).tolist()], dtype=object)
     theirs = as_portclass(ts)
     out = np.full(len(ts), "neither", dtype=object)
     has_m = np.array([x is not None for x in mine.tolist()], dtype=bool)

@@ -30,7 +30,7 @@ from ..flows import FlowTable
 from ..label import F_MISMATCH, Labels, severity_of
 from ..registry.compile import NPORTS, CompiledRegistry
 from ..registry.model import TRANSPORTS
-from .match import PROTOCOL_CODE, SIG_NAMES, SIG_PROTOCOL, SIG_ROLE, SIG_WEIGHT
+from .match import PROTOCOL_CODE, SIG_ALT, SIG_CONFIRM_ONLY, SIG_NAMES, SIG_PROTOCOL, SIG_ROLE, SIG_WEIGHT
 from .table import CARRIERS, PROTOCOLS
 
 VERDICTS: tuple[str, ...] = ("unverified", "consistent", "mismatch", "unregistered")
@@ -46,19 +46,36 @@ _PROTO_DISPLAY = np.array([None] + [p.display for p in PROTOCOLS], dtype=object)
 class CarrierIndex:
     """Per (transport, port): bit ``code`` set where a registered name carries protocol ``code``."""
 
-    carries: np.ndarray  # uint32, len(TRANSPORTS) * NPORTS
-    after_plaintext: np.ndarray  # uint32, same layout: carries it after an in-band upgrade
+    carries: np.ndarray  # uint8 (len(TRANSPORTS) * NPORTS, BITS_BYTES): bit ``code`` of each row
+    after_plaintext: np.ndarray  # same layout: carries it after an in-band upgrade
     named: np.ndarray  # bool: the (transport, port) has at least one registered name
+
+
+BITS_BYTES = (len(PROTOCOLS) + 1 + 7) // 8
+"""Bytes per (transport, port) row of the carrier bit matrices (bit ``code`` little-endian within a row)."""
+_OVER_CODES = [(PROTOCOL_CODE[p.name], PROTOCOL_CODE[p.over]) for p in PROTOCOLS if p.over]
+
+
+def has_bit(bits: np.ndarray, key: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Per element: bit ``code`` of row ``key`` of a carrier bit matrix."""
+    code = np.asarray(code, dtype=np.int64)
+    return ((bits[key, code >> 3] >> (code & 7).astype(np.uint8)) & 1).astype(bool)
+
+
+def carried(idx: CarrierIndex, key: int, code: int, later: bool = False) -> bool:
+    """A registered name of (transport, port) ``key`` carries protocol ``code`` (``later``: after an upgrade too)."""
+    k, c = np.array([key]), np.array([code])
+    return bool(has_bit(idx.carries, k, c)[0] or (later and has_bit(idx.after_plaintext, k, c)[0]))
 
 
 _WORDS = re.compile(r"[A-Za-z]{3,}")
 
 
 def _record_bits(names: list[str], descs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Carrier bits and after-plaintext bits per registry record."""
+    """Carrier and after-plaintext bits per registry record: bool (records, protocols + 1)."""
     n = len(names)
-    bits = np.zeros(n, dtype=np.uint32)
-    after = np.zeros(n, dtype=np.uint32)
+    bits = np.zeros((n, len(PROTOCOLS) + 1), dtype=bool)
+    after = np.zeros_like(bits)
     low = [x.lower() for x in names]
     index: dict[str, list[int]] = {}
     for i, x in enumerate(low):
@@ -74,7 +91,7 @@ def _record_bits(names: list[str], descs: list[str]) -> tuple[np.ndarray, np.nda
     hits = [m.start() for m in pre.finditer(big)]
     maybe = np.unique(np.searchsorted(line_start, hits, side="right") - 1).tolist() if hits else []
     for pname, car in CARRIERS.items():
-        bit = np.uint32(1 << PROTOCOL_CODE[pname])
+        code = PROTOCOL_CODE[pname]
         hit = np.zeros(n, dtype=bool)
         for x in car.names:
             hit[index.get(x, [])] = True
@@ -87,11 +104,13 @@ def _record_bits(names: list[str], descs: list[str]) -> tuple[np.ndarray, np.nda
                     continue
                 if (nre is not None and nre.search(low[i])) or (dre is not None and dre.search(descs[i])):
                     hit[i] = True
-        bits[hit] |= bit
-        up = np.zeros(n, dtype=bool)
+        bits[:, code] = hit
         for x in car.after_plaintext:
-            up[index.get(x, [])] = True
-        after[up] |= bit
+            after[index.get(x, []), code] = True
+    for _ in range(3):  # a protocol riding in another is carried where that one is (nesting is shallow)
+        for child, parent in _OVER_CODES:
+            bits[:, child] |= bits[:, parent]
+            after[:, child] |= after[:, parent]
     return bits, after
 
 
@@ -118,7 +137,8 @@ def _carriers_path(reg: CompiledRegistry) -> Path:
     from ..registry.cache import _compiler
     from ..registry.sources import cache_dir
 
-    table = hashlib.sha256(repr(sorted(CARRIERS.items())).encode() + _compiler().encode()).hexdigest()[:16]
+    table = hashlib.sha256((repr(sorted(CARRIERS.items())) + repr(_OVER_CODES)).encode() + _compiler().encode())
+    table = table.hexdigest()[:16]
     return cache_dir() / f"{reg.provenance.sha256}.carriers-{table}.npy"
 
 
@@ -127,9 +147,10 @@ def _load_carriers(reg: CompiledRegistry) -> CarrierIndex | None:
         arr = np.load(_carriers_path(reg), allow_pickle=False)
     except (OSError, ValueError):
         return None
-    if arr.shape != (3, len(TRANSPORTS) * NPORTS) or arr.dtype != np.uint32:
+    if arr.shape != (2 * BITS_BYTES + 1, len(TRANSPORTS) * NPORTS) or arr.dtype != np.uint8:
         return None
-    return CarrierIndex(carries=arr[0], after_plaintext=arr[1], named=arr[2] != 0)
+    b = BITS_BYTES
+    return CarrierIndex(carries=arr[:b].T.copy(), after_plaintext=arr[b : 2 * b].T.copy(), named=arr[2 * b] != 0)
 
 
 def _save_carriers(reg: CompiledRegistry, idx: CarrierIndex) -> None:
@@ -138,7 +159,7 @@ def _save_carriers(reg: CompiledRegistry, idx: CarrierIndex) -> None:
     from ..registry.cache import atomic_write
 
     buf = io.BytesIO()
-    np.save(buf, np.stack([idx.carries, idx.after_plaintext, idx.named.astype(np.uint32)]))
+    np.save(buf, np.concatenate([idx.carries.T, idx.after_plaintext.T, idx.named.astype(np.uint8)[None, :]]))
     try:
         atomic_write(_carriers_path(reg), buf.getvalue(), make_dirs=True)
     except OSError:
@@ -152,12 +173,13 @@ def _build_carriers(reg: CompiledRegistry) -> CarrierIndex:
     counts = np.diff(reg.name_offsets).astype(np.int64)
     keys = np.repeat(np.arange(len(TRANSPORTS) * NPORTS), counts)
     ids = reg.name_ids.astype(np.int64)
-    carries = np.zeros(len(TRANSPORTS) * NPORTS, dtype=np.uint32)
-    up = np.zeros_like(carries)
-    if ids.size:
-        np.bitwise_or.at(carries, keys, bits[ids])
-        np.bitwise_or.at(up, keys, after[ids])
-    return CarrierIndex(carries=carries, after_plaintext=up, named=counts > 0)
+    out = []
+    for per_record in (bits, after):
+        rows = np.zeros((len(TRANSPORTS) * NPORTS, per_record.shape[1]), dtype=bool)
+        if ids.size:
+            np.logical_or.at(rows, keys, per_record[ids])
+        out.append(np.packbits(rows, axis=1, bitorder="little"))
+    return CarrierIndex(carries=out[0], after_plaintext=out[1], named=counts > 0)
 
 
 def observed(flows: FlowTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,15 +227,23 @@ def verdicts(flows: FlowTable, labels: Labels, reg: CompiledRegistry) -> Labels:
     t = labels.transport.astype(np.int64)
     key = np.maximum(t, 0) * NPORTS + flows.server_port.astype(np.int64)
     valid = t >= 0
-    bit = np.left_shift(np.uint32(1), proto.astype(np.uint32))
-    carried = (idx.carries[key] & bit) != 0
+    carried = has_bit(idx.carries, key, proto)
+    # bytes that are also another protocol (an NBNS-shaped query on 53 is DNS): the one the port carries
+    alt = SIG_ALT[sig]
+    use_alt = (alt > 0) & ~carried & has_bit(idx.carries, key, alt)
+    proto = np.where(use_alt, alt, proto).astype(proto.dtype)
+    carried |= use_alt
     # the evidence packet is not the direction's first payload packet: an in-band upgrade is possible
     first_c, first_s = flows.payload_pkt_c2s[:, 0], flows.payload_pkt_s2c[:, 0]
     ev_pkt = np.where(side == 1, flows.evidence_pkt_s2c, flows.evidence_pkt_c2s)
     first = np.where(side == 1, first_s, first_c)
     later = ev_pkt != first
-    carried |= ((idx.after_plaintext[key] & bit) != 0) & later
+    carried |= has_bit(idx.after_plaintext, key, proto) & later
     named = idx.named[key] & valid
+    # weak evidence (confirm_only) may confirm a registered name, never contradict one
+    weak = SIG_CONFIRM_ONLY[sig] & ~carried
+    sig, proto = np.where(weak, 0, sig), np.where(weak, 0, proto).astype(proto.dtype)
+    side = np.where(weak, -1, side).astype(np.int8)
     v = np.full(len(flows), V_UNVERIFIED, dtype=np.uint8)
     seen = proto > 0
     v[seen & ~named] = V_UNREGISTERED

@@ -79,9 +79,14 @@ def dns_first_name(data: np.ndarray, start: np.ndarray, length: np.ndarray, answ
 
 
 def contains_any(
-    data: np.ndarray, start: np.ndarray, length: np.ndarray, keywords: tuple[bytes, ...], window: int
+    data: np.ndarray, start: np.ndarray, length: np.ndarray, keywords: tuple[bytes, ...], window: int, fold: bool = True
 ) -> np.ndarray:
-    """Mask: one of ``keywords`` (ASCII, any case) occurs within the first ``window`` bytes of each payload.
+    """Mask: one of ``keywords`` (ASCII, any case unless not ``fold``) occurs within the first ``window`` bytes.
+
+    Each row of the lower-cased window is one fixed-width string and the search is NumPy's
+    string ``find`` ufunc over all rows (a C loop, no Python per packet); an occurrence must end
+    within the payload.  Trailing NUL bytes of a window are not part of its string: a keyword
+    must not end in one.
 
     >>> buf = np.frombuffer(b"220 mx ESMTP ready", np.uint8)
     >>> contains_any(buf, np.array([0]), np.array([18]), (b"smtp",), 64).tolist()
@@ -94,20 +99,18 @@ def contains_any(
     if m == 0:
         return ok
     w = int(min(window, max(int(length.max()), 1)))
-    mat = prefix_matrix(data, start.astype(np.int64), w).copy()
-    upper = (mat >= 0x41) & (mat <= 0x5A)
-    mat[upper] |= 0x20
-    mat[np.arange(w)[None, :] >= length[:, None]] = 0
+    mat = prefix_matrix(data, start.astype(np.int64), w)
+    if fold:
+        mat |= ((mat - np.uint8(0x41)) < 26).view(np.uint8) << 5  # A-Z -> a-z (uint8 wraps below 'A')
+    rows = mat.view(f"S{w}").reshape(m)
     for kw in keywords:
-        k = len(kw)
-        if k > w:
-            continue
-        low = kw.lower()
-        hit = np.ones((m, w - k + 1), dtype=bool)
-        for j, ch in enumerate(low):
-            hit &= mat[:, j : w - k + 1 + j] == ch
-        ok |= hit.any(axis=1)
+        at = _find(rows, kw.lower() if fold else kw)  # the first occurrence: past the payload's end, none before it
+        ok |= (at >= 0) & (at + len(kw) <= length)
     return ok
+
+
+_find = getattr(np, "strings", np.char).find
+"""``numpy.strings.find`` (NumPy 2), else ``numpy.char.find``."""
 
 
 def tls_server_name(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..filters import selection_of, whole_totals
+from ..interrupt import partial_fields, partial_note
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import ECS_VERSION, LABEL_BASIS, iso_times, rows, table_columns
@@ -32,7 +33,7 @@ def _meta(a: Analysis) -> dict[str, Any]:
     prov = asdict(a.registry.provenance)
     prov.pop("extra", None)
     prov["notice"] = None
-    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line()}
+    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line(), **partial_fields(a)}
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -99,6 +100,8 @@ def render(a: Analysis, fmt: str) -> str:
         sel = selection_of(a)
         if sel is not None:
             buf.write(f"# {sel.line()}\n")
+        if partial_note(a):
+            buf.write(f"# {partial_note(a)}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
         w.writerow(keys)

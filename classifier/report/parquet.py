@@ -168,6 +168,7 @@ def _pandas_metadata(table: Any) -> bytes:
 def metadata(a: Analysis) -> dict[str, str]:
     """File-level key/value metadata: the registry's warning, provenance, inputs, totals, filter."""
     from ..filters import selection_of, whole_totals
+    from ..interrupt import partial_fields
 
     prov = asdict(a.registry.provenance)
     prov.pop("extra", None)
@@ -183,6 +184,7 @@ def metadata(a: Analysis) -> dict[str, str]:
         "schema": "ECS field names, flat (one column per dotted name)",
         "version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        **{k: json.dumps(v) for k, v in partial_fields(a).items()},
     }
     sel = selection_of(a)
     if sel is not None:

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..flows import SERVER_RULES, file_groups
+from ..interrupt import partial_note
 from ..output import emit
 from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
@@ -48,7 +49,10 @@ FALLBACK_NOTICE = (
 """The IANA registry's note (RFC 6335 registry), used when the source in use does not carry it."""
 PORTCLASS_NOTE = (
     "portclass labels flows by port number only: a label says what the IANA registry assigns to the "
-    "server port, not what the traffic is."
+    "server port, not what the traffic is. Its verdicts compare that label with the protocol the first "
+    "payload bytes of each flow show (a table of signatures): they can show traffic the port is not "
+    "registered for, never that a flow is harmless, and they cannot see inside encrypted payloads past "
+    "the handshake nor name protocols without a signature (those flows stay unverified)."
 )
 _STATUS_STYLE = {"assigned": "green", "reserved": "yellow", "unassigned": "red", "dynamic": "cyan", "unknown": "dim"}
 _SEV_STYLE = {6: "bold red", 5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
@@ -135,8 +139,8 @@ def _totals_block(a: Analysis) -> Group:
     sel = selection_of(a)
     if sel is not None:
         lines.append(Text(f"Shown below: {sel.line()}", style="bold yellow"))
-    if a.interrupted:
-        lines.append(Text("interrupted: the report covers the packets read before the interruption", style="red"))
+    if partial_note(a):
+        lines.append(Text(str(partial_note(a)), style="red"))
     return Group(*lines)
 
 

@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import flow_columns
@@ -119,33 +120,12 @@ NEVER_SET: tuple[str, ...] = (
 )
 """conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
 
-ZEEK_SERVICE: dict[str, str] = {
-    "tls": "ssl",
-    "http": "http",
-    "ssh": "ssh",
-    "dns": "dns",
-    "smtp": "smtp",
-    "ftp": "ftp",
-    "pop3": "pop3",
-    "imap": "imap",
-    "quic": "quic",
-    "smb": "smb",
-    "rdp": "rdp",
-    "mqtt": "mqtt",
-    "modbus": "modbus",
-    "ntp": "ntp",
-    "snmp": "snmp",
-    "sip": "sip",
-    "bittorrent": "bittorrent",
-    "ssdp": "ssdp",
-    "netbios": "netbios",
-}
-"""portclass protocol (``network.protocol``) -> conn.log ``service`` value.
+ZEEK_SERVICE: dict[str, str] = _ZEEK_NAMES
+"""portclass protocol (``network.protocol``) -> conn.log ``service`` value, from the protocol table.
 
-Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``:
-SSL, HTTP, SSH, DNS, SMTP, FTP, POP3, IMAP, QUIC, SMB, RDP, MQTT, MODBUS, NTP, SNMP, SIP,
-BITTORRENT), so TLS is ``ssl``. Zeek has no analyzer named for SSDP, and splits NetBIOS (its
-session analyzer is ``netbiosssn``; name service goes to ``dns``): those two keep portclass's name.
+Zeek writes the lower-cased names of the analyzers that confirmed a protocol (``Analyzer::name``),
+so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has no analyzer for
+(SSDP, NetBIOS, STUN, ...) keep portclass's name (``classifier.evidence.table.Protocol.zeek``).
 """
 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
@@ -321,6 +301,7 @@ def _header_value(text: str) -> str:
 def header(a: Analysis) -> list[str]:
     """The ``#`` lines before the first flow: Zeek's, then portclass's notice lines, then fields and types."""
     from ..filters import selection_of
+    from ..interrupt import partial_note
 
     sep = SEPARATOR
     lines = [
@@ -338,6 +319,8 @@ def header(a: Analysis) -> list[str]:
     sel = selection_of(a)
     if sel is not None:
         lines.append(f"#portclass_filter{sep}{_header_value(sel.line())}")
+    if partial_note(a):
+        lines.append(f"#portclass_partial{sep}{_header_value(partial_note(a) or '')}")
     lines.append(f"#fields{sep}" + sep.join(name for name, _ in FIELDS))
     lines.append(f"#types{sep}" + sep.join(t for _, t in FIELDS))
     return lines
