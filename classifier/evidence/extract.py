@@ -2,26 +2,22 @@
 
 Each extractor reads a window of the matched packets (the prefix gather of ``match``), finds
 delimiters with NumPy's string ``find`` (a C loop over rows) and cuts fixed-width fields with
-one gather each; fields are joined with ``SEP`` into one ``S{SAID_BYTES}`` value per packet,
-kept by the flow stage with the direction's evidence packet (``FlowTable.said_*``) and named
-by ``FIELDS`` of the signature's extractor when reported.  No Python loop over packets.
+one gather each; the fields side by side (``FIELDS``: name and width) are one bytes value per
+packet, kept by the flow stage with the direction's evidence packet (``FlowTable.said_*``) and
+split again by ``fields_of`` when reported.  No Python loop over packets.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SAID_BYTES = 320
-"""Width of one packet's extracted fields (joined), longer values are cut."""
-SEP = b"\x1f"
-"""Separator between fields (a control character no extracted field keeps)."""
-FIELDS: dict[str, tuple[str, ...]] = {
-    "http": ("http.request.method", "url.original", "url.domain", "user_agent.original"),
-    "dns": ("dns.question.name", "dns.question.type"),
-    "ssh": ("software",),
-    "greeting": ("greeting",),
+FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "http": (("http.request.method", 12), ("url.original", 120), ("url.domain", 64), ("user_agent.original", 112)),
+    "dns": (("dns.question.name", 96), ("dns.question.type", 5)),
+    "ssh": (("software", 120),),
+    "greeting": (("greeting", 120),),
 }
-"""Extractor -> the names of its fields, in order (ECS names where ECS has them)."""
+"""Extractor -> its fields (ECS names where ECS has them) and their widths, in order."""
 EXTRACTOR: dict[str, str] = {
     "http-request": "http",
     "elasticsearch-request": "http",
@@ -39,35 +35,43 @@ EXTRACTOR: dict[str, str] = {
 }
 """Signature name -> extractor."""
 _find = getattr(np, "strings", np.char).find
-_WINDOW = 512
+_WINDOW = 384
 _FIELD = {"method": 12, "target": 120, "host": 64, "agent": 112, "name": 96, "line": 120}
 
 
+
 def _window(data: np.ndarray, start: np.ndarray, length: np.ndarray, width: int) -> tuple[np.ndarray, int]:
-    """(rows x w) bytes of each payload, zero past its end, and w."""
+    """(rows x w) bytes from each payload's start, and w; bytes past a payload's end are the next
+    packet's: callers clamp what they find to ``length`` (``_within``)."""
     from .match import prefix_matrix
 
     w = int(min(width, max(int(length.max()), 1)))
-    mat = prefix_matrix(data, start.astype(np.int64), w).copy()
-    mat[np.arange(w)[None, :] >= length[:, None]] = 0
-    return mat, w
+    return prefix_matrix(data, start.astype(np.int64), w), w
 
 
-def span(mat: np.ndarray, begin: np.ndarray, end: np.ndarray, width: int) -> np.ndarray:
-    """``mat[i, begin[i]:end[i]]`` of each row as ``S{width}`` (cut at width; empty where end <= begin).
+def _within(at: np.ndarray, length: np.ndarray, w: int) -> np.ndarray:
+    """Positions found, as ``w`` (not found) where they lie past the payload."""
+    return np.where((at < 0) | (at >= length), w, at)
 
-    >>> m = np.frombuffer(b"GET /a HTTP/1.1", np.uint8).reshape(1, -1)
-    >>> span(m, np.array([4]), np.array([6]), 8).tolist()
-    [b'/a']
+
+def span(data: np.ndarray, base: np.ndarray, begin: np.ndarray, end: np.ndarray, width: int) -> np.ndarray:
+    """``data[base+begin : base+end]`` of each row as a (rows, width) byte matrix, zero-padded (cut at
+    width; empty where begin < 0); ``fields_of`` shows control bytes as ``?``.
+
+    >>> d = np.frombuffer(b"GET /a HTTP/1.1", np.uint8)
+    >>> bytes(span(d, np.array([0]), np.array([4]), np.array([6]), 4)[0])
+    b'/a\\x00\\x00'
     """
-    n, w = mat.shape
-    cols = begin[:, None] + np.arange(width)[None, :]
-    ok = (cols < end[:, None]) & (cols < w) & (begin[:, None] >= 0)
-    out = mat[np.arange(n)[:, None], np.clip(cols, 0, w - 1)]
-    out[~ok] = 0
-    out[(out < 0x20) | (out == 0x7F)] = 0x3F  # control bytes inside a field: '?'
-    out[~ok] = 0
-    return np.ascontiguousarray(out).view(f"S{width}").reshape(n)
+    from .match import prefix_matrix
+
+    raw = prefix_matrix(data, (base + np.maximum(begin, 0)).astype(np.int64), width)
+    return raw * (np.arange(width)[None, :] < np.where(begin >= 0, end - begin, 0)[:, None])
+
+
+def _crlf(rows: np.ndarray, begin: np.ndarray, w: int) -> np.ndarray:
+    """Position of the first CRLF at or after ``begin`` (w if none)."""
+    at = _find(rows, b"\r\n", begin)
+    return np.where(at < 0, w, at)
 
 
 def _line_end(rows: np.ndarray, begin: np.ndarray, w: int) -> np.ndarray:
@@ -87,40 +91,44 @@ def _header(rows: np.ndarray, low: np.ndarray, name: bytes, w: int) -> tuple[np.
         nxt = np.clip(begin, 0, w - 1)
         sp = low.view(np.uint8).reshape(low.shape[0], -1)[np.arange(low.shape[0]), nxt] == 0x20
         begin = np.where((begin >= 0) & sp, begin + 1, begin)
-    end = np.where(begin < 0, -1, _line_end(rows, np.maximum(begin, 0), w))
+    end = np.where(begin < 0, -1, _crlf(rows, np.maximum(begin, 0), w))
     return begin, end
 
 
 def _join(fields: list[np.ndarray]) -> np.ndarray:
-    """Fields joined with ``SEP`` as ``S{SAID_BYTES}``."""
-    add = getattr(np, "strings", np.char).add
-    out = fields[0]
-    for f in fields[1:]:
-        out = add(add(out, SEP), f)
-    return out.astype(f"S{SAID_BYTES}")
+    """Field matrices side by side, one bytes value per row."""
+    mat = np.ascontiguousarray(np.concatenate(fields, axis=1))
+    return mat.view(f"S{mat.shape[1]}").reshape(mat.shape[0])
 
 
 def http_request(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Method, request target, Host (its name part) and User-Agent of HTTP requests."""
     mat, w = _window(data, start, length, _WINDOW)
-    rows = mat.view(f"S{w}").reshape(-1)
-    low_m = mat | (((mat - np.uint8(0x41)) < 26).view(np.uint8) << 5)
-    low = low_m.view(f"S{w}").reshape(-1)
-    s1 = _find(rows, b" ")
-    s1 = np.where(s1 < 0, w, s1)
-    s2 = _find(rows, b" ", np.minimum(s1 + 1, w))
-    s2 = np.where(s2 < 0, _line_end(rows, np.minimum(s1 + 1, w), w), s2)
-    zero = np.zeros(rows.size, dtype=np.int64)
-    method = span(mat, zero, s1, _FIELD["method"])
-    target = span(mat, s1 + 1, s2, _FIELD["target"])
-    hb, he = _header(rows, low, b"host:", w)
-    colon = _find(rows, b":", np.maximum(hb, 0), np.maximum(he, 0))  # host:port -> host (not an IPv6 literal)
-    bracket = mat[np.arange(rows.size), np.clip(hb, 0, w - 1)] == ord("[")
-    he = np.where((colon >= 0) & ~bracket, colon, he)
-    host = span(low_m, hb, he, _FIELD["host"])
-    ab, ae = _header(rows, low, b"user-agent:", w)
-    agent = span(mat, ab, ae, _FIELD["agent"])
-    return _join([method, target, host, agent])
+    n = mat.shape[0]
+    ln = np.minimum(length.astype(np.int64), w)
+    rows = mat.view(f"S{w}").reshape(n)
+    low = (mat | (((mat - np.uint8(0x41)) < 26).view(np.uint8) << 5)).view(f"S{w}").reshape(n)
+    head = mat[:, :16] == 0x20  # the method ends within 16 bytes (the signature matched "METHOD ")
+    s1 = np.where(head.any(axis=1), head.argmax(axis=1), 0)
+    s2 = _within(_find(rows, b" ", s1 + 1, s1 + 2 + _FIELD["target"]), ln, w)
+    s2 = np.minimum(s2, _within(_find(rows, b"\r\n", s1 + 1, s1 + 2 + _FIELD["target"]), ln, w))
+    zero = np.zeros(n, dtype=np.int64)
+    method = span(data, start, zero, s1, _FIELD["method"])
+    target = span(data, start, s1 + 1, np.minimum(s2, ln), _FIELD["target"])
+    fields = [method, target]
+    for name, width in ((b"host:", _FIELD["host"]), (b"user-agent:", _FIELD["agent"])):
+        at = _within(_find(low, b"\r\n" + name), ln, w)
+        begin = at + 2 + len(name)
+        begin += mat[np.arange(n), np.minimum(begin, w - 1)] == 0x20  # one optional space
+        end = np.minimum(_within(_find(rows, b"\r\n", np.minimum(begin, w)), ln, w), ln)
+        if name == b"host:":  # host:port -> host (not an IPv6 literal)
+            colon = _within(_find(rows, b":", np.minimum(begin, w), end), ln, w)
+            bracket = mat[np.arange(n), np.minimum(begin, w - 1)] == ord("[")
+            end = np.where((colon < end) & ~bracket, colon, end)
+        begin = np.where(at >= w, -1, begin)
+        value = span(data, start, begin, end, width)
+        fields.append(value | (((value - np.uint8(0x41)) < 26).view(np.uint8) << 5) if name == b"host:" else value)
+    return _join(fields)
 
 
 def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -162,8 +170,8 @@ def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
     out |= ((out - np.uint8(0x41)) < 26).view(np.uint8) << 5
     out[(out > 0) & ((out < 0x20) | (out > 0x7E))] = 0x3F
     qtype = np.where(pos + 2 <= end, _u16(data, pos), 0)
-    names = out.view(f"S{width}").reshape(m)
-    return _join([names, qtype.astype("S5")])
+    qt = np.ascontiguousarray(qtype.astype("S5")).view(np.uint8).reshape(m, 5)
+    return _join([out, qt])
 
 
 def ssh_software(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -172,7 +180,7 @@ def ssh_software(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
     rows = mat.view(f"S{w}").reshape(-1)
     dash = _find(rows, b"-", 4)  # SSH-2.0- / SSH-1.99-
     begin = np.where(dash < 0, w, dash + 1)
-    return _join([span(mat, begin, _line_end(rows, begin, w), _FIELD["line"])])
+    return _join([span(data, start, begin, _line_end(rows, begin, w), _FIELD["line"])])
 
 
 def greeting(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -184,31 +192,35 @@ def greeting(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndar
     star = mat[:, 0] == ord("*")  # IMAP: "* OK " -> after the second word
     sp2 = _find(rows, b" ", np.minimum(begin, w))
     begin = np.where(star & (sp2 >= 0), sp2 + 1, begin)
-    return _join([span(mat, begin, _line_end(rows, begin, w), _FIELD["line"])])
+    return _join([span(data, start, begin, _line_end(rows, begin, w), _FIELD["line"])])
 
 
 EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting}
-"""Extractor -> function(data, payload starts, lengths) -> ``S{SAID_BYTES}`` per row."""
+"""Extractor -> function(data, payload starts, lengths) -> one bytes value (its ``FIELDS``) per row."""
 
 
 def fields_of(kind: str, said: bytes) -> dict[str, str]:
     """Named fields of one stored value (empty fields left out).
 
-    >>> fields_of("dns", b"example.org\\x1f1")
+    >>> fields_of("dns", b"example.org".ljust(96, b"\\0") + b"1")
     {'dns.question.name': 'example.org', 'dns.question.type': 'A'}
     """
-    parts = said.split(SEP)
     out = {}
-    for name, raw in zip(FIELDS[kind], parts, strict=False):
+    at = 0
+    for name, width in FIELDS[kind]:
+        raw = said[at : at + width].rstrip(b"\0")
+        at += width
         if not raw:
             continue
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.translate(_CONTROL).decode("utf-8", errors="replace")
         if name == "dns.question.type":
             text = QTYPES.get(int(text), text) if text.isdigit() else text
         out[name] = text
     return out
 
 
+_CONTROL = bytes(0x3F if c < 0x20 or c == 0x7F else c for c in range(256))
+"""Control bytes inside a field (a NUL of a short field is padding, never inside one) -> '?'."""
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
           35: "NAPTR", 43: "DS", 46: "RRSIG", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 255: "ANY", 32: "NB",
           257: "CAA"}  # fmt: skip
