@@ -72,3 +72,19 @@ def test_sample_capture_says_what_each_flow_said(reg) -> None:
     assert {"portclass.server_greeting": "mail.example.com ESMTP Postfix"} in got
     # the mismatch flows say what they are: HTTP on 3306 names its host
     assert any(d.get("url.domain") == "db.example.com" for k, d in said.items() if rows[k]["destination.port"] == 3306)
+
+
+def test_flagged_flows_show_what_they_said_in_terminal_and_html(xml_path, tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    res = run_cli("--registry", str(xml_path), str(ROOT / "captures" / "sample.pcap"), env={"COLUMNS": "160"})
+    assert "GET db.example.com/" in res.stdout  # HTTP on 3306 (mysql)
+    assert "OpenSSH_9.6 -> OpenSSH_9.2" in res.stdout  # SSH on 443 (https)
+    assert "example.org AAAA" in res.stdout  # DNS on 40000
+    from classifier.pipeline import analyze
+    from classifier.registry.sources import compile_file
+    from classifier.report.html import table_payload
+
+    a = analyze([ROOT / "captures" / "sample.pcap"], compile_file(xml_path, use_cache=False))
+    said = table_payload(a)["server_names"]
+    assert {"GET db.example.com/", "OpenSSH_9.6 -> OpenSSH_9.2", "example.org AAAA"} <= set(said)

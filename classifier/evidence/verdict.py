@@ -325,6 +325,38 @@ def said_columns(flows: FlowTable) -> dict[str, list[Any]]:
     return out
 
 
+def said_summary(flows: FlowTable, rows: np.ndarray) -> np.ndarray:
+    """One short line per flow of ``rows`` saying what it said (bytes, b"" nothing): the TLS server
+    name, else the HTTP request (``GET host/path``), the DNS question (``name TYPE``), the SSH
+    software both ways, or the server's greeting.  For the terminal and HTML flow tables."""
+    from .extract import EXTRACTOR, fields_of
+
+    out = np.array(flows.server_name[rows], dtype=object)
+    kinds = [None] + [EXTRACTOR.get(x) for x in SIG_NAMES[1:]]
+    for k, i in enumerate(rows.tolist()):
+        if out[k]:
+            continue
+        got: dict[str, str] = {}
+        for said, sig, way in (
+            (flows.said_c2s, flows.evidence_sig_c2s, "c2s"),
+            (flows.said_s2c, flows.evidence_sig_s2c, "s2c"),
+        ):
+            kind = kinds[int(sig[i])]
+            if said[i] is not None and kind is not None:
+                got.update({f"{kind}.{way}.{f}": v for f, v in fields_of(kind, said[i]).items()})
+        if "http.c2s.http.request.method" in got:
+            host, target = got.get("http.c2s.url.domain", ""), got.get("http.c2s.url.original", "")
+            text = f"{got['http.c2s.http.request.method']} {host}{target}"
+        elif "dns.c2s.dns.question.name" in got:
+            text = f"{got['dns.c2s.dns.question.name']} {got.get('dns.c2s.dns.question.type', '')}"
+        elif "ssh.c2s.software" in got or "ssh.s2c.software" in got:
+            text = f"{got.get('ssh.c2s.software', '?')} -> {got.get('ssh.s2c.software', '?')}"
+        else:
+            text = got.get("greeting.s2c.greeting", "")
+        out[k] = text.strip().encode()
+    return out
+
+
 def flow_evidence_columns(
     flows: FlowTable, labels: Labels, reg: CompiledRegistry, files: list[str]
 ) -> dict[str, list[Any]]:
