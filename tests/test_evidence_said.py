@@ -88,3 +88,25 @@ def test_flagged_flows_show_what_they_said_in_terminal_and_html(xml_path, tmp_pa
     a = analyze([ROOT / "captures" / "sample.pcap"], compile_file(xml_path, use_cache=False))
     said = table_payload(a)["server_names"]
     assert {"GET db.example.com/", "OpenSSH_9.6 -> OpenSSH_9.2", "example.org AAAA"} <= set(said)
+
+
+def test_what_flows_said_reaches_zeek_and_parquet(xml_path, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from tests.conftest import run_cli
+
+    zeek, parquet = tmp_path / "conn.log", tmp_path / "flows.parquet"
+    sample = str(ROOT / "captures" / "sample.pcap")
+    for fmt, out in (("zeek", zeek), ("parquet", parquet)):
+        res = run_cli("--registry", str(xml_path), "--format", fmt, "-o", str(out), sample)
+        assert res.returncode == 0, res.stderr
+    lines = zeek.read_text().splitlines()
+    fields = next(x for x in lines if x.startswith("#fields")).split("\t")[1:]
+    rows = [dict(zip(fields, x.split("\t"), strict=True)) for x in lines if not x.startswith("#")]
+    (mysql,) = [r for r in rows if r["id.resp_p"] == "3306"]
+    assert (mysql["portclass_http_method"], mysql["portclass_http_host"], mysql["portclass_http_uri"]) == (
+        "GET", "db.example.com", "/")  # fmt: skip
+    assert {r["portclass_dns_qtype_name"] for r in rows if r["portclass_dns_query"] == "example.org"} == {"AAAA"}
+    t = pq.read_table(parquet).to_pylist()
+    (row,) = [r for r in t if r["destination.port"] == 3306]
+    assert row["url.domain"] == "db.example.com" and row["http.request.method"] == "GET"
