@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FLAGGED = 1
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
+"""SIGINT; SIGTERM exits 143 (128 + the signal's number, see ``classifier.interrupt``)."""
 
 
 class PortclassError(Exception):

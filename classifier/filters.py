@@ -4,7 +4,8 @@ Semantics: values of one option are alternatives (``--port 53 --port 80``: eithe
 options must all hold (``--flagged-only --port 53``: flagged *and* on port 53). ``--port`` and
 ``--host`` match either side of a flow; ``--service`` matches a flow whose server port (on its
 transport) carries that name in the registry, as the primary name or an alias (``www`` selects
-80/tcp, labelled ``http``).
+80/tcp, labelled ``http``); ``--state`` matches Zeek's conn_state (``classifier.conn``) and
+``--answered`` keeps connections the responder answered (TCP established, UDP both ways).
 
 A filtered analysis keeps the capture's counters (packets, bytes, files: the whole capture) and
 records in ``selection`` how many flows the filter kept out of how many, and ``whole`` is the
@@ -61,8 +62,15 @@ class FlowFilter:
     statuses: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
     hosts: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    answered: bool = False
 
     def __post_init__(self) -> None:
+        from .conn import CONN_STATES
+
+        for state in self.states:
+            if state not in CONN_STATES:
+                raise ValueError(f"unknown connection state {state!r} (one of {', '.join(CONN_STATES)})")
         for name in self.flags:
             if name not in FLAG_BITS:
                 raise ValueError(f"unknown flag {name!r} (one of {', '.join(FLAG_BITS)})")
@@ -87,8 +95,11 @@ class FlowFilter:
             ("--status", self.statuses),
             ("--port", self.ports),
             ("--host", self.hosts),
+            ("--state", self.states),
         ):
             parts += [f"{opt} {v}" for v in values]
+        if self.answered:
+            parts.append("--answered")
         return " ".join(parts)
 
     @classmethod
@@ -101,6 +112,8 @@ class FlowFilter:
             statuses=tuple(getattr(args, "status", None) or ()),
             ports=tuple(int(p) for p in getattr(args, "port", None) or ()),
             hosts=tuple(getattr(args, "host", None) or ()),
+            states=tuple(getattr(args, "state", None) or ()),
+            answered=bool(getattr(args, "answered", False)),
         )
 
 
@@ -203,6 +216,14 @@ def mask(a: Analysis, flt: FlowFilter) -> np.ndarray:
         keep &= np.isin(fl.client_port, ports) | np.isin(fl.server_port, ports)
     if flt.hosts:
         keep &= host_mask(fl, flt.hosts)
+    if flt.states or flt.answered:
+        from .conn import OUT_ANSWERED, conn_fields, outcomes
+
+        states = conn_fields(fl)["conn_state"]
+        if flt.states:
+            keep &= np.isin(states.astype(str), list(flt.states))
+        if flt.answered:
+            keep &= outcomes(fl, states) == OUT_ANSWERED
     return keep
 
 

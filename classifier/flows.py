@@ -36,11 +36,20 @@ Flow splitting (one key -> several flows), in capture order within the key
     edges, ``finalize`` resolves what is left as if nothing came before.  Packets are
     taken in capture order (batch order, then row order), never re-sorted by timestamp.
 
+Time going backwards (out-of-order timestamps), the one rule: packets stay in capture
+    order; a jump in either direction larger than the idle timeout starts a new flow; a
+    flow's start and end are the minimum and maximum of its packets' timestamps (so
+    ``last_ts_ns - first_ts_ns >= 0``, and a capture's span, min of starts to max of ends,
+    too).
+
 Columns (one row per flow; dtypes in ``FLOW_DTYPES``)
     ip_version, proto; client_hi/client_lo/client_port, server_hi/server_lo/server_port
     (addresses IPv4-mapped as in ``classifier.capture.columns``); packets_c2s/s2c and
-    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (timestamps of the flow's first and
-    last packet in capture order); tcp_flags_c2s/s2c (OR of the TCP flags each way);
+    bytes_c2s/s2c (wire bytes); first_ts_ns/last_ts_ns (the earliest and the latest
+    timestamp of the flow's packets: a flow's start and end, so durations are never
+    negative even where the capture's clock goes backwards); head_ts_ns/tail_ts_ns (the
+    timestamps of its first and last packet in capture order: the idle timeout compares
+    neighbours in capture order, also where ``merge`` joins chunks); tcp_flags_c2s/s2c (OR of the TCP flags each way);
     server_rule (index into ``SERVER_RULES``); first_sender (0 client, 1 server: who sent
     the first packet); syn_sender/synack_sender (who sent the first SYN without ACK /
     SYN+ACK, -1 none); syn_start (the first packet is a SYN without ACK); start_kind
@@ -73,11 +82,14 @@ Server side (``orient``), first rule that decides wins:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
+from classifier import conn
 from classifier.capture.columns import (
     FRAG_LATER,
     FRAG_NONE,
@@ -140,6 +152,8 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "bytes_s2c": np.dtype(np.int64),
     "first_ts_ns": np.dtype(np.int64),
     "last_ts_ns": np.dtype(np.int64),
+    "head_ts_ns": np.dtype(np.int64),
+    "tail_ts_ns": np.dtype(np.int64),
     "tcp_flags_c2s": np.dtype(np.uint8),
     "tcp_flags_s2c": np.dtype(np.uint8),
     "server_rule": np.dtype(np.uint8),
@@ -162,6 +176,31 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "server_name": np.dtype(f"S{SERVER_NAME_BYTES}"),
     "said_c2s": np.dtype(object),
     "said_s2c": np.dtype(object),
+    # connection columns (classifier.conn): Zeek's states, history, sequence spans
+    "ip_bytes_c2s": np.dtype(np.int64),
+    "ip_bytes_s2c": np.dtype(np.int64),
+    "payload_c2s": np.dtype(np.int64),
+    "payload_s2c": np.dtype(np.int64),
+    "covered_c2s": np.dtype(np.int64),
+    "covered_s2c": np.dtype(np.int64),
+    "seq_first_c2s": np.dtype(np.uint32),
+    "seq_first_s2c": np.dtype(np.uint32),
+    "seq_hi_c2s": np.dtype(np.int64),
+    "seq_hi_s2c": np.dtype(np.int64),
+    "seq_syn_c2s": np.dtype(np.bool_),
+    "seq_syn_s2c": np.dtype(np.bool_),
+    "ack_first_c2s": np.dtype(np.uint32),
+    "ack_first_s2c": np.dtype(np.uint32),
+    "ack_hi_c2s": np.dtype(np.int64),
+    "ack_hi_s2c": np.dtype(np.int64),
+    "fsm_c": np.dtype(np.uint16),
+    "fsm_s": np.dtype(np.uint16),
+    "hist_code": np.dtype((np.uint8, (conn.HIST_SLOTS,))),
+    "hist_seq": np.dtype((np.uint32, (12,))),
+    "hist_cnt": np.dtype((np.int32, (6,))),
+    # which capture file: the flow's first packet's file_index; the file group, part of the key
+    "file_index": np.dtype(np.uint16),
+    "key_group": np.dtype(np.uint16),
 }
 """Column name -> dtype of ``FlowTable`` (payload columns are (n, PAYLOAD_SLOTS) matrices)."""
 
@@ -179,6 +218,15 @@ _PAIRS: tuple[tuple[str, str], ...] = (
     ("evidence_file_c2s", "evidence_file_s2c"),
     ("evidence_pkt_c2s", "evidence_pkt_s2c"),
     ("said_c2s", "said_s2c"),
+    ("ip_bytes_c2s", "ip_bytes_s2c"),
+    ("payload_c2s", "payload_s2c"),
+    ("covered_c2s", "covered_s2c"),
+    ("seq_first_c2s", "seq_first_s2c"),
+    ("seq_hi_c2s", "seq_hi_s2c"),
+    ("seq_syn_c2s", "seq_syn_s2c"),
+    ("ack_first_c2s", "ack_first_s2c"),
+    ("ack_hi_c2s", "ack_hi_s2c"),
+    ("fsm_c", "fsm_s"),
 )
 _MINUS_ONE = (
     "syn_sender",
@@ -225,6 +273,8 @@ class FlowTable:
     bytes_s2c: np.ndarray
     first_ts_ns: np.ndarray
     last_ts_ns: np.ndarray
+    head_ts_ns: np.ndarray
+    tail_ts_ns: np.ndarray
     tcp_flags_c2s: np.ndarray
     tcp_flags_s2c: np.ndarray
     server_rule: np.ndarray
@@ -247,6 +297,29 @@ class FlowTable:
     server_name: np.ndarray
     said_c2s: np.ndarray
     said_s2c: np.ndarray
+    ip_bytes_c2s: np.ndarray
+    ip_bytes_s2c: np.ndarray
+    payload_c2s: np.ndarray
+    payload_s2c: np.ndarray
+    covered_c2s: np.ndarray
+    covered_s2c: np.ndarray
+    seq_first_c2s: np.ndarray
+    seq_first_s2c: np.ndarray
+    seq_hi_c2s: np.ndarray
+    seq_hi_s2c: np.ndarray
+    seq_syn_c2s: np.ndarray
+    seq_syn_s2c: np.ndarray
+    ack_first_c2s: np.ndarray
+    ack_first_s2c: np.ndarray
+    ack_hi_c2s: np.ndarray
+    ack_hi_s2c: np.ndarray
+    fsm_c: np.ndarray
+    fsm_s: np.ndarray
+    hist_code: np.ndarray
+    hist_seq: np.ndarray
+    hist_cnt: np.ndarray
+    file_index: np.ndarray
+    key_group: np.ndarray
 
     def __len__(self) -> int:
         return int(self.key_hash.shape[0])
@@ -260,6 +333,7 @@ class FlowTable:
                 cols[name].fill(None)
         for name in _MINUS_ONE:
             cols[name].fill(-1)
+        conn.init_columns(cols)
         return cls(**cols)
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -286,12 +360,22 @@ class FlowTable:
         """A deep copy (tables returned by this module may share arrays with their inputs)."""
         return FlowTable(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
-    def equals(self, other: FlowTable) -> bool:
-        """True when every column has the same dtype, shape and values."""
-        return all(
+    def equals(self, other: FlowTable, chunking: bool = False) -> bool:
+        """True when every column has the same dtype, shape and values.
+
+        ``chunking=True`` compares the flows of one capture cut into chunks differently: the
+        retransmission/hole figures (``conn.CHUNK_DEPENDENT``) are compared without their T and G parts.
+        """
+        skip = conn.CHUNK_DEPENDENT if chunking else ()
+        same = all(
             a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-            for a, b in zip(self.columns().values(), other.columns().values(), strict=True)
+            for (name, a), b in zip(self.columns().items(), other.columns().values(), strict=True)
+            if name not in skip
         )
+        if not same or not chunking:
+            return same
+        mine, theirs = conn.chunk_exact_history(self), conn.chunk_exact_history(other)
+        return all(np.array_equal(x, y) for x, y in zip(mine, theirs, strict=True))
 
     def row(self, i: int) -> dict[str, object]:
         """Row ``i`` as plain Python values, with addresses rendered as text (for tests and debugging)."""
@@ -397,6 +481,9 @@ def make_batch(
     frag: Sequence[int] | np.ndarray | int = FRAG_NONE,
     pkt_index: Sequence[int] | np.ndarray | None = None,
     file_index: Sequence[int] | np.ndarray | int = 0,
+    tcp_seq: Sequence[int] | np.ndarray | int = 0,
+    tcp_ack: Sequence[int] | np.ndarray | int = 0,
+    tcp_win: Sequence[int] | np.ndarray | int = 1,
 ) -> PacketBatch:
     """A ``PacketBatch`` from per-packet values (tests, examples and benchmarks; no raw bytes).
 
@@ -446,6 +533,11 @@ def make_batch(
         file_index=col(file_index, np.uint16),
         data=np.zeros(0, dtype=np.uint8),
         stats=CaptureStats(packets=n),
+        tcp_seq=col(np.asarray(tcp_seq) % (1 << 32), np.uint32),
+        tcp_ack=col(np.asarray(tcp_ack) % (1 << 32), np.uint32),
+        tcp_win=col(tcp_win, np.uint16),
+        tcp_len=payload.copy(),
+        ip_len=(col(wire_len, np.int64) - 14).clip(0).astype(np.uint32),
     )
 
 
@@ -468,9 +560,13 @@ def _endpoint_gt(
     return gt
 
 
-def _pp_word(a_port: np.ndarray, b_port: np.ndarray, proto: np.ndarray, ip_version: np.ndarray) -> np.ndarray:
-    """Pack (a_port, b_port, proto, ip_version) of canonical keys into one uint64."""
+def _pp_word(
+    a_port: np.ndarray, b_port: np.ndarray, proto: np.ndarray, ip_version: np.ndarray, group: np.ndarray | None = None
+) -> np.ndarray:
+    """Pack (group, a_port, b_port, proto, ip_version) of canonical keys into one uint64."""
     w = a_port.astype(np.uint64) << _U64(32)
+    if group is not None:
+        w |= group.astype(np.uint64) << _U64(48)
     w |= b_port.astype(np.uint64) << _U64(16)
     w |= proto.astype(np.uint64) << _U64(8)
     w |= ip_version.astype(np.uint64)
@@ -526,7 +622,7 @@ def _select(rev: np.ndarray, mask: np.ndarray, src: np.ndarray, dst: np.ndarray)
 
 
 def _packet_keys(
-    batch: PacketBatch,
+    batch: PacketBatch, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[np.ndarray | None, ...], np.ndarray, bool]:
     """Per packet: rev (it travels b -> a), the exact key words, the key hash, and whether v6 words are used.
 
@@ -553,8 +649,8 @@ def _packet_keys(
     w4[:, 0] = (batch.proto.astype(np.uint16) << 8) | batch.ip_version
     w4[:, 1] = bp
     w4[:, 2] = ap
-    w4[:, 3] = 0
-    w = w4.view("<u8").reshape(n).astype(np.uint64, copy=False)  # == _pp_word(ap, bp, proto, ip_version)
+    w4[:, 3] = 0 if groups is None else groups[batch.file_index]  # capture files kept apart
+    w = w4.view("<u8").reshape(n).astype(np.uint64, copy=False)  # == _pp_word(ap, bp, proto, ip_version, group)
     del ap, bp
     if v4:
         m32 = m16.astype(np.uint32)
@@ -577,14 +673,14 @@ def _packet_keys(
 def _table_hash(t: FlowTable) -> np.ndarray:
     """key_hash of a canonical table's rows computed from its key columns (what batches store)."""
     x = ((t.client_lo & _M32) << _U64(32)) | (t.server_lo & _M32)
-    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version)
+    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version, t.key_group)
     return _key_hash(x, w, t.client_hi, t.client_lo, t.server_hi, t.server_lo)
 
 
 def _table_words(t: FlowTable) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The canonical key words (a_hi, a_lo, b_hi, b_lo, w) of a canonical table's rows."""
     v6 = bool(t.client_hi.any() or t.server_hi.any())
-    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version)
+    w = _pp_word(t.client_port, t.server_port, t.proto, t.ip_version, t.key_group)
     if v6:
         return t.client_hi, t.client_lo, t.server_hi, t.server_lo, w
     return None, t.client_lo, None, t.server_lo, w
@@ -608,12 +704,16 @@ def _total_order(h: np.ndarray, words: Sequence[np.ndarray | None], tiebreak: np
 # --------------------------------------------------------------------------- batch -> flows
 
 
-def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags | None = None) -> FlowTable:
+def flows_from_batch(
+    batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags | None = None, groups: np.ndarray | None = None
+) -> FlowTable:
     """One batch's packets as a partial flow table (rows sorted by key, then flow order).
 
     Merge partial tables of consecutive batches with ``merge`` and close the whole
     capture's table with ``finalize`` (``FlowAggregator`` does both).  ``tags`` (the
-    evidence stage's per-packet results for this batch) fill the evidence columns.
+    evidence stage's per-packet results for this batch) fill the evidence columns.  ``groups``
+    (uint16 per file_index) makes the file's group part of the flow key: flows of different groups
+    never merge (None: one group, files merge).
 
     >>> b = make_batch(ts_ns=[0, 10, 20], src=["192.0.2.1", "192.0.2.2", "192.0.2.1"],
     ...                dst=["192.0.2.2", "192.0.2.1", "192.0.2.2"], sport=[50000, 80, 50000],
@@ -630,7 +730,7 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
         raise ValueError(f"idle_timeout_ns must be >= 0, not {timeout}")
 
     # ---- canonical key per packet: endpoint a is the lower (hi, lo, port)
-    rev, words, h, v6 = _packet_keys(batch)
+    rev, words, h, v6 = _packet_keys(batch, groups)
 
     # ---- group packets by key, capture order within a key: one sort of (hash bits | index)
     nbits = max(1, (n - 1).bit_length())
@@ -721,8 +821,10 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
     flags_s ^= f_rev  # leaves the a -> b packets' flags
     out.tcp_flags_c2s = np.bitwise_or.reduceat(flags_s, starts)
     del f_rev, flags_s
-    out.first_ts_ns = ts_s[starts]
-    out.last_ts_ns = ts_s[ends - 1]
+    out.head_ts_ns = ts_s[starts]
+    out.tail_ts_ns = ts_s[ends - 1]
+    out.first_ts_ns = np.minimum.reduceat(ts_s, starts)
+    out.last_ts_ns = np.maximum.reduceat(ts_s, starts)
     out.first_sender = rev_s[starts].view(np.uint8)
 
     first = order[starts]
@@ -744,6 +846,8 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
     wr = w[first]
     out.client_port = ((wr >> _U64(32)) & _U64(0xFFFF)).astype(np.uint16)
     out.server_port = ((wr >> _U64(16)) & _U64(0xFFFF)).astype(np.uint16)
+    out.key_group = (wr >> _U64(48)).astype(np.uint16)
+    out.file_index = batch.file_index[first]
 
     kind = out.start_kind
     kind[np.searchsorted(starts, key_pos)] = START_OPEN
@@ -759,6 +863,7 @@ def flows_from_batch(batch: PacketBatch, idle_timeout_ns: int, tags: PacketTags 
         _first_sender_of(out.synack_sender, r, rev_s[synack])
 
     _payload_refs(batch, order, starts, rev_s, out)
+    conn.batch_columns(batch, order, starts, rev_s, out)
     if tags is not None:
         _evidence_refs(batch, tags, order, starts, rev_s, out)
     return out
@@ -879,6 +984,7 @@ def _swap_rows(t: FlowTable, mask: np.ndarray) -> FlowTable:
         for name in ("syn_sender", "synack_sender"):
             v = cols[name]
             cols[name] = np.where(mask & (v >= 0), 1 - v, v).astype(np.int8)
+        conn.swap_columns(cols, mask)
     return FlowTable(**cols)
 
 
@@ -886,11 +992,14 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
     """In place: fold rows ``rows`` of ``src`` into rows ``head`` of ``t`` (later flow parts; heads unique)."""
     if not head.size:
         return
+    conn.fold(t, head, src, rows)
     for name in ("packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c"):
         getattr(t, name)[head] += np.take(getattr(src, name), rows)
     for name in ("tcp_flags_c2s", "tcp_flags_s2c"):
         getattr(t, name)[head] |= np.take(getattr(src, name), rows)
-    t.last_ts_ns[head] = np.take(src.last_ts_ns, rows)
+    t.tail_ts_ns[head] = np.take(src.tail_ts_ns, rows)
+    t.first_ts_ns[head] = np.minimum(t.first_ts_ns[head], np.take(src.first_ts_ns, rows))
+    t.last_ts_ns[head] = np.maximum(t.last_ts_ns[head], np.take(src.last_ts_ns, rows))
     for name in ("syn_sender", "synack_sender"):
         col = getattr(t, name)
         hv = col[head]
@@ -929,7 +1038,17 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
             fflat[dest] = sf[si[ok]]
 
 
-_KEY_COLUMNS = ("ip_version", "proto", "client_hi", "client_lo", "client_port", "server_hi", "server_lo", "server_port")
+_KEY_COLUMNS = (
+    "ip_version",
+    "proto",
+    "client_hi",
+    "client_lo",
+    "client_port",
+    "server_hi",
+    "server_lo",
+    "server_port",
+    "key_group",
+)
 
 
 def _keys_differ(t1: FlowTable, i: np.ndarray, t2: FlowTable, j: np.ndarray) -> np.ndarray:
@@ -959,7 +1078,7 @@ def _edge_plan(
     """
     gap_ok = np.ones(left.size, dtype=bool)
     if timeout > 0:
-        gap_ok = np.abs(tb.first_ts_ns[r0] - ta.last_ts_ns[left]) <= timeout
+        gap_ok = np.abs(tb.head_ts_ns[r0] - ta.tail_ts_ns[left]) <= timeout
     l_fin = ((ta.tcp_flags_c2s[left] | ta.tcp_flags_s2c[left]) & (TCP_FIN | TCP_RST)) != 0
     # whether the flow L ends in saw FIN/RST is L's own flags, except for an open row that
     # neither saw FIN/RST nor starts with a bare SYN: it may continue a flow that did
@@ -1187,6 +1306,11 @@ _FLOW_INPUTS = (
     "payload_len",
     "pkt_index",
     "file_index",
+    "tcp_seq",
+    "tcp_ack",
+    "tcp_win",
+    "tcp_len",
+    "ip_len",
 )
 """The PacketBatch columns the flow stage reads (not data/payload_off)."""
 
@@ -1211,6 +1335,49 @@ def concat_batches(batches: Sequence[PacketBatch]) -> PacketBatch:
     )
 
 
+_DUMPCAP_RING = re.compile(r"^(?P<stem>.+)_(?P<num>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[^.]+)?$")
+"""dumpcap's ring buffer / multiple-file names: ``prefix_00001_20240101120000.pcapng``."""
+_TCPDUMP_RING = re.compile(r"^(?P<stem>.*\D)(?P<num>\d+)$")
+"""tcpdump -C/-W names: ``dump.pcap``, ``dump.pcap1``, ``dump.pcap2`` (or ``dump.pcap0``... with -W)."""
+
+
+def continues(prev: str, cur: str) -> bool:
+    """True when capture file ``cur`` is the next part of ``prev`` in a dumpcap or tcpdump ring buffer.
+
+    >>> continues("/c/x_00001_20240101120000.pcapng", "/c/x_00002_20240101120500.pcapng")
+    True
+    >>> continues("/c/dump.pcap", "/c/dump.pcap1"), continues("/c/dump.pcap1", "/c/dump.pcap2")
+    (True, True)
+    >>> continues("/c/http1.pcap", "/c/http2.pcap")
+    False
+    """
+    p, c = Path(prev), Path(cur)
+    if p.parent != c.parent:
+        return False
+    a, b = _DUMPCAP_RING.match(p.name), _DUMPCAP_RING.match(c.name)
+    if a and b:
+        return (a["stem"], a["ext"]) == (b["stem"], b["ext"]) and int(b["num"]) == int(a["num"]) + 1
+    if c.name == p.name + "1" or c.name == p.name + "0":
+        return True
+    a, b = _TCPDUMP_RING.match(p.name), _TCPDUMP_RING.match(c.name)
+    return bool(a and b and a["stem"] == b["stem"] and int(b["num"]) == int(a["num"]) + 1)
+
+
+def file_groups(files: Sequence[str], merge: bool = False) -> np.ndarray:
+    """Group number per capture file (uint16, by file_index): flows never join across groups.
+
+    Each file is its own group, except the next part of a dumpcap/tcpdump ring buffer (``continues``)
+    which joins the group of the part before it; ``merge`` puts every file in one group (the user says
+    the files are consecutive parts of one timeline: ``--merge-files``).
+    """
+    g = np.zeros(len(files), dtype=np.uint16)
+    if merge:
+        return g
+    for i in range(1, len(files)):  # a loop over files, not packets
+        g[i] = g[i - 1] if continues(files[i - 1], files[i]) else min(i, 0xFFFF)
+    return g
+
+
 class FlowAggregator:
     """Stream batches into flows with memory bounded by the number of flows, not packets.
 
@@ -1230,8 +1397,9 @@ class FlowAggregator:
     (1, 2)
     """
 
-    def __init__(self, idle_timeout_ns: int = 0, min_packets: int = 1 << 18) -> None:
+    def __init__(self, idle_timeout_ns: int = 0, min_packets: int = 1 << 18, separate_files: bool = False) -> None:
         self.idle_timeout_ns = int(idle_timeout_ns)
+        self.separate_files = separate_files  # flows of different files never join (``file_groups``)
         self.min_packets = int(min_packets)
         self._stack: list[FlowTable] = []
         self._pool: list[PacketBatch] = []
@@ -1249,7 +1417,7 @@ class FlowAggregator:
         if not n:
             return
         if n >= self.min_packets and not self._pool:
-            self.add_table(flows_from_batch(batch, self.idle_timeout_ns, tags))
+            self.add_table(flows_from_batch(batch, self.idle_timeout_ns, tags, self._groups()))
             return
         slim = PacketBatch(
             **{name: getattr(batch, name) for name in _FLOW_INPUTS},
@@ -1274,7 +1442,16 @@ class FlowAggregator:
             sizes = [len(b) for b in pool]
             full = [t if t is not None else PacketTags.none(k) for t, k in zip(tags, sizes, strict=True)]
             merged = full[0] if len(full) == 1 else PacketTags.concat(full, sizes)
-        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged))
+        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged, self._groups()))
+
+    def _groups(self) -> np.ndarray | None:
+        """Group per file_index of the files seen so far (None: files merge)."""
+        if not self.separate_files:
+            return None
+        out = np.arange(1 << 16, dtype=np.uint16)  # a file not listed yet is its own group
+        g = file_groups(self.stats.files)[: 1 << 16]
+        out[: g.size] = g
+        return out
 
     def add_table(self, part: FlowTable) -> None:
         """Fold a partial table of the next stretch of packets (e.g. made by a worker)."""

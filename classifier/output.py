@@ -9,11 +9,16 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .registry.cache import atomic_write
+from . import interrupt
+from .atomic import atomic_write
 
 
 def emit(data: str | bytes, out: str | Path | None) -> None:
-    """Write a report (text, or bytes for binary formats) to ``out`` atomically, or to stdout for None/'-'."""
+    """Write a report (text, or bytes for binary formats) to ``out`` atomically, or to stdout for None/'-'.
+
+    The report is the run's last output: once it is out, a signal no longer changes the exit code
+    (``interrupt.ending``; only on the command line).
+    """
     if out is None or str(out) == "-":
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
@@ -21,8 +26,9 @@ def emit(data: str | bytes, out: str | Path | None) -> None:
         else:
             sys.stdout.write(data)
             sys.stdout.flush()
+        interrupt.ending()
     else:
-        atomic_write(Path(out), data if isinstance(data, bytes) else data.encode())
+        atomic_write(Path(out), data if isinstance(data, bytes) else data.encode(), then=interrupt.ending)
 
 
 def render_rows(rows: Iterable[dict], fmt: str, columns: list[str] | None = None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture.columns import CaptureStats
+from .capture.source import is_directory
 from .errors import CaptureError
 from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, finalize, orient
 from .label import Labels, label_ports
@@ -55,6 +56,7 @@ def analyze(
     evidence: bool = True,
     tshark: bool = False,
     jobs: int | None = None,
+    merge_files: bool = False,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
@@ -64,6 +66,8 @@ def analyze(
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
     ``jobs`` (None: auto) > 1 reads a single large plain capture file with two processes
     (``classifier.capture.parallel``; same result as reading it sequentially).
+    Flows of different capture files are kept apart unless ``merge_files`` or the files are
+    consecutive parts of a dumpcap/tcpdump ring buffer (``classifier.flows.file_groups``).
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
@@ -72,13 +76,13 @@ def analyze(
     from .capture.reader import read_batches
 
     t0 = time.perf_counter()
-    agg = FlowAggregator(int(idle_timeout_s * 1e9))
+    agg = FlowAggregator(int(idle_timeout_s * 1e9), separate_files=not merge_files)
     scan = None
     if evidence:
         from .evidence.match import scan
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
-    several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
+    several = len(paths) > 1 or any(is_directory(p) for p in paths)
     plan = _parallel_plan(paths, jobs)
     if plan is not None:
         from .capture.parallel import read_flows
@@ -125,7 +129,7 @@ def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
     if jobs is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         jobs = 2 if cpus > 1 else 1
-    if jobs < 2 or len(paths) != 1 or not Path(paths[0]).is_file():
+    if jobs < 2 or len(paths) != 1 or is_directory(paths[0]) or not os.path.isfile(paths[0]):
         return None
     from .capture.parallel import plan_split
 

@@ -62,7 +62,7 @@ EXPECTED: dict[int, dict] = {
         s_bytes=1640,
         start=T0,
         end=T0 + 22 * MS,
-        conn_state=None,
+        conn_state="SF",
         aliases=["www", "www-http"],
     ),
     42000: dict(
@@ -157,7 +157,7 @@ EXPECTED: dict[int, dict] = {
         s_bytes=250,
         start=T0 + 500 * MS,
         end=T0 + 502 * MS,
-        conn_state=None,
+        conn_state="OTH",
         aliases=[],
     ),
 }

@@ -301,11 +301,12 @@ def test_sigint_mid_capture_labels_every_flow(backend, servers, tmp_path):
     time.sleep(0.8)  # mid-capture: the capture would go on for a minute
     cli.proc.send_signal(signal.SIGINT)
     rc, stdout, stderr = cli.finish()
-    assert rc == 0, stderr
+    assert rc == 130, stderr  # one rule with `analyze`: a signal ended the run
     assert "Traceback" not in stderr
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     head = docs[0]
     assert head["event"]["dataset"] == "portclass.notice" and "NOR THAT IT NECESSARILY" in head["message"]
+    assert head["portclass"]["partial"] is True and head["portclass"]["interrupted_by"] == "SIGINT"
     live = head["portclass"]["live"]
     assert live["backend"] == backend and live["stopped_by"] == "SIGINT" and live["interfaces"] == ["lo"]
     assert live["dropped"] == 0
@@ -351,9 +352,10 @@ def test_sigterm_and_duration(backend, servers, tmp_path):
     time.sleep(0.5)
     cli.proc.send_signal(signal.SIGTERM)
     rc, _, stderr = cli.finish()
-    assert rc == 0 and "stopped by SIGTERM" in stderr, stderr
+    assert rc == 143 and "stopped by SIGTERM" in stderr, stderr
     lines = out.read_text().splitlines()
     assert lines[0].startswith("# NOTICE (IANA registry)") and any(x.startswith("# live capture: ") for x in lines)
+    assert "# partial: interrupted by SIGTERM; the report covers only the packets read before it" in lines
     rows = list(csv.DictReader(x for x in lines if not x.startswith("#")))
     keys = {(int(r["source.port"]), int(r["destination.port"])) for r in rows}
     assert {(c, PORTS[n]) for n, c in clients.items()} <= keys
@@ -365,6 +367,7 @@ def test_sigterm_and_duration(backend, servers, tmp_path):
     assert time.monotonic() - t0 < 25
     doc = json.loads(stdout)  # the report goes to stdout; the summary then to stderr
     assert doc["live"]["stopped_by"] == "duration" and doc["flows"] == []
+    assert doc["partial"] is False and doc["interrupted_by"] is None
     assert "IANA registry notice" in stderr
 
 
@@ -446,14 +449,38 @@ def test_missing_scapy_says_how_to_install(tmp_path):
     assert "python3-scapy" in line and "pip install scapy" in line
 
 
+def _dumpcap_installed_as(install: str, where: Path) -> dict:
+    """The environment whose PATH finds a dumpcap installed as ``install``: the system's own, or a
+    copy made here with file capabilities (Debian's install-setuid), setuid root, or neither."""
+    if install == "system":
+        return {}
+    if install == "file-caps" and not shutil.which("setcap"):
+        pytest.skip("setcap (libcap2-bin) is not installed")
+    where.mkdir()
+    copy = where / "dumpcap"
+    shutil.copyfile(shutil.which("dumpcap"), copy)  # not copy2: it would copy the file capabilities
+    os.chmod(copy, 0o755)
+    if install == "file-caps":
+        subprocess.run(["setcap", "cap_net_raw,cap_net_admin=eip", str(copy)], check=True, timeout=30)
+    elif install == "setuid":
+        os.chmod(copy, 0o4755)
+    return {"PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop CAP_NET_RAW")
-@pytest.mark.parametrize("backend", ("dumpcap", "scapy", "pyshark"))
-def test_no_permission_says_how_to_grant_it(backend):
-    """Without CAP_NET_RAW (dropped from the bounding set) the capture is refused with the fix."""
+@pytest.mark.parametrize(
+    "backend, install",
+    [(b, i) for b in ("dumpcap", "pyshark") for i in ("system", "file-caps", "setuid", "plain")]
+    + [("scapy", "system")],
+)
+def test_no_permission_says_how_to_grant_it(backend, install, tmp_path):
+    """Without CAP_NET_RAW (dropped from the bounding set) the capture is refused with the fix,
+    however dumpcap is installed: with file capabilities the kernel refuses to exec it (EPERM)."""
     if _WHY[backend] and "not installed" in _WHY[backend]:
         pytest.skip(_WHY[backend])
+    env = _dumpcap_installed_as(install, tmp_path / "bin") if backend != "scapy" else {}
     drop = ("setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin", "--")
-    cli = LiveCli("-i", "lo", "--backend", backend, "--duration", "5", prefix=drop)
+    cli = LiveCli("-i", "lo", "--backend", backend, "--duration", "5", prefix=drop, env=env)
     line = _one_line_error(*cli.finish())
     assert "no permission to capture on lo" in line and "CAP_NET_RAW" in line and "setcap cap_net_raw" in line
 
@@ -536,7 +563,7 @@ def test_two_interfaces_in_test_namespaces(namespaces, tmp_path):
     finally:
         echo.kill()
         echo.wait()
-    assert rc == 0, stderr
+    assert rc == 130, stderr
     docs = [json.loads(x) for x in out.read_text().splitlines()]
     live = docs[0]["portclass"]["live"]
     assert [c["interface"] for c in live["interface_counters"]] == ["lo", "va0"] and live["dropped"] == 0

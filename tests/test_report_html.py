@@ -345,7 +345,7 @@ def test_partial_registry_interrupted_many_files(analysis):
     a = dataclasses.replace(analysis, registry=registry, stats=stats, interrupted=True, inputs=["captures/"])
     text = html.unescape(html_report.render(a))
     assert PARTIAL_NOTICE in text and "wording of the IANA registry" in text and NOTICE_START in text
-    assert "Interrupted: this report covers the packets read before the interruption" in text
+    assert "Partial: interrupted by SIGINT; the report covers only the packets read before it." in text
     assert "5 capture files" in text and "day-4.pcap" in text
 
 
@@ -541,17 +541,66 @@ def test_report_in_browser(browser, report, analysis):
     assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
 
 
+SCREENSHOT_PIXELS = """
+const [png, points, done] = arguments;
+const img = new Image();
+img.onload = () => {
+  const c = document.createElement('canvas');
+  c.width = img.width; c.height = img.height;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  done({size: [img.width, img.height],
+        pixels: points.map(([x, y]) => Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3)))});
+};
+img.onerror = () => done({error: 'not a PNG'});
+img.src = 'data:image/png;base64,' + png;
+"""
+
+
 def test_screenshot_of_report_top(browser, analysis, tmp_path):
-    """A picture of the top of the report for the README (tests/artifacts/html-report.png), the same every run."""
+    """The top of the report as the README shows it: the warning banner is at the top of the picture,
+    in its colours, with the registry's notice as its text, and the capture's totals below it.
+
+    The picture goes to tmp_path; ``PORTCLASS_UPDATE_SCREENSHOT=1`` also copies it to the README's
+    tracked ``tests/artifacts/html-report.png`` (never in a normal test run).
+    """
+    import base64
     import datetime as dt
 
     page = tmp_path / "readme.html"
     html_report.write(analysis, "html", page, generated=dt.datetime(2026, 8, 17, 9, 30, tzinfo=dt.UTC))
     _open(browser, page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    out = ARTIFACTS / "html-report.png"
-    assert browser.save_screenshot(str(out))
-    assert out.stat().st_size > 20_000
+    shot = tmp_path / "html-report.png"
+    assert browser.save_screenshot(str(shot))
+    banner = browser.execute_script(
+        """
+        const b = document.getElementById('pc-notice'), r = b.getBoundingClientRect(), s = getComputedStyle(b);
+        const rgb = v => v.match(/\\d+/g).slice(0, 3).map(Number);
+        return {top: r.top, left: r.left, bottom: r.bottom, right: r.right, bg: rgb(s.backgroundColor),
+                edge: rgb(s.borderLeftColor), edgeWidth: parseFloat(s.borderLeftWidth),
+                notice: b.querySelector('.notice').textContent,
+                packets: document.querySelector('#pc-totals').textContent};
+        """
+    )
+    assert banner["notice"].startswith(NOTICE_START) and "NECESSARILY CORRESPONDS TO THE ASSIGNED SERVICE" in (
+        banner["notice"]
+    )
+    assert 0 <= banner["top"] < 120 and banner["bottom"] < 768, banner  # at the top, whole, in the picture
+    assert f"{analysis.stats.packets:,}" in banner["packets"]
+    # the picture itself: its size is the viewport's; the banner's background and its red left edge are there
+    x_in, y_in = int(banner["right"]) - 8, int(banner["top"]) + 4  # inside, right of any text
+    x_edge = int(banner["left"] + banner["edgeWidth"] / 2)
+    got = browser.execute_async_script(
+        SCREENSHOT_PIXELS, base64.b64encode(shot.read_bytes()).decode(), [[x_in, y_in], [x_edge, y_in + 10]]
+    )
+    assert got.get("size") == [1366, 768], got
+    inside, edge = got["pixels"]
+    assert all(abs(a - b) <= 2 for a, b in zip(inside, banner["bg"], strict=True)), (inside, banner["bg"])
+    assert all(abs(a - b) <= 2 for a, b in zip(edge, banner["edge"], strict=True)), (edge, banner["edge"])
+    assert banner["bg"] != banner["edge"]
+    if os.environ.get("PORTCLASS_UPDATE_SCREENSHOT") == "1":
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, ARTIFACTS / "html-report.png")
 
 
 def many_flows(registry, n: int, seed: int = 3) -> pipeline.Analysis:
@@ -694,3 +743,36 @@ def test_cli_end_to_end(browser, tmp_path, xml_path):
     ]
     assert all(r["flags"] == "service-mismatch" for r in rows[:3])
     assert "tls consistent example.com" in {r["payload"] for r in rows}
+
+
+# --------------------------------------------------------------------------- timeline over any span
+
+
+def test_time_bins_for_any_span():
+    """Bins of int64 ns times over spans up to the whole int64 range (the old product overflowed past ~4.9 years)."""
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    ts = np.array([lo, lo + 1, -1, 0, hi - 1, hi], dtype=np.int64)
+    idx = html_report.time_bins(ts, lo, hi - lo, 60)
+    assert idx.tolist() == [0, 0, 29, 29, 59, 59]  # bins a little wider than span / 60: the last one holds the end
+    years = 10 * 365 * 86_400 * 10**9  # ten years from 2016: the span that broke the chart
+    ts = np.array([T0 - years, T0 - years // 2, T0], dtype=np.int64)
+    assert html_report.time_bins(ts, T0 - years, years, 60).tolist() == [0, 29, 59]
+
+
+@pytest.mark.parametrize("name", ("viber", "rtmp", "openvpn", "ookla", "fins"))
+def test_real_captures_spanning_years(name, tmp_path, xml_path):
+    """nDPI's captures whose flows start years apart: the report is written, every flow is in one
+    timeline column, and the time axis shows dates (these failed with a ValueError, no file)."""
+    from tests.shared import shared
+
+    out = tmp_path / f"{name}.html"
+    r = run_cli("--registry", str(xml_path), str(shared("captures", "ndpi", "pcap", f"{name}.pcap")), "-f", "html",
+                "-o", str(out))  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    page = out.read_text()
+    flows = int(re.search(r'<div class="k">Flows</div><div class="v">([\d,]+)<', page)[1].replace(",", ""))
+    columns = [int(n.replace(",", "")) for n in re.findall(r"UTC \(\+[^)]*\): ([\d,]+) flows, [\d,]+ flagged", page)]
+    assert sum(columns) == flows > 0
+    labels = re.findall(r'class="ax" text-anchor="\w+">([^<]*)<', page)
+    assert len(labels) == 7 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", x) for x in labels), labels
+    assert labels == sorted(labels) and labels[0] < labels[-1]

@@ -188,7 +188,7 @@ def test_evidence_fills_service_and_verdict_fields(reg):
     assert [types[f] for f in ("service", "portclass_verdict", "portclass_protocol", "portclass_server_name")] == [
         "string"
     ] * 4
-    assert meta["fields"].split("\t")[-3:] == ["portclass_verdict", "portclass_protocol", "portclass_server_name"]
+    assert meta["fields"].split("\t")[-4:-1] == ["portclass_verdict", "portclass_protocol", "portclass_server_name"]
     assert len(rows) == len(EVIDENCE_ORDER)
     for row, name in zip(rows, EVIDENCE_ORDER, strict=True):
         e = EVIDENCE[name]
@@ -328,6 +328,13 @@ def test_zat_reads_the_same_flows(analysis, tmp_path):
     assert len(df) == 6
     assert df["id.resp_p"].tolist() == ORDER
     assert df["portclass_status"].astype(str).tolist() == [EXPECTED[p]["status"] for p in ORDER]
+    # Zeek's connection outcome reads back through Zeek's own tooling: states, histories, byte counts
+    assert df["conn_state"].astype(str).tolist() == [EXPECTED[p]["conn_state"] for p in ORDER]
+    # (make_batch's packets carry no payload: the UDP flows have no letter, so no history)
+    assert df["history"].astype(object).fillna("-").tolist() == ["ShAaFf", "S", "-", "-", "Sr", "Aa"]
+    assert df["orig_ip_bytes"].tolist() == [
+        EXPECTED[p]["c_bytes"] - EXPECTED[p]["c_pkts"] * 14 for p in ORDER
+    ]  # IP lengths: the frames less their Ethernet headers (make_batch's frames)
 
 
 def _odd_registry(description: str, name: str = "odd") -> object:

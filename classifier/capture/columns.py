@@ -18,6 +18,10 @@ TRANSPORT_OF_PROTO: dict[int, int] = {PROTO_TCP: 0, PROTO_UDP: 1, PROTO_SCTP: 2,
 
 FRAG_NONE, FRAG_FIRST, FRAG_LATER = 0, 1, 2
 
+TS_LIMIT_NS = 1 << 62
+"""Packet timestamps lie in [-TS_LIMIT_NS, TS_LIMIT_NS) ns since the epoch (years 1823 to 2116), so the
+difference of any two fits in int64; readers report a packet whose timestamp does not as damage."""
+
 IPV4_MAPPED_HI = np.uint64(0)
 IPV4_MAPPED_LO_PREFIX = np.uint64(0xFFFF_0000_0000)
 """IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d): hi = 0, lo = prefix | addr."""
@@ -65,7 +69,7 @@ class PacketBatch:
     look at payloads through ``payload_off``/``payload_len`` without copying.
     """
 
-    ts_ns: np.ndarray  # int64, capture time in ns since the epoch
+    ts_ns: np.ndarray  # int64, capture time in ns since the epoch, within +-TS_LIMIT_NS
     wire_len: np.ndarray  # uint32, original frame length: the bytes flows count (as tshark)
     ip_version: np.ndarray  # uint8, 4 or 6
     src_hi: np.ndarray  # uint64, source address high 64 bits (0 for IPv4)
@@ -83,6 +87,28 @@ class PacketBatch:
     file_index: np.ndarray  # uint16, index into stats.files
     data: np.ndarray  # uint8, raw bytes of the chunk
     stats: CaptureStats = field(default_factory=CaptureStats)
+    # TCP header fields for the connection stage (0 for other transports); None -> zeros
+    tcp_seq: np.ndarray | None = None  # uint32, sequence number
+    tcp_ack: np.ndarray | None = None  # uint32, acknowledgment number
+    tcp_win: np.ndarray | None = None  # uint16, window field (unscaled); 1 when not captured
+    tcp_len: np.ndarray | None = None  # int32, transport payload bytes by the IP length (tshark's tcp.len/udp length)
+    ip_len: np.ndarray | None = None  # uint32, IP total length (Zeek's ip_bytes), 0 for later fragments unknown
+
+    def __post_init__(self) -> None:
+        n = self.ts_ns.shape[0]
+        for name, dt, fill in _OPTIONAL_COLUMNS:
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(n, fill, dtype=dt))
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
+
+
+_OPTIONAL_COLUMNS = (
+    ("tcp_seq", np.uint32, 0),
+    ("tcp_ack", np.uint32, 0),
+    ("tcp_win", np.uint16, 1),
+    ("tcp_len", np.int32, 0),
+    ("ip_len", np.uint32, 0),
+)
+"""Columns a batch may be built without (tests, old callers): name, dtype, value when absent."""

@@ -122,7 +122,7 @@ _I64 = np.int64
 Index = slice | np.ndarray
 """Which packets a handler works on: ``slice(None)`` for all of them, else an index array."""
 _ROW_FIELDS = ("ipver", "src_hi", "src_lo", "dst_hi", "dst_lo", "nh", "sport", "dport", "flags", "frag", "fid")
-_ROW_FIELDS += ("fproto", "poff", "plen")
+_ROW_FIELDS += ("fproto", "poff", "plen", "seq", "ack", "win", "tlen", "iplen", "ipend")
 
 
 @dataclass
@@ -135,6 +135,7 @@ class RawPackets:
     ts_ns: np.ndarray  # int64 nanoseconds since the epoch
     linktype: int | np.ndarray  # one link type for the chunk, or int64 per packet (-1: no interface)
     first_index: int  # 1-based number of the first packet within its file
+    rec: np.ndarray | None = None  # int64 offset of each packet's record (block) in the chunk buffer
 
 
 class _State:
@@ -162,6 +163,13 @@ class _State:
         self.fproto = np.zeros(n, np.uint8)  # protocol named by the fragmented header
         self.poff = np.empty(n, _I64)
         self.plen = np.empty(n, np.int32)
+        self.seq = np.zeros(n, np.uint32)  # TCP sequence / acknowledgment numbers, window field
+        self.ack = np.zeros(n, np.uint32)
+        self.win = np.ones(n, np.uint16)
+        self.tlen = np.zeros(n, np.int32)  # transport payload bytes by the IP length (tshark's tcp.len)
+        self.iplen = np.zeros(n, np.uint32)  # IP total length of the innermost IP header
+        self.ipend = np.zeros(n, _I64)  # end of the IP datagram by its length field (within the wire length)
+        self.wend = self.cur + raw.wire_len  # where the frame ended on the wire (past what was captured)
         self.fast = FAST_PATH
         self.isip = np.zeros(n, bool)
         self.outer: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
@@ -361,6 +369,8 @@ def _ipv4(s: _State, ix: Index) -> None:
     s.fid[ix] = h["id"]
     s.fproto[ix] = proto
     s.end[ix] = np.where(tot == 0, e, np.minimum(e, c + tot))  # length 0: TSO, trust the capture
+    s.iplen[ix] = np.where(tot == 0, e - c, tot)
+    s.ipend[ix] = np.where(tot == 0, e, np.minimum(c + tot, s.wend[ix]))
     s.cur[ix] = c + ihl
 
 
@@ -383,6 +393,8 @@ def _ipv6(s: _State, ix: Index) -> None:
     s.nh[ix] = nh
     s.frag[ix] = FRAG_NONE
     s.end[ix] = np.where(plen == 0, e, np.minimum(e, c + 40 + plen))  # 0: jumbogram or TSO
+    s.iplen[ix] = np.where(plen == 0, e - c, 40 + plen)
+    s.ipend[ix] = np.where(plen == 0, e, np.minimum(c + 40 + plen, s.wend[ix]))
     s.cur[ix] = c + 40
 
 
@@ -494,6 +506,11 @@ def _l4(s: _State, ix: Index) -> None:
     s.flags[ix] = np.where(tcp & (c + 16 <= e) & (hlen >= 20), w, 0)
     s.poff[ix] = np.where(okpay, po, -1)
     s.plen[ix] = np.where(okpay, e - po, 0)
+    full = tcp & (c + 20 <= e) & (hlen >= 20)  # sequence numbers and window only from a whole header
+    s.seq[ix] = np.where(full, s.v[">u4"][c + 4], 0)
+    s.ack[ix] = np.where(full, s.v[">u4"][c + 8], 0)
+    s.win[ix] = np.where(full, s.v[">u2"][c + 14], 1)
+    s.tlen[ix] = np.where(okpay | (po <= s.ipend[ix]), np.maximum(s.ipend[ix] - po, 0), 0)
     k = np.where(have, np.uint8(K.DONE), np.uint8(K.TRUNCATED))
     udp = (proto == 17) & okpay
     if udp.any():
@@ -536,6 +553,13 @@ def _fast_ether_ipv4(s: _State, ix: Index) -> None:
     tunnel = (np.take(_TUNNEL_PORT, sport) | np.take(_TUNNEL_PORT, dport)) != 0
     fast &= ~(tunnel & ~tcp)
     flags = np.where(tcp & (avail >= 50) & (hlen >= 20), w, 0).astype(np.uint8)  # see _l4
+    full = tcp & (avail >= 54) & (hlen >= 20)
+    seq = np.where(full, s.v[">u4"][c + 38], 0).astype(np.uint32)
+    ack = np.where(full, s.v[">u4"][c + 42], 0).astype(np.uint32)
+    win = np.where(full, s.v[">u2"][c + 48], 1).astype(np.uint16)
+    wire = s.wend[ix] - c if not isinstance(ix, slice) else s.wend - c
+    tlen = np.maximum(np.minimum(tot + 14, wire) - 34 - hlen, 0).astype(np.int32)  # as tshark: within the frame
+    iplen = tot.astype(np.uint32)
     poff = np.where(okpay, c + 34 + hlen, -1)
     plen = np.where(okpay, plen, 0)
     src = h["src"].astype(np.uint64)
@@ -549,6 +573,7 @@ def _fast_ether_ipv4(s: _State, ix: Index) -> None:
         s.dst_hi.fill(0)
         s.src_lo, s.dst_lo, s.nh, s.sport, s.dport, s.flags, s.poff = src, dst, proto, sport, dport, flags, poff
         s.plen = plen
+        s.seq, s.ack, s.win, s.tlen, s.iplen = seq, ack, win, tlen, iplen
         s.isip = fast
         s.kind = np.where(fast, np.uint8(K.DONE), np.uint8(K.ETHER))
         return
@@ -564,6 +589,11 @@ def _fast_ether_ipv4(s: _State, ix: Index) -> None:
     s.flags[sel] = flags[fast]
     s.poff[sel] = poff[fast]
     s.plen[sel] = plen[fast]
+    s.seq[sel] = seq[fast]
+    s.ack[sel] = ack[fast]
+    s.win[sel] = win[fast]
+    s.tlen[sel] = tlen[fast]
+    s.iplen[sel] = iplen[fast]
     s.isip[sel] = True
     s.kind[sel] = K.DONE
 
@@ -625,8 +655,15 @@ def decode_chunk(
     file_index: int,
     frags: FragmentTable,
     stats: CaptureStats,
+    horizon: int | None = None,
 ) -> PacketBatch:
-    """Decode the packets of one chunk into a ``PacketBatch`` (rows: packets with ports); counts go to ``stats``."""
+    """Decode the packets of one chunk into a ``PacketBatch`` (rows: packets with ports); counts go to ``stats``.
+
+    ``horizon`` is the buffer offset from which the file's next chunk starts (None: nothing
+    follows).  Where a later IP fragment's look-ahead window reaches it undecided, only the
+    packets before that fragment are decoded (``FragmentTable``); ``stats.packets`` grows by
+    the packets used, and the caller reads on from the first one left.
+    """
     s = _State(buf, raw)
     n = s.n
     if isinstance(raw.linktype, np.ndarray):
@@ -647,25 +684,29 @@ def decode_chunk(
     frag_rows = np.flatnonzero(kind == K.FRAG)
     first_rows = np.flatnonzero((kind == K.DONE) & (s.frag == FRAG_FIRST))
     if frag_rows.size or first_rows.size:
-        got = frags.attribute(s, first_rows, frag_rows)
+        got = frags.attribute(s, first_rows, frag_rows, raw.pkt, horizon)
         kind[frag_rows[got]] = K.DONE
-        stats.fragments_unattributed += int(frag_rows.size - got.sum())
+        if frags.cut >= 0:  # undecided from here: the rest is read again with the next chunk
+            n = frags.cut
+            kind = kind[:n]
+            got = got[frag_rows < n]
+        stats.fragments_unattributed += int(got.size - got.sum())
     counts = np.bincount(kind, minlength=N_KINDS)
     rows = np.flatnonzero(kind == K.DONE)
     stats.packets += n
-    stats.ip_packets += int(s.isip.sum())
+    stats.ip_packets += int(s.isip[:n].sum())
     stats.non_ip += int(counts[K.NONIP])
     stats.malformed += int(counts[K.MALFORMED])
     stats.truncated += int(counts[K.TRUNCATED])
     if counts[K.NOPORTS]:
-        by_proto = np.bincount(s.nh[kind == K.NOPORTS], minlength=256)
+        by_proto = np.bincount(s.nh[:n][kind == K.NOPORTS], minlength=256)
         for p in np.flatnonzero(by_proto).tolist():
             stats.no_ports[ip_protocol_name(p)] += int(by_proto[p])
     if counts[K.SKIP]:
         if lt is None:
             stats.skipped_linktype[linktype_label(int(raw.linktype))] += int(counts[K.SKIP])
         else:
-            skipped = Counter(lt[kind == K.SKIP].tolist())
+            skipped = Counter(lt[:n][kind == K.SKIP].tolist())
             for t, c in skipped.items():
                 stats.skipped_linktype[linktype_label(int(t))] += c
     return PacketBatch(
@@ -683,6 +724,11 @@ def decode_chunk(
         frag=s.frag[rows],
         payload_off=s.poff[rows],
         payload_len=s.plen[rows],
+        tcp_seq=s.seq[rows],
+        tcp_ack=s.ack[rows],
+        tcp_win=s.win[rows],
+        tcp_len=s.tlen[rows],
+        ip_len=s.iplen[rows],
         pkt_index=rows.astype(_I64) + raw.first_index,
         file_index=np.full(rows.size, file_index, np.uint16),
         data=buf,

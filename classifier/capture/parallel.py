@@ -9,8 +9,8 @@ Exactly the sequential result, by construction:
   ``base_k + chunk_bytes``).  ``plan_split`` computes the base of chunk ``j`` (about half
   the file) from a few small windows: in each, a record start is guessed with the walk
   module's ``guess_starts`` and chained forward.  So both sides see exactly the chunks a
-  sequential read sees (the only chunk-dependent rule, out-of-order IP fragments taking the
-  next first fragment of the same chunk, stays exact).  Post hoc, the parent's own chain of
+  sequential read sees (a chunk that ends early because a later IP fragment's look-ahead
+  window runs past it shifts the chain: the check below then falls back).  Post hoc, the parent's own chain of
   chunks must land exactly on the child's start, with the same pcapng section state
   (interfaces); otherwise the child's work is discarded and the parent reads on by itself.
 * **Packet numbers.**  The child counts from 1; its ``pkt_index`` references (payload and
@@ -20,7 +20,7 @@ Exactly the sequential result, by construction:
   *before* it there may belong to a datagram whose first fragment lies in the parent's
   range.  The child holds back the chunks with such fragments (flow columns and tags, not
   folded) with the datagram keys; the parent resolves them against its final
-  ``FragmentTable`` (minus what the child's own first fragments would have evicted) and
+  ``FragmentTable`` (within the last ``capacity`` first fragments before each) and
   folds those chunks in order.
 * **Warnings and counts** are the per-chunk ones of a sequential read, parent's first.
 """
@@ -187,15 +187,21 @@ class _ChildFragments(FragmentTable):
 
     def __init__(self) -> None:
         super().__init__()
-        self.added = 0
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def attribute(self, s: Any, first_rows: np.ndarray, later_rows: np.ndarray) -> np.ndarray:
+    def attribute(
+        self,
+        s: Any,
+        first_rows: np.ndarray,
+        later_rows: np.ndarray,
+        pos: np.ndarray | None = None,
+        horizon: int | None = None,
+    ) -> np.ndarray:
         added = self.added
-        self.before_hit = np.zeros(later_rows.size, bool)
-        got = super().attribute(s, first_rows, later_rows)
-        self.added += int(first_rows.size)
+        got = super().attribute(s, first_rows, later_rows, pos, horizon)
         held = ~self.before_hit
+        if self.cut >= 0:
+            held &= later_rows < self.cut  # the rest is read again with the next chunk
         if held.any():
             rows = later_rows[held]
             after_hit = got[held].copy()
@@ -209,7 +215,8 @@ class _ChildFragments(FragmentTable):
             s.frag[miss] = FRAG_LATER
             after = np.zeros(rows.size, VALUE)
             after["sport"], after["dport"], after["proto"] = s.sport[rows], s.dport[rows], s.nh[rows]
-            self.pending.append((rows.astype(np.int64), self._keys(s, rows), after, after_hit, added))
+            before = added + np.searchsorted(first_rows, rows)  # first fragments before each (for the window)
+            self.pending.append((rows.astype(np.int64), self._keys(s, rows), after, after_hit, before))
             got[held] = True
         return got
 
@@ -245,12 +252,12 @@ def _read_part(
             tags = scan(batch) if scan is not None else None
             stats.merge(batch.stats)
             if held and frags.pending:  # type: ignore[attr-defined]
-                rows, keys, after, after_hit, added = frags.pending.pop()  # type: ignore[attr-defined]
+                rows, keys, after, after_hit, before = frags.pending.pop()  # type: ignore[attr-defined]
                 if agg.rows or agg.pending:
                     parts.append(("table", agg.partial()))
                     agg = FlowAggregator(idle_timeout_ns)
                 where = np.searchsorted(batch.pkt_index, rows + first)
-                parts.append(("held", _slim(batch), tags, where, keys, after, after_hit, added))
+                parts.append(("held", _slim(batch), tags, where, keys, after, after_hit, before))
             else:
                 agg.add(batch, tags)
             first += batch.stats.packets
@@ -318,19 +325,15 @@ def _renumber(t: FlowTable, offset: int) -> FlowTable:
 
 def _resolve(part: tuple[Any, ...], table: FragmentTable, offset: int, timeout: int, stats: CaptureStats) -> FlowTable:
     """Flows of a held-back child chunk once its fragments are resolved against the parent's fragment table."""
-    _, batch, tags, where, keys, after, after_hit, added = part
-    room = table.capacity - added
-    last: dict[bytes, int] = {}
-    if room > 0 and len(table):
-        tk = table.keys[-room:]
-        last = {k.tobytes(): i for i, k in enumerate(tk)}  # most recent entry of each key
-        tv = table.values[-room:]
+    _, batch, tags, where, keys, after, after_hit, before = part
+    nt = len(table)
+    last = {k.tobytes(): i for i, k in enumerate(table.keys)}  # most recent entry of each key
     keep = np.ones(len(batch), bool)
     for i in range(where.size):
         r = int(where[i])
         hit = last.get(keys[i].tobytes())
-        if hit is not None:
-            v = tv[hit]
+        if hit is not None and hit >= nt - (table.capacity - int(before[i])):  # among the last ``capacity``
+            v = table.values[hit]
             batch.sport[r], batch.dport[r], batch.proto[r] = v["sport"], v["dport"], v["proto"]
         elif not after_hit[i]:
             keep[r] = False

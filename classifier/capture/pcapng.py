@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .columns import TS_LIMIT_NS
 from .pcap import MAX_RECORD
 from .views import at, header
 from .walk import LANE_BYTES, Chain, walk
@@ -53,10 +54,8 @@ class Interface:
 
     linktype: int
     snaplen: int
-    ts_mul: int = 1000  # ns = ts * ts_mul // ts_div (after shifting for binary resolutions)
-    ts_div: int = 1
-    ts_shift: int = 0  # binary resolution 2^-shift seconds
-    ts_offset_s: int = 0
+    tsresol: int = 6  # if_tsresol: 10^-n seconds, or 2^-n with the top bit set (default microseconds)
+    ts_offset_s: int = 0  # if_tsoffset: seconds added to every timestamp (signed)
 
 
 @dataclass
@@ -131,35 +130,89 @@ def parse_idb(body: bytes, byteorder: str) -> Interface:
             break
         val = body[off + 4 : off + 4 + ln]
         if code == OPT_IF_TSRESOL and ln >= 1:
-            r = val[0]
-            if r & 0x80:  # 2^-n seconds (n clamped to what 64-bit timestamps can mean)
-                iface.ts_mul, iface.ts_div, iface.ts_shift = 1_000_000_000, 1, min(r & 0x7F, 63)
-            else:  # 10^-n seconds
-                exp = min(r & 0x7F, 18)
-                if exp <= 9:
-                    iface.ts_mul, iface.ts_div = 10 ** (9 - exp), 1
-                else:
-                    iface.ts_mul, iface.ts_div = 1, 10 ** (exp - 9)
+            iface.tsresol = val[0]
         elif code == OPT_IF_TSOFFSET and ln >= 8:
             iface.ts_offset_s = struct.unpack_from(byteorder + "q", val, 0)[0]
         off += 4 + ((ln + 3) & ~3)
     return iface
 
 
-def timestamps_ns(ts: np.ndarray, iface: Interface) -> np.ndarray:
-    """Block timestamps (uint64 units of the interface's resolution) -> int64 ns since the epoch."""
-    if iface.ts_shift:
-        sh = np.uint64(iface.ts_shift)
-        whole = (ts >> sh).astype(np.int64) * 1_000_000_000
-        frac = ((ts & np.uint64((1 << iface.ts_shift) - 1)) * np.uint64(1_000_000_000)) >> sh
-        ns = whole + frac.astype(np.int64)
-    elif iface.ts_div > 1:
-        ns = (ts // np.uint64(iface.ts_div)).astype(np.int64)
+def timestamps_ns(ts: np.ndarray, iface: Interface) -> tuple[np.ndarray, np.ndarray]:
+    """Block timestamps (uint64 units of the interface's resolution) -> int64 ns since the epoch, and which are valid.
+
+    Exact integer arithmetic for every resolution (10^-n or 2^-n seconds, any n) and offset,
+    without overflow: whole seconds and nanoseconds apart, then the offset; a result outside
+    ``TS_LIMIT_NS`` is invalid (0 in the first array): the caller reports it as damage.
+    """
+    n = iface.tsresol & 0x7F
+    if not iface.tsresol & 0x80 and n <= 9:  # the usual units (10^-6, 10^-9 s): one multiply and add
+        mul, off_ns = 10 ** (9 - n), iface.ts_offset_s * 1_000_000_000
+        ok = _count_between(ts, -TS_LIMIT_NS - off_ns, TS_LIMIT_NS - off_ns, mul)
+        with np.errstate(over="ignore"):  # modulo 2^64, which is exact wherever the result is in range
+            ns = ts.view(np.int64) * np.int64(mul)
+            if off_ns:
+                ns += np.uint64(off_ns % (1 << 64)).astype(np.int64)
+        if not ok.all():
+            ns[~ok] = 0
+        return ns, ok
+    sec, frac = _seconds_and_ns(ts, iface.tsresol)
+    # seconds + offset, exactly: only a small window of sums can be in range
+    span = TS_LIMIT_NS // 1_000_000_000 + 1
+    off = iface.ts_offset_s
+    if off >= 0:
+        ok = sec <= np.uint64(max(span - off, 0)) if off <= span else np.zeros(ts.size, bool)
+        total = np.where(ok, sec, np.uint64(0)).astype(np.int64) + np.int64(min(off, span))
     else:
-        ns = ts.astype(np.int64) * iface.ts_mul
-    if iface.ts_offset_s:
-        ns += iface.ts_offset_s * 1_000_000_000
-    return ns
+        lo, hi = max(-off - span, 0), -off + span  # -off <= 2^63, hi < 2^64
+        ok = (sec >= np.uint64(lo)) & (sec <= np.uint64(hi))
+        total = (np.where(ok, sec, np.uint64(-off)) - np.uint64(-off)).view(np.int64)  # |total| <= span
+    ns = total * 1_000_000_000 + frac  # |ns| < 2^63
+    ok &= (ns >= -TS_LIMIT_NS) & (ns < TS_LIMIT_NS)
+    ns[~ok] = 0
+    return ns, ok
+
+
+def _count_between(ts: np.ndarray, lo: int, hi: int, mul: int) -> np.ndarray:
+    """Which uint64 counts ``ts`` have ``lo <= ts * mul < hi`` (exact bounds from Python integers)."""
+    top = -(-hi // mul)  # ts < top
+    bottom = -(-lo // mul)  # ts >= bottom
+    if top <= 0 or bottom >= 1 << 64 or bottom >= top:
+        return np.zeros(ts.size, bool)
+    ok = ts < np.uint64(top) if top < 1 << 64 else np.ones(ts.size, bool)
+    if bottom > 0:
+        ok &= ts >= np.uint64(bottom)
+    return ok
+
+
+def _seconds_and_ns(ts: np.ndarray, tsresol: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole seconds (uint64) and nanoseconds under a second (int64, floor) of counts in if_tsresol units."""
+    n = tsresol & 0x7F
+    if tsresol & 0x80:  # 2^-n seconds
+        if n >= 64:
+            whole, part = np.zeros(ts.size, np.uint64), ts
+        else:
+            whole, part = ts >> np.uint64(n), ts & np.uint64((1 << n) - 1)
+        if n <= 32:  # part < 2^32: part * 1e9 < 2^62
+            ns = (part * np.uint64(1_000_000_000)) >> np.uint64(n)
+        else:  # floor((hi * 2^32 + lo) * 1e9 / 2^n), each product under 2^62
+            hi = (part >> np.uint64(32)) * np.uint64(1_000_000_000)
+            lo = (part & np.uint64(0xFFFF_FFFF)) * np.uint64(1_000_000_000)
+            ns = (hi + (lo >> np.uint64(32))) >> np.uint64(min(n - 32, 63))
+        return whole, ns.astype(np.int64)
+    if n >= 20:  # 10^n > 2^64: every count is under a second
+        ns = ts // np.uint64(10 ** (n - 9)) if n - 9 < 20 else np.zeros(ts.size, np.uint64)
+        return np.zeros(ts.size, np.uint64), ns.astype(np.int64)
+    d = np.uint64(10**n)
+    whole, part = ts // d, ts % d
+    ns = part * np.uint64(10 ** (9 - n)) if n <= 9 else part // np.uint64(10 ** (n - 9))
+    return whole, ns.astype(np.int64)
+
+
+def describe_resolution(iface: Interface) -> str:
+    """The interface's timestamp unit and offset, for damage messages."""
+    n = iface.tsresol & 0x7F
+    unit = f"2^-{n} s" if iface.tsresol & 0x80 else f"10^-{n} s"
+    return f"unit {unit}, offset {iface.ts_offset_s} s"
 
 
 @dataclass
@@ -170,7 +223,8 @@ class Blocks:
     caplen: np.ndarray  # int64
     wire_len: np.ndarray  # uint32
     ts_ns: np.ndarray  # int64
-    linktype: np.ndarray  # int64 per packet, -1 when the interface id names no interface
+    linktype: np.ndarray  # int64 per packet, -1 when the interface id names no interface described before
+    start: np.ndarray | None = None  # int64 offset of each block (``parse_chunk`` fills it)
 
     @staticmethod
     def concat(parts: list[Blocks]) -> Blocks:
@@ -182,7 +236,7 @@ class Blocks:
 
 def _empty() -> Blocks:
     e = np.empty(0, np.int64)
-    return Blocks(e, e, np.empty(0, np.uint32), e, e)
+    return Blocks(e, e, np.empty(0, np.uint32), e, e, e)
 
 
 @dataclass
@@ -196,9 +250,13 @@ class ChunkBlocks:
 
 
 def _packet_columns(
-    buf: np.ndarray, pos: np.ndarray, sec: Section, seg_starts: list[int], seg_bases: list[int]
+    buf: np.ndarray, pos: np.ndarray, sec: Section, segs: _Segments
 ) -> tuple[Blocks, int, str]:
-    """Columns of the packet blocks among ``pos`` (one byte order); stops at the first inconsistent one."""
+    """Columns of the packet blocks among ``pos`` (one byte order); stops at the first inconsistent one.
+
+    A packet block names an interface of its own section described *before* it (as the format
+    requires, and as a streaming reader can know): otherwise its link type is -1 (malformed).
+    """
     bo = sec.byteorder
     u32 = at(buf, bo + "u4")
     types = u32[pos]
@@ -221,33 +279,45 @@ def _packet_columns(
         iface = np.where(spb, 0, iface)
         ts = np.where(spb, np.uint64(0), ts)
         data = np.where(spb, pk + 12, data)
-    bad = (~spb & (caplen > ln - 32)) | (caplen > MAX_RECORD)
+    # interface ids count from 0 in each section: resolve them to indexes into sec.interfaces
+    nif = len(sec.interfaces)
+    seg = np.searchsorted(np.asarray(segs.starts, np.int64), pk, side="right") - 1
+    gi = np.asarray(segs.bases, np.int64)[seg] + iface
+    described = segs.before + np.searchsorted(np.asarray(segs.idbs, np.int64), pk)  # interfaces described before
+    known = (iface >= 0) & (gi < described)
+    gi = np.where(known, gi, nif)
+    linktype = np.asarray([i.linktype for i in sec.interfaces] + [-1], np.int64)[gi]
+    ts_ns = np.zeros(pk.size, np.int64)
+    ts_ok = np.ones(pk.size, bool)
+    present = np.unique(gi) if gi.min() != gi.max() else gi[:1]
+    for g in present.tolist():  # one conversion per interface present
+        if g < nif:
+            m = gi == g if present.size > 1 else slice(None)
+            ts_ns[m], ts_ok[m] = timestamps_ns(ts[m], sec.interfaces[g])
+    long = caplen > MAX_RECORD
+    bad = (~spb & (caplen > ln - 32)) | long | ~ts_ok
     bad_at, msg = -1, ""
     if bad.any():
         i = int(np.argmax(bad))
         bad_at = int(pk[i])
-        if caplen[i] > MAX_RECORD:
+        if long[i]:
             msg = f"captured length {int(caplen[i])} exceeds {MAX_RECORD}"
+        elif not ts_ok[i]:
+            msg = f"timestamp out of range ({describe_resolution(sec.interfaces[int(gi[i])])})"
         else:
             msg = f"captured length {int(caplen[i])} does not fit its {int(ln[i])}-byte block"
-        pk, caplen, orig, iface, ts, data = pk[:i], caplen[:i], orig[:i], iface[:i], ts[:i], data[:i]
-    # interface ids count from 0 in each section: resolve them to indexes into sec.interfaces
-    nif = len(sec.interfaces)
-    seg = np.searchsorted(np.asarray(seg_starts, np.int64), pk, side="right") - 1
-    bases = np.asarray(seg_bases, np.int64)
-    limits = np.asarray(seg_bases[1:] + [nif], np.int64)
-    gi = bases[seg] + iface
-    known = (iface >= 0) & (gi < limits[seg])
-    lts = np.asarray([i.linktype for i in sec.interfaces] + [-1], np.int64)
-    gi = np.where(known, gi, nif)
-    linktype = lts[gi]
-    ts_ns = np.zeros(pk.size, np.int64)
-    present = np.unique(gi) if pk.size and gi.min() != gi.max() else gi[:1]
-    for g in present.tolist():
-        if g < nif:
-            m = gi == g if present.size > 1 else slice(None)
-            ts_ns[m] = timestamps_ns(ts[m], sec.interfaces[g])
-    return Blocks(data, caplen, orig, ts_ns, linktype), bad_at, msg
+        pk, caplen, orig, ts_ns, linktype, data = pk[:i], caplen[:i], orig[:i], ts_ns[:i], linktype[:i], data[:i]
+    return Blocks(data, caplen, orig, ts_ns, linktype, pk), bad_at, msg
+
+
+@dataclass
+class _Segments:
+    """Where sections start in a chunk, their first interface's index, and where IDBs sit."""
+
+    starts: list[int]
+    bases: list[int]
+    before: int  # interfaces described before the chunk (this byte order's part of it)
+    idbs: list[int] = field(default_factory=list)  # offsets of the IDBs in the chunk, in order
 
 
 def parse_chunk(buf: np.ndarray, start: int, end: int, sec: Section, lane_bytes: int = LANE_BYTES) -> ChunkBlocks:
@@ -263,7 +333,7 @@ def parse_chunk(buf: np.ndarray, start: int, end: int, sec: Section, lane_bytes:
             message = f"block length {w.bad_len} invalid"
         types = u32[pos]
         ctrl = np.flatnonzero((types == SHB) | (types == IDB)).tolist()
-        seg_starts, seg_bases = [-1], [sec.base]
+        segs = _Segments([-1], [sec.base], len(sec.interfaces))
         switch = None
         for i in ctrl:
             p = int(pos[i])
@@ -277,12 +347,13 @@ def parse_chunk(buf: np.ndarray, start: int, end: int, sec: Section, lane_bytes:
                     break
                 sec.base = len(sec.interfaces)
                 sec.sections += 1
-                seg_starts.append(p)
-                seg_bases.append(sec.base)
+                segs.starts.append(p)
+                segs.bases.append(sec.base)
             else:
                 n = int(u32[p + 4])
                 try:
                     sec.interfaces.append(parse_idb(bytes(buf[p + 8 : p + n - 4]), bo))
+                    segs.idbs.append(p)
                 except struct.error:
                     stop, status, message = p, "damage", "interface description block cut short"
                     break
@@ -295,7 +366,7 @@ def parse_chunk(buf: np.ndarray, start: int, end: int, sec: Section, lane_bytes:
             pos = pos[pos < switch]
         elif status == "damage" and stop != w.stop:
             pos = pos[pos < stop]
-        cols, bad_at, msg = _packet_columns(buf, pos, sec, seg_starts, seg_bases)
+        cols, bad_at, msg = _packet_columns(buf, pos, sec, segs)
         parts.append(cols)
         if bad_at >= 0:
             return ChunkBlocks(Blocks.concat(parts), bad_at, "damage", msg)

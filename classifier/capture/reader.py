@@ -2,7 +2,9 @@
 
 Each file is read in chunks of ``chunk_bytes`` (``source.Source``: a read-only ``mmap``
 window for regular files, a pooled buffer for gzip and pipes); the batch keeps the chunk as
-``data``, and the next chunk starts at the first record the previous one could not complete.
+``data``, and the next chunk starts at the first record the previous one could not complete
+(or at a later IP fragment whose look-ahead window runs past the chunk, ``fragments``): flows
+and counts never depend on where chunks end.
 Per chunk, the records are found with ``walk`` (pcap) or ``pcapng.parse_chunk`` and decoded
 with ``decode.decode_chunk``: no Python loop over packets anywhere.  Memory stays bounded by
 the chunks the consumer still holds (about 240 MB peak for a 3 GB capture with the default
@@ -36,6 +38,7 @@ from .walk import LANE_BYTES, walk
 
 DEFAULT_CHUNK_BYTES = 64 << 20
 MIN_CHUNK_BYTES = 4096
+"""Smallest chunk read (tests lower it, to 64 at least, so that chunk ends fall inside small captures)."""
 MAX_FILES = 1 << 16
 """``file_index`` is uint16."""
 
@@ -132,11 +135,19 @@ class _Pcap:
             ts_ns=ts,
             linktype=self.hdr.linktype,
             first_index=first_index,
+            rec=w.pos,
         )
         msg = ""
         if w.status == "damage":
             msg = f"record length {w.bad_len} exceeds {pcap.MAX_RECORD}"
         return raw, w.stop, w.status, msg
+
+    def mark(self) -> object:
+        """The container state (none for pcap), for ``rewind``."""
+        return None
+
+    def rewind(self, mark: object, buf: np.ndarray, start: int, stop: int) -> None:
+        """Set the container state to what reading ``buf[start:stop]`` after ``mark`` leaves (pcap: none)."""
 
     def cut_message(self, buf: np.ndarray, stop: int, end: int) -> str:
         """What is missing of the record cut by the end of the file."""
@@ -159,8 +170,20 @@ class _Pcapng:
         """Packet blocks in ``buf[start:end]``: packets, where reading stopped, why, and the damage message."""
         cb = pcapng.parse_chunk(buf, start, end, self.sec, self.lane_bytes)
         b = cb.blocks
-        raw = RawPackets(b.pkt, b.caplen, b.wire_len, b.ts_ns, b.linktype, first_index)
+        raw = RawPackets(b.pkt, b.caplen, b.wire_len, b.ts_ns, b.linktype, first_index, b.start)
         return raw, cb.stop, cb.status, cb.message
+
+    def mark(self) -> object:
+        """The section state (byte order, interfaces, section), for ``rewind``."""
+        sec = self.sec
+        return sec.byteorder, len(sec.interfaces), sec.base, sec.sections
+
+    def rewind(self, mark: object, buf: np.ndarray, start: int, stop: int) -> None:
+        """Set the section state to what reading ``buf[start:stop]`` after ``mark`` leaves."""
+        sec = self.sec
+        sec.byteorder, n, sec.base, sec.sections = mark  # type: ignore[misc]
+        del sec.interfaces[n:]
+        pcapng.parse_chunk(buf, start, stop, sec, self.lane_bytes)
 
     def cut_message(self, buf: np.ndarray, stop: int, end: int) -> str:
         """What is missing of the block cut by the end of the file."""
@@ -241,14 +264,22 @@ def _read_file(
             buf, end = ch.buf, ch.end
             stats = CaptureStats()
             if fmt is None:
+                if ch.broken and end < 4:  # the stream broke before the format could be told
+                    raise CaptureError(ch.broken, path=path)
                 fmt = _open_format(bytes(buf[: min(end, 64)]), path, lane_bytes)
                 start = fmt.start
                 if start > end:
                     raise CaptureError("pcap file header cut short", path=path)
+            mark = fmt.mark()
             raw, stop, status, msg = fmt.parse(buf, start, end, packets + 1)
+            final = status == "damage" or ch.eof
+            batch = decode_chunk(buf, raw, file_index, frags, stats, None if final else stop)
+            if stats.packets < raw.pkt.size:  # a later fragment waits for what follows: read on from it
+                assert raw.rec is not None
+                stop, status = int(raw.rec[stats.packets]), "partial"
+                fmt.rewind(mark, buf, start, stop)
             _warn_linktypes(fmt, name, warned_linktypes, stats)
-            batch = decode_chunk(buf, raw, file_index, frags, stats)
-            packets += raw.pkt.size
+            packets += stats.packets
             at_byte = f"{name}: packet {number(packets + 1)} at byte {base + stop}"
             if status == "damage":
                 stats.warnings.append(f"{at_byte}: {msg}; stopped reading")

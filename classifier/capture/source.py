@@ -74,6 +74,17 @@ def sniff(path: Path) -> str | None:
     return None
 
 
+def is_directory(path: str | os.PathLike[str]) -> bool:
+    """``Path.is_dir`` that says False where the path cannot even be looked at (too long, no permission...).
+
+    Opening it then reports the problem as a one-line ``CaptureError`` like any unreadable input.
+    """
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def capture_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
     """Files to read, in order: named files as given, directories walked recursively (captures only, sorted).
 
@@ -82,7 +93,7 @@ def capture_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
     """
     for p in paths:
         path = Path(p)
-        if path.is_dir():
+        if is_directory(path):
             found = []
             for root, dirs, files in os.walk(path):
                 dirs.sort()
@@ -116,13 +127,13 @@ class Source:
 
     def __init__(self, path: Path, use_mmap: bool | None = None) -> None:
         self.path = path
-        if path.is_dir():
+        if is_directory(path):
             raise CaptureError("directory holds no pcap or pcapng capture", path=path)
         try:
             self._raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             st = os.fstat(self._raw.fileno())
-        except OSError as e:
-            raise CaptureError(f"cannot open: {e.strerror or e}", path=path) from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+            raise CaptureError(f"cannot open: {getattr(e, 'strerror', None) or e}", path=path) from None
         regular = stat.S_ISREG(st.st_mode)
         src: io.RawIOBase | io.BufferedReader = self._raw if regular else io.BufferedReader(self._raw)
         try:
@@ -184,7 +195,11 @@ class Source:
                     return Chunk(np.frombuffer(m, np.uint8)[base - aligned :], n, False)
         n = max(min(size, total - base), 0)
         buf = alloc(n + PAD)
-        got = self._read_at(memoryview(buf)[:n], base) if n else 0
+        try:
+            got = self._read_at(memoryview(buf)[:n], base) if n else 0
+        except OSError as e:  # an I/O error: what was read before it stays valid
+            buf[:PAD] = 0
+            return Chunk(buf, 0, True, f"read error ({e.strerror or e})")
         buf[got : got + PAD] = 0
         return Chunk(buf, got, base + got >= total)
 
@@ -223,8 +238,8 @@ class Source:
         size = len(mv)
         assert self._stream is not None
         while got < size:
-            try:
-                n = self._stream.readinto(mv[got:])
+            try:  # one decompression step at a time: a damaged stream keeps every byte before the damage
+                n = self._stream.readinto1(mv[got:])
             except (OSError, EOFError, zlib.error) as e:
                 what = "gzip stream cut short" if isinstance(e, EOFError) else f"gzip stream damaged ({e})"
                 raise SourceDamage(what, got) from None

@@ -61,21 +61,24 @@ def _option(bo: str, code: int, value: bytes) -> bytes:
 
 def write_pcapng(
     path: str | os.PathLike[str],
-    interfaces: Sequence[tuple[int, int]],
+    interfaces: Sequence[tuple[int, int] | tuple[int, int, int]],
     frames: Iterable[Frame | bytes],
     *,
     byteorder: str = "<",
     simple: bool = False,
 ) -> None:
-    """Write a pcapng file: one section, ``interfaces`` as (link type, if_tsresol byte), then EPBs.
+    """Write a pcapng file: one section, ``interfaces`` as (link type, if_tsresol byte[, if_tsoffset s]), then EPBs.
 
-    ``simple=True`` writes Simple Packet Blocks instead (interface 0, no timestamps).
+    ``simple=True`` writes Simple Packet Blocks instead (interface 0, no timestamps).  Frame
+    timestamps are written as they are (``ts_ns`` before the interface's offset is added).
     """
     bo = byteorder
     shb = struct.pack(bo + "IHHq", 0x1A2B3C4D, 1, 0, -1)
     parts = [_block(bo, 0x0A0D0D0A, shb)]
-    for lt, tsresol in interfaces:
-        opts = _option(bo, 9, bytes([tsresol])) + _option(bo, 0, b"") if tsresol != 6 else b""
+    for lt, tsresol, *offset in interfaces:
+        opts = _option(bo, 9, bytes([tsresol])) if tsresol != 6 else b""
+        opts += _option(bo, 14, struct.pack(bo + "q", offset[0])) if offset else b""
+        opts += _option(bo, 0, b"") if opts else b""
         parts.append(_block(bo, 1, struct.pack(bo + "HHI", lt, 0, 262144) + opts))
     for i, f in enumerate(frames):
         fr = f if isinstance(f, Frame) else Frame(f, ts_ns=1_600_000_000_000_000_000 + i * 1_000_000)
@@ -85,6 +88,7 @@ def write_pcapng(
             continue
         res = interfaces[fr.iface][1]
         ticks = fr.ts_ns // 10 ** (9 - res) if not res & 0x80 else (fr.ts_ns << (res & 0x7F)) // 1_000_000_000
+        ticks &= (1 << 64) - 1
         body = struct.pack(bo + "IIIII", fr.iface, ticks >> 32, ticks & 0xFFFFFFFF, len(fr.data), wire) + fr.data
         parts.append(_block(bo, 6, body))
     with open(path, "wb") as fh:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from .. import interrupt
+from ..conn import CONN_STATES
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..label import FLAG_NAMES
 from ..pipeline import analyze
@@ -35,7 +40,9 @@ exit codes:
   1    flagged flows remain after the filters, with --fail-on flagged
   2    usage or input error: bad option value, unknown service name, unreadable capture or
        registry, parquet without -o FILE (one line on stderr)
-  130  interrupted (the report covers what was read)"""
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: a signal while reading leaves a report of
+       what was read, marked partial in its format; one during start-up or while the report is
+       written leaves the output file untouched (one line on stderr says which)"""
 
 
 def _port(text: str) -> int:
@@ -98,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
         "for a second opinion (slow); none: port labels only",
     )
+    p.add_argument(
+        "--merge-files",
+        action="store_true",
+        help="the capture files are consecutive parts of one timeline: join flows across them (by default "
+        "flows of different files are kept apart, except the parts of a dumpcap or tcpdump ring buffer)",
+    )
     f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
     f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
     f.add_argument(
@@ -127,6 +140,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_host,
         metavar="ADDR",
         help="only flows with this address, or an address in this CIDR block, on either side",
+    )
+    f.add_argument(
+        "--state",
+        action="append",
+        choices=CONN_STATES,
+        metavar="STATE",
+        help=f"only connections in this Zeek conn_state (repeatable): {', '.join(CONN_STATES)}",
+    )
+    f.add_argument(
+        "--answered",
+        action="store_true",
+        help="only connections the responder answered (TCP handshake completed, UDP both ways)",
     )
 
 
@@ -165,37 +190,57 @@ def run(args: argparse.Namespace) -> int:
     if flt.services:
         service_port_mask(registry, flt.services)  # an unknown name fails now, not after reading
     show_progress = not args.no_progress and sys.stderr.isatty()
-    if show_progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    with contextlib.ExitStack() as stack:
+        advance: Callable[[int], object] | None = None
+        if show_progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as prog:
+            prog = stack.enter_context(
+                Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                    transient=True,
+                )
+            )
             task = prog.add_task("reading captures", total=_progress_total(args.paths))
+            advance = functools.partial(prog.advance, task)
+
+        def batch_done(n: int) -> None:  # between batches: where a signal may stop the reading
+            if advance is not None:
+                advance(n)
+            interrupt.check()
+
+        with interrupt.stop_at_boundaries():
             analysis = analyze(
                 args.paths,
                 registry,
                 args.idle_timeout,
-                lambda n: prog.advance(task, n),
+                batch_done,
                 jobs=getattr(args, "jobs", None),
+                merge_files=getattr(args, "merge_files", False),
                 **_dissect(args),
             )
-    else:
-        analysis = analyze(args.paths, registry, args.idle_timeout, jobs=getattr(args, "jobs", None), **_dissect(args))
+        if not analysis.interrupted:
+            interrupt.check()  # a signal after the reading: no report (the output stays as it was)
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:
         analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     write(analysis, args.format, args.output, top=args.top)
-    if analysis.interrupted:
-        return 130
+    if analysis.interrupted:  # the report is whole and says it is partial (classifier.interrupt)
+        interrupt.ending()
+        where = f" in {args.output}" if args.output not in (None, "-") else ""
+        print(
+            f"portclass: interrupted by {interrupt.signal_name()}; the report{where} covers the "
+            f"{analysis.stats.packets:,} packets read before it",
+            file=sys.stderr,
+        )
+        return interrupt.exit_code()
     if args.fail_on == "flagged" and bool((analysis.labels.severity > 0).any()):
         return EXIT_FLAGGED
     return EXIT_OK

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 
+from .. import interrupt
 from ..errors import EXIT_INPUT, EXIT_OK
 from ..report import WRITERS
 from .options import add_idle_timeout, check_output, positive
@@ -19,6 +20,8 @@ EPILOG = """backends:
 
 stopping: --duration, --count, Ctrl-C or SIGTERM end the capture; every open flow is flushed,
 the summary is printed and -o FILE / --write-pcap FILE are complete (both written atomically).
+A signal makes the report say it is partial (interrupted by SIGINT/SIGTERM) and the exit code
+130/143, as for `portclass analyze`; --duration or --count end it with exit code 0.
 The rolling view shows the registry's warning, capture rate, drops, services and the newest
 flagged flows, redrawn every --refresh seconds when the terminal allows.
 
@@ -32,9 +35,11 @@ examples:
   portclass live -i eth0 -i wlan0 --write-pcap seen.pcapng --count 100000
 
 exit codes:
-  0    done (also when stopped by Ctrl-C or SIGTERM)
+  0    done: --duration or --count reached (or the capture program ended)
   2    cannot capture (permission, unknown interface, missing program, invalid filter), bad
-       arguments, or the capture failed while running (the report covers what was read)"""
+       arguments, or the capture failed while running (the report covers what was read)
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the report covers what was captured and is
+       marked partial; a second signal abandons the report (the output file stays untouched)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -168,4 +173,6 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         print(f"portclass: {result.error}", file=sys.stderr)
         return EXIT_INPUT
+    if a.interrupted:  # the one rule (classifier.interrupt): a signal ended the run
+        return interrupt.exit_code()
     return EXIT_OK

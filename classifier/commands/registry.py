@@ -7,6 +7,7 @@ import re
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PortclassError, RegistryError
@@ -20,6 +21,7 @@ from ..registry.compile import (
     transport_index,
 )
 from ..registry.diff import diff_registries
+from ..registry.download import DEADLINE
 from ..registry.model import TRANSPORTS, Record
 
 _PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp|dccp))?$", re.I)
@@ -55,10 +57,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "update", parents=[common], help="download the registry from IANA, verify it, make it the default"
     )
     sp.add_argument("--url", default=sources.IANA_XML_URL, help="where to download from (default: IANA's XML)")
+    sp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEADLINE,
+        metavar="SECONDS",
+        help=f"overall deadline for the download (default {DEADLINE:g})",
+    )
     sp = rs.add_parser("diff", parents=[common], help="what changed between two registry editions")
     sp.add_argument("old")
     sp.add_argument("new")
     fmt(sp, ("table", "json", "jsonl", "csv"))
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +110,9 @@ def info_dict(reg: CompiledRegistry) -> dict:
         "full": p.full,
         "records": p.records,
         "notice": p.notice,
+        "partial_reason": p.partial_reason,
+        "skipped": p.skipped,
+        "skipped_example": p.skipped_example,
         "counts": reg.counts(),
     }
 
@@ -102,14 +125,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         emit(_json(d), None)
         return 0
     con = _console()
-    con.print(f"[bold]source[/]   {d['source']}")
-    con.print(f"[bold]format[/]   {d['format']}, {'full registry' if d['full'] else 'PARTIAL (assigned names only)'}")
-    ed = d["edition"] or "unknown"
+    con.print(f"[bold]source[/]   {escape(d['source'])}")
+    part = "full registry" if d["full"] else f"PARTIAL ({d['partial_reason'] or 'assigned names only'})"
+    con.print(f"[bold]format[/]   {escape(d['format'])}, {escape(part)}")
+    ed = escape(d["edition"] or "unknown")
     con.print(
         f"[bold]edition[/]  {ed}" + (" (file date, not the registry's own)" if d["edition_kind"] == "file-date" else "")
     )
     con.print(f"[bold]sha256[/]   {d['sha256']}")
     con.print(f"[bold]records[/]  {d['records']}")
+    if d["skipped"]:
+        con.print(
+            f"[bold]skipped[/]  [yellow]{d['skipped']} malformed records[/], e.g. {escape(d['skipped_example'] or '')}"
+        )
     if not d["full"]:
         con.print(f"[yellow]{sources.PARTIAL_NOTICE}[/]")
     t = Table("transport", *STATUS_NAMES[:4], "unknown", "unauthorized-use-known")
@@ -185,7 +213,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         emit(render_rows(entries, args.format), None)
         return 0
     con = _console()
-    con.print(f"[dim]{reg.provenance.line()}[/]")
+    con.print(f"[dim]{escape(reg.provenance.line())}[/]")
     for e in entries:
         if "status" in e:
             style = {"assigned": "green", "reserved": "yellow", "unassigned": "red", "dynamic": "cyan"}.get(
@@ -193,29 +221,31 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
             head = f"[bold]{e['port']}/{e['transport']}[/]  [{style}]{e['status']}[/]"
             if e["service"]:
-                head += f"  [bold]{e['service']}[/] — {e['description']}"
+                head += f"  [bold]{escape(e['service'])}[/] — {escape(e['description'] or '')}"
             con.print(head)
             if e["flags"]:
                 con.print(f"    flags: {', '.join(e['flags'])}")
             others = [n for n in e["names"] if n != e["service"]]
             if others:
-                con.print(f"    also: {', '.join(others)}")
+                con.print(f"    also: {', '.join(others)}", markup=False)
             for a in e["aliases"]:
-                con.print(f"    alias: {a['name']} (alias of {a['alias_of']}{', historic' if a['historic'] else ''})")
+                hist = ", historic" if a["historic"] else ""
+                con.print(f"    alias: {a['name']} (alias of {a['alias_of']}{hist})", markup=False)
             for u in e["unauthorized"]:
-                con.print(f"    [red]unauthorized use:[/] {u}")
+                con.print(f"    [red]unauthorized use:[/] {escape(u)}")
             for r in e["records"]:
                 if r.get("notes"):
-                    con.print(f"    note ({r.get('name') or r.get('description')}): {r['notes']}")
+                    con.print(f"    note ({r.get('name') or r.get('description')}): {r['notes']}", markup=False)
         else:
             port = ""
             if e.get("port_low") is not None:
                 port = str(e["port_low"]) + (f"-{e['port_high']}" if e["port_high"] != e["port_low"] else "")
                 port += "/" + (e.get("transport") or "tcp+udp")
-            con.print(f"[bold]{e['name']}[/]  {port or '(no port: service name only)'}  {e.get('description', '')}")
+            desc = escape(e.get("description", ""))
+            con.print(f"[bold]{escape(e['name'])}[/]  {port or '(no port: service name only)'}  {desc}")
             for k in ("alias_of", "unauthorized", "notes", "assignee", "references"):
                 if e.get(k):
-                    con.print(f"    {k}: {e[k]}")
+                    con.print(f"    {k}: {e[k]}", markup=False)
     return 0
 
 
@@ -254,9 +284,12 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def _done(reg: CompiledRegistry, verb: str) -> None:
     p = reg.provenance
+    notes = f", {p.skipped} malformed records skipped (e.g. {p.skipped_example})" if p.skipped else ""
+    notes += f", PARTIAL: {p.partial_reason}" if p.partial_reason else ""
+    kind = " (file date)" if p.edition_kind == "file-date" else ""
     print(
-        f"{verb} {p.source}: {p.format}, edition {p.edition or 'unknown'}"
-        f"{' (file date)' if p.edition_kind == 'file-date' else ''}, {p.records} records, sha256 {p.sha256[:12]};"
+        f"{verb} {p.source}: {p.format}, edition {p.edition or 'unknown'}{kind}, {p.records} records{notes},"
+        f" sha256 {p.sha256[:12]};"
         f" now the default registry ({sources.current_path()})"
     )
 
@@ -287,7 +320,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             prog.update(task, completed=done, total=total)
 
         try:
-            reg = sources.update(args.url, progress)
+            reg = sources.update(args.url, progress, deadline=args.timeout)
         except RegistryError as exc:
             raise RegistryError(f"{exc}; the previous registry is kept") from None
     _done(reg, "updated from")
@@ -327,16 +360,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
         emit(render_rows(rows, args.format, ["transport", "port_low", "port_high", "change", "old", "new"]), None)
         return 0
     con = _console()
-    con.print(f"old: {old.provenance.line()}")
-    con.print(f"new: {new.provenance.line()}")
+    con.print(f"old: {old.provenance.line()}", markup=False)
+    con.print(f"new: {new.provenance.line()}", markup=False)
     t = Table("port", "transport", "change", "old", "new")
     for c in d.port_changes:
         port = str(c.port_low) if c.port_low == c.port_high else f"{c.port_low}-{c.port_high}"
-        t.add_row(port, c.transport, c.change, c.old, c.new)
+        t.add_row(port, c.transport, c.change, escape(c.old), escape(c.new))
     con.print(t)
     con.print("summary: " + ", ".join(f"{k} {v}" for k, v in d.summary().items()))
     if d.names_added:
-        con.print("service names added: " + ", ".join(d.names_added))
+        con.print("service names added: " + ", ".join(d.names_added), markup=False)
     if d.names_removed:
-        con.print("service names removed: " + ", ".join(d.names_removed))
+        con.print("service names removed: " + ", ".join(d.names_removed), markup=False)
     return 0

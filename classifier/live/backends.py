@@ -39,6 +39,7 @@ from . import BACKENDS
 from .checks import (
     LiveError,
     check_interfaces,
+    exec_refused,
     find_program,
     is_loopback,
     kernel_filter,
@@ -251,15 +252,18 @@ class DumpcapBackend(Backend):
         """Run dumpcap and wait for its pcapng header (written once the interfaces are open)."""
         exe = find_program("dumpcap")
         self.command = self.command_line(exe)
-        self.proc = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            bufsize=0,
-            start_new_session=True,  # Ctrl-C reaches portclass only; it stops dumpcap in order
-            preexec_fn=_die_with_parent,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,  # Ctrl-C reaches portclass only; it stops dumpcap in order
+                preexec_fn=_die_with_parent,
+            )
+        except PermissionError as exc:
+            raise exec_refused(exc, self.interfaces, "dumpcap") from None
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.fd = self.proc.stdout.fileno()
         for size in (64 << 20, 16 << 20, 1 << 20):
@@ -679,20 +683,22 @@ def _capture_class() -> type:
 
     import pyshark
     from pyshark.capture.capture import Capture, TSharkCrashException
-    from pyshark.tshark.tshark import get_process_path
 
     class TsharkLiveCapture(pyshark.LiveCapture):  # type: ignore[misc, valid-type]
         backend: PysharkBackend
 
         async def _get_tshark_process(self, packet_count: int | None = None, stdin: Any = None) -> Any:
             read, write = os.pipe()
-            params = [get_process_path(process_name="dumpcap", tshark_path=self.tshark_path), "-q"]
+            params = [find_program("dumpcap"), "-q"]
             params += dumpcap_interface_args(self.interfaces, self.bpf_filter)
             params += ["-w", "-"]
             try:
                 dumpcap = await asyncio.create_subprocess_exec(
                     *params, stdout=write, stderr=subprocess.PIPE, start_new_session=True
                 )
+            except PermissionError as exc:
+                os.close(read)
+                raise exec_refused(exc, self.interfaces, "dumpcap") from None
             finally:
                 os.close(write)
             self.backend.dumpcap_pid = dumpcap.pid
@@ -747,6 +753,7 @@ class PysharkBackend(_FrameBackend):
         self._failed = threading.Event()
         self.thread: threading.Thread | None = None
         self.capture: Any = None
+        self.start_error: LiveError | None = None
 
     def on_stderr(self, who: str, line: str) -> None:
         """A line from dumpcap or tshark; tshark's 'Capturing on' means dumpcap's stream arrived."""
@@ -764,6 +771,8 @@ class PysharkBackend(_FrameBackend):
             if self.ended.is_set() or time.monotonic() > deadline:
                 lines = self.stderr_lines["dumpcap"] + self.stderr_lines["tshark"]
                 self.close()
+                if self.start_error is not None:
+                    raise self.start_error
                 if self.error and not lines:
                     raise LiveError(f"pyshark failed: {self.error}")
                 if not lines and not self.ended.is_set():
@@ -784,6 +793,8 @@ class PysharkBackend(_FrameBackend):
             self.capture = cap
             for pkt in cap.sniff_continuously():
                 self._on_packet(pkt)
+        except LiveError as exc:  # the capture could not start (e.g. dumpcap may not be run)
+            self.start_error = exc
         except Exception as exc:  # noqa: BLE001 - reported through self.error
             if not self._stopping:
                 self.error = f"{type(exc).__name__}: {exc}"

@@ -140,6 +140,16 @@ def permission_error(what: str, fix: str = PERMISSION_FIX) -> LiveError:
     return LiveError(f"no permission to capture {what} (needs root or CAP_NET_RAW): {fix}")
 
 
+def exec_refused(exc: PermissionError, interfaces: list[str], program: str) -> LiveError:
+    """The capture program could not even be run: a permission problem, with the same fix.
+
+    The kernel refuses to exec a program whose file capabilities exceed the caller's bounding
+    set (EPERM), and a dumpcap only the group ``wireshark`` may run gives EACCES.
+    """
+    why = f"{exc.filename or program}: {exc.strerror or exc}"
+    return permission_error(f"on {', '.join(interfaces)} with {program} ({why})")
+
+
 # ---- BPF ------------------------------------------------------------------------------------
 
 

@@ -13,19 +13,18 @@ aggregator keeps merging), and the time from the oldest packet first labelled by
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import interrupt
+from ..atomic import atomic_file
 from ..capture.columns import CaptureStats, PacketBatch
 from ..evidence.match import scan
 from ..evidence.verdict import verdicts
@@ -223,6 +222,10 @@ class LiveResult:
         }
 
 
+STOP_SIGNALS = frozenset(signal.Signals(s).name for s in interrupt.SIGNALS)
+"""Stop reasons that are signals: the report is then marked partial and the exit code is 128 + N."""
+
+
 class _Stopper:
     """SIGINT/SIGTERM -> a stop flag (the second signal interrupts for real)."""
 
@@ -238,7 +241,9 @@ class _Stopper:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:
-            raise KeyboardInterrupt
+            raise interrupt.Interrupted(signum)
+        if interrupt.received is None:
+            interrupt.received = signum  # the run's exit code: 128 + signum
         self.reason = signal.Signals(signum).name
 
     def __exit__(self, *_: object) -> None:
@@ -264,7 +269,7 @@ class LiveSession:
         self.votes: ProtocolVotes | None = None
         self.lag = LagStats()
         self.stop_reason: str | None = None
-        self._tmp_pcap: Path | None = None
+        self._pcap_cm: Any = None
         self._pcap_fh: Any = None
         self._new_min_ts: int | None = None
         self._new_max_ts: int | None = None
@@ -299,34 +304,22 @@ class LiveSession:
         check_bpf(self.opts.bpf, self.opts.interfaces)
 
     def _open_pcap(self) -> Any:
+        """The ``--write-pcap`` file, written through ``atomic_file`` (whole, or untouched)."""
         if not self.opts.write_pcap:
             return None
-        path = Path(self.opts.write_pcap)
-        if path.exists() and not path.is_file():  # /dev/null, a FIFO: a rename would replace the node
-            self._pcap_fh = open(path, "wb")  # noqa: SIM115 - closed in _close_pcap
-            return self._pcap_fh
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp_pcap = path.with_name(f".{path.name}.{os.getpid()}.part")
-        self._pcap_fh = open(self._tmp_pcap, "wb")  # noqa: SIM115 - closed in _close_pcap
+        self._pcap_cm = atomic_file(self.opts.write_pcap, make_dirs=True)
+        self._pcap_fh = self._pcap_cm.__enter__()
         return self._pcap_fh
 
     def _close_pcap(self, keep: bool) -> None:
-        if self._pcap_fh is None:
+        if self._pcap_fh is None or self._pcap_cm is None:
             return
-        fh, self._pcap_fh = self._pcap_fh, None
-        with contextlib.suppress(OSError):
-            fh.flush()
-            if self._tmp_pcap is not None:
-                os.fsync(fh.fileno())
-        fh.close()
-        if self._tmp_pcap is None:
-            return
-        assert self.opts.write_pcap
+        cm, self._pcap_cm, self._pcap_fh = self._pcap_cm, None, None
         if keep:
-            os.replace(self._tmp_pcap, self.opts.write_pcap)
+            cm.__exit__(None, None, None)
         else:
-            with contextlib.suppress(OSError):
-                self._tmp_pcap.unlink()
+            drop = RuntimeError("capture abandoned")
+            cm.__exit__(RuntimeError, drop, None)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(
@@ -352,7 +345,7 @@ class LiveSession:
         self.backend = backend
         if self.backend_name == "pyshark":
             self.votes = ProtocolVotes()
-        ok = False
+        ok = abandoned = False
         try:
             with _Stopper() as stopper:
                 backend.start()
@@ -365,9 +358,12 @@ class LiveSession:
                 result = self._finish(backend)
             ok = True
             return result
+        except KeyboardInterrupt:  # a second signal: abandon everything (the outputs stay as they were)
+            abandoned = True
+            raise
         finally:
             backend.close()
-            self._close_pcap(keep=ok or (self._pcap_fh is not None and backend.packets > 0))
+            self._close_pcap(keep=ok or (not abandoned and self._pcap_fh is not None and backend.packets > 0))
 
     def _add(self, lb: LiveBatch) -> None:
         b = lb.batch
@@ -492,6 +488,7 @@ class LiveSession:
             if self.stop_reason in (None, "capture ended"):
                 self.stop_reason = "error"
         a, protocols = self._analysis(self.agg.result(), stats, elapsed)
+        a.interrupted = self.stop_reason in STOP_SIGNALS  # the one rule of classifier.interrupt
         return LiveResult(
             analysis=a,
             backend=self.backend_name,

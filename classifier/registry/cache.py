@@ -2,7 +2,7 @@
 
 File layout: ``PCREG001`` magic, 8-byte little-endian header length, a JSON header (provenance,
 array table), then the raw arrays, then JSON blobs (service names, records) decoded only on use.
-Files are written to a temporary file beside the target and renamed, so a reader never sees half.
+Files are written by ``classifier.atomic.atomic_write`` (whole or not at all), so a reader never sees half.
 """
 
 from __future__ import annotations
@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write  # re-exported: the registry's installs write through it
+from ..errors import RegistryError
 from .compile import CompiledRegistry
+from .files import read_regular
 from .model import Provenance, Record
 
 MAGIC = b"PCREG001"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when the compiler's output changes: older cache files are then ignored and rebuilt."""
+MAX_CACHE_BYTES = 256 << 20
+"""A cache file larger than this is not one we wrote (a full registry compiles to about 10 MB)."""
 _ARRAYS = ("status", "flags", "service", "packed", "name_offsets", "name_ids")
 _RECORD_FIELDS = [f.name for f in fields(Record)]
 
@@ -31,51 +35,6 @@ def _compiler() -> str:
     from .. import __version__
 
     return f"portclass {__version__} cache {FORMAT_VERSION}"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes | list[bytes], *, make_dirs: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing.
-
-    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
-    to directly: renaming over a device node would replace the device itself. ``make_dirs`` creates
-    missing parent directories (caches do; a report into a missing directory is the user's error).
-    """
-    path = Path(path)
-    try:
-        special = path.exists() and not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        special = False
-    if special:
-        with open(path, "wb") as fh:
-            for part in data if isinstance(data, list) else [data]:
-                fh.write(part)
-        return
-    if make_dirs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # name the file the user asked for, not our temporary one
-        raise OSError(exc.errno, f"cannot write a file in {path.parent} ({exc.strerror})", str(path)) from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared reports unreadable
-        with os.fdopen(fd, "wb") as fh:
-            for part in data if isinstance(data, list) else [data]:
-                fh.write(part)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def dumps(reg: CompiledRegistry) -> list[bytes]:
@@ -115,11 +74,27 @@ def save(reg: CompiledRegistry, path: Path) -> None:
     atomic_write(path, dumps(reg), make_dirs=True)
 
 
+def source_sha(path: Path) -> str | None:
+    """The sha256 of the source a cache file was compiled from, read from its header (any version)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:8] != MAGIC:
+                return None
+            hlen = int.from_bytes(head[8:16], "little")
+            sha = json.loads(fh.read(min(hlen, 1 << 20)))["provenance"]["sha256"]
+        return sha if isinstance(sha, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load(path: Path) -> CompiledRegistry | None:
     """Load a cache file with one read; None if absent, damaged or of another format version."""
     try:
-        buf = Path(path).read_bytes()
-    except OSError:
+        buf = read_regular(path, MAX_CACHE_BYTES)
+    except RegistryError:
         return None
     if len(buf) < 16 or buf[:8] != MAGIC:
         return None

@@ -10,7 +10,7 @@ import csv
 import io
 
 from ..errors import RegistryError
-from .model import ParseResult, Record, flat_text
+from .model import BadRecord, ParseResult, Record, check_record, flat_text, port_span
 
 _COLUMNS = {
     "service name": "name",
@@ -54,31 +54,37 @@ def parse_csv(text: str, source: str = "<csv>") -> ParseResult:
             f"CSV header is not the IANA port registry's (missing {', '.join(missing)}; got {header[:4]!r})",
             path=source,
         )
-    records: list[Record] = []
-    for lineno, row in enumerate(reader, start=2):
-        if not any(row):
-            continue
-        rec = Record()
-        for key, value in zip(fields, row, strict=False):
-            if key is None:
+    result = ParseResult(records=[], format="csv", edition_kind="file-date")
+    try:
+        for row in reader:
+            if not any(row):
                 continue
-            value = flat_text(value)
-            if key == "port":
-                if value:
-                    lo, _, hi = value.partition("-")
-                    try:
-                        rec.port_low = int(lo)
-                        rec.port_high = int(hi) if hi else rec.port_low
-                    except ValueError:
-                        raise RegistryError(f"row {lineno}: bad port number {value!r}", path=source) from None
-            elif key == "name":
-                rec.name = value or None
-            elif key == "transport":
-                rec.transport = value.lower() or None
-            elif key == "unauthorized":
-                rec.unauthorized = value or None
-            else:
-                setattr(rec, key, value)
-        rec.__post_init__()
-        records.append(rec)
-    return ParseResult(records=records, format="csv", edition_kind="file-date")
+            try:
+                result.records.append(check_record(_row_record(fields, row)))
+            except BadRecord as exc:
+                result.skip(f"line {reader.line_num}", str(exc))
+    except csv.Error as exc:  # damage to the CSV structure itself (a field over the csv module's limit)
+        raise RegistryError(f"line {reader.line_num}: not a readable CSV record ({exc})", path=source) from None
+    return result
+
+
+def _row_record(fields: list[str | None], row: list[str]) -> Record:
+    """One CSV row as a Record (``BadRecord`` when its port is not a port)."""
+    rec = Record()
+    for key, value in zip(fields, row, strict=False):
+        if key is None:
+            continue
+        if key == "port":
+            rec.port_low, rec.port_high = port_span(value) or (None, None)
+            continue
+        value = flat_text(value)
+        if key == "name":
+            rec.name = value or None
+        elif key == "transport":
+            rec.transport = value.lower() or None
+        elif key == "unauthorized":
+            rec.unauthorized = value or None
+        else:
+            setattr(rec, key, value)
+    rec.__post_init__()
+    return rec

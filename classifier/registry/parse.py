@@ -1,4 +1,13 @@
-"""Format auto-detection: bytes of any registry rendering in, one ``ParseResult`` out."""
+"""Format auto-detection: bytes of any registry rendering in, one ``ParseResult`` out.
+
+Plausibility: a rendering of the full registry (XML, CSV, text) that holds fewer than ``MIN_RECORDS``
+records is read as a PARTIAL source, with the reason in its provenance, instead of being trusted as
+the whole registry (where every port it does not list would read "unassigned"). Read as partial rather
+than refused, because excerpts are legitimate sources: what they list is labelled, every other port is
+``unknown``. ``registry update`` still refuses such a download (IANA always serves the whole registry).
+The threshold: real editions hold 13,521 (2022) to 14,533 (2026) records and the registry only grows
+(de-assigned ports stay as Reserved/Unassigned records), so under 10,000 is no edition at all.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,9 @@ from pathlib import Path
 
 from ..errors import RegistryError
 from .model import ParseResult
+
+MIN_RECORDS = 10_000
+"""Fewer records than this cannot be the full registry (see the module docstring)."""
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -22,13 +34,21 @@ def _decode(data: bytes, source: str) -> str:
             raise RegistryError("binary data (not UTF-8 text), not a registry rendering", path=source) from None
 
 
+def looks_like_html(head: bytes) -> bool:
+    """True when the bytes start like an HTML page (a server's error or login page, a saved web page)."""
+    s = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return s.startswith((b"<!doctype html", b"<html")) or (s.startswith(b"<?xml") and b"<html" in s)
+
+
 def detect(data: bytes) -> str:
-    """Name of the rendering in ``data``: xml, csv, text, services, or unknown."""
+    """Name of the rendering in ``data``: html, xml, csv, text, services, or unknown."""
     from .csv import looks_like_csv
     from .services import looks_like_services
     from .xml import looks_like_xml
 
     head = data[:65536]
+    if looks_like_html(head):
+        return "html"
     if looks_like_xml(head):
         return "xml"
     s = head.decode("utf-8", "replace")
@@ -55,6 +75,8 @@ def parse_bytes(data: bytes, source: str, file_date: str | None = None) -> Parse
     if b"\0" in data[:65536]:
         raise RegistryError("binary data (NUL bytes), not a registry rendering", path=source)
     fmt = detect(data)
+    if fmt == "html":
+        raise RegistryError("an HTML page, not the registry (a web page saved or served in its place?)", path=source)
     if fmt == "xml":
         from .xml import parse_xml
 
@@ -81,7 +103,14 @@ def parse_bytes(data: bytes, source: str, file_date: str | None = None) -> Parse
             "not a recognised registry rendering (IANA XML, CSV, text/table, or services file)", path=source
         )
     if not result.records:
-        raise RegistryError(f"no registry records found in {fmt} data", path=source)
+        bad = f" ({result.skipped} malformed, e.g. {result.skipped_example})" if result.skipped else ""
+        raise RegistryError(f"no registry records found in {fmt} data{bad}", path=source)
+    if result.full and len(result.records) < MIN_RECORDS:
+        result.full = False
+        result.partial_reason = (
+            f"only {len(result.records):,} records, a complete edition has over {MIN_RECORDS:,}: "
+            "ports it does not list are unknown"
+        )
     if result.edition is None and file_date:
         result.edition, result.edition_kind = file_date, "file-date"
     return result

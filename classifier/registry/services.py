@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import RegistryError
-from .model import TRANSPORTS, ParseResult, Record
+from .model import TRANSPORTS, BadRecord, ParseResult, Record, port_span
 
 _LINE = re.compile(r"^([A-Za-z0-9][\w.+*/-]*)\s+(\d+)(?:-(\d+))?/(tcp|udp|sctp|dccp)\b(.*)$", re.I)
 
@@ -26,8 +26,8 @@ def parse_services(text: str, source: str = "<services>") -> ParseResult:
     >>> parse_services("http 80/tcp www # WorldWideWeb HTTP\\n").records[0].description
     'WorldWideWeb HTTP'
     """
-    records: list[Record] = []
-    for line in text.splitlines():
+    result = ParseResult(records=[], format="services", full=False, edition_kind="file-date")
+    for lineno, line in enumerate(text.splitlines(), start=1):
         m = _LINE.match(line.strip())
         if not m:
             continue
@@ -36,17 +36,21 @@ def parse_services(text: str, source: str = "<services>") -> ParseResult:
         aliases = rest.split()
         if proto.lower() not in TRANSPORTS:
             continue
-        low = int(lo)
-        records.append(
+        try:
+            low, high = port_span(f"{lo}-{hi}" if hi else lo) or (0, 0)
+        except BadRecord as exc:
+            result.skip(f"line {lineno}", str(exc))
+            continue
+        result.records.append(
             Record(
                 name=name,
                 port_low=low,
-                port_high=int(hi) if hi else low,
+                port_high=high,
                 transport=proto.lower(),
                 description=comment.strip(),
                 notes=("also known as " + ", ".join(aliases)) if aliases else "",
             )
         )
-    if not records:
+    if not result.records:
         raise RegistryError("no 'name port/proto' lines: not a services file", path=source)
-    return ParseResult(records=records, format="services", full=False, edition_kind="file-date")
+    return result

@@ -8,10 +8,13 @@ with a notice of what a partial source cannot tell.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -19,8 +22,10 @@ import platformdirs
 from ..errors import RegistryError
 from . import cache
 from .compile import CompiledRegistry, compile_records
+from .download import DEADLINE, Progress, download
+from .files import read_regular
 from .model import Provenance
-from .parse import file_date, parse_bytes
+from .parse import MIN_RECORDS, file_date, parse_bytes
 
 IANA_XML_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xml"
 SYSTEM_FULL = (
@@ -28,12 +33,13 @@ SYSTEM_FULL = (
     Path("/usr/share/iana-registry/service-names-port-numbers.xml"),
 )
 SYSTEM_PARTIAL = (Path("/usr/share/wireshark/services"), Path("/etc/services"))
-MIN_RECORDS = 10_000
 PARTIAL_NOTICE = (
-    "partial registry source: it lists assigned service names only, so it cannot tell unassigned from "
-    "reserved ports, nor which ports have known unauthorized use; get the full registry with "
-    "'portclass registry update' (or 'apt install ipv6toolkit')"
+    "partial registry source: it does not list every port (a digest of assigned names, or an excerpt), so "
+    "the ports it omits are unknown, not unassigned, and known unauthorized use may be missing; "
+    "get the full registry with 'portclass registry update' (or 'apt install ipv6toolkit')"
 )
+LOCK_WAIT = 60.0
+"""Seconds an install waits for another one to finish before giving up with one line."""
 NO_REGISTRY = (
     "no IANA port registry found: run 'portclass registry update' (downloads it from IANA), "
     "'portclass registry import FILE', install Debian's ipv6toolkit, or pass --registry FILE"
@@ -73,6 +79,9 @@ def compile_bytes(data: bytes, source: str, fdate: str | None = None, *, use_cac
         edition_kind=result.edition_kind,
         full=result.full,
         notice=result.notice,
+        partial_reason=result.partial_reason,
+        skipped=result.skipped,
+        skipped_example=result.skipped_example,
     )
     reg = compile_records(result.records, prov)
     if use_cache:
@@ -84,14 +93,7 @@ def compile_bytes(data: bytes, source: str, fdate: str | None = None, *, use_cac
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise RegistryError("is a directory, not a registry file", path=path) from None
-    except OSError as exc:
-        raise RegistryError(f"cannot read ({exc.strerror})", path=path) from None
+    return read_regular(path)
 
 
 def compile_file(path: str | Path, *, use_cache: bool = True) -> CompiledRegistry:
@@ -119,7 +121,8 @@ def load_registry(path: str | Path | None = None) -> CompiledRegistry:
         return reg
     stored = _stored_source()
     if stored is not None:
-        return compile_file(stored)
+        path, data = stored
+        return compile_bytes(data, str(path), file_date(path))
     for cand in SYSTEM_FULL:
         if cand.is_file():
             return compile_file(cand)
@@ -132,18 +135,69 @@ def load_registry(path: str | Path | None = None) -> CompiledRegistry:
     raise RegistryError(NO_REGISTRY)
 
 
-def _stored_source() -> Path | None:
+@contextlib.contextmanager
+def _locked(*, shared: bool = False) -> Iterator[None]:
+    """Hold the registry install lock (``flock`` on ``.lock`` in the data directory).
+
+    Installs take it exclusively, so concurrent ``registry import``/``update`` run one after the other;
+    a reader of the kept source takes it shared, so no install removes the file under it. A reader
+    that cannot create the lock (a read-only data directory) reads without it: nobody can install there.
+    """
+    d = data_dir()
+    fd = None
+    try:
+        if not shared:
+            d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if not shared:
+            raise RegistryError(f"cannot write the registry directory ({exc.strerror})", path=d) from None
+    if fd is None:
+        yield
+        return
+    try:
+        give_up = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > give_up:
+                    raise RegistryError(
+                        f"another portclass has held the registry lock for {LOCK_WAIT:.0f} s; try again",
+                        path=d / ".lock",
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stored_source() -> tuple[Path, bytes] | None:
+    """The kept source of the user's registry and its bytes, read under the shared lock."""
     d = data_dir()
     if not d.is_dir():
         return None
-    cands = sorted(d.glob("source.*"))
-    return cands[0] if cands else None
+    with _locked(shared=True):
+        cands = sorted(d.glob("source*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        sha = cache.source_sha(current_path())
+        named = [p for p in cands if sha and p.name.startswith(f"source-{sha[:16]}.")]
+        for cand in named + cands:
+            try:
+                return cand, read_regular(cand)
+            except RegistryError:
+                continue
+    return None
 
 
 def install(data: bytes, source: str, fdate: str | None = None, *, min_records: int = 1) -> CompiledRegistry:
-    """Validate and compile ``data``, then make it the user's default registry, atomically.
+    """Validate and compile ``data``, then make it the user's default registry, atomically as a whole.
 
-    Nothing is replaced unless the new registry parsed, compiled and passed the checks.
+    Nothing is replaced unless the new registry parsed, compiled and passed the checks. Under the
+    install lock, the source is kept as ``source-<sha256>.<ext>`` (named by its content), then the
+    compiled ``current.pcreg`` replaces the old one (the commit point: it names the source's sha256),
+    then other kept sources are removed. So the compiled default and the kept source are always one
+    edition, whatever runs at the same time, and a crash leaves the previous pair usable.
     """
     reg = compile_bytes(data, source, fdate, use_cache=False)
     n = reg.provenance.records
@@ -152,14 +206,17 @@ def install(data: bytes, source: str, fdate: str | None = None, *, min_records: 
             f"holds only {n} records (a complete registry has over {min_records}); not installed", path=source
         )
     d = data_dir()
-    d.mkdir(parents=True, exist_ok=True)
     ext = {"xml": "xml", "csv": "csv", "text": "txt", "services": "services"}[reg.provenance.format]
-    cache.atomic_write(d / f".source.{ext}.new", data)
-    cache.save(reg, current_path())
-    for old in d.glob("source.*"):
-        if old.name != f"source.{ext}":
-            old.unlink(missing_ok=True)
-    os.replace(d / f".source.{ext}.new", d / f"source.{ext}")
+    keep = f"source-{reg.provenance.sha256[:16]}.{ext}"
+    with _locked():
+        try:
+            cache.atomic_write(d / keep, data)
+            cache.save(reg, current_path())
+            for old in d.glob("source*"):
+                if old.name != keep:
+                    old.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RegistryError(f"cannot install the registry ({exc.strerror or exc})", path=d) from None
     try:
         cache.save(reg, cache_dir() / f"{reg.provenance.sha256}.pcreg")
     except OSError:
@@ -173,40 +230,11 @@ def import_file(path: str | Path) -> CompiledRegistry:
     return install(_read(path), str(path.resolve()), file_date(path))
 
 
-def download(url: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> bytes:
-    """Fetch ``url`` into memory, reporting (bytes so far, total or None) to ``progress``."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, headers={"User-Agent": "portclass registry update"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total_n = int(total) if total and total.isdigit() else None
-            parts: list[bytes] = []
-            got = 0
-            while True:
-                chunk = resp.read(64 << 10)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                got += len(chunk)
-                if progress:
-                    progress(got, total_n)
-    except urllib.error.HTTPError as exc:
-        raise RegistryError(f"download failed: HTTP {exc.code} {exc.reason}", path=url) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RegistryError(f"download failed: {reason}", path=url) from None
-    data = b"".join(parts)
-    if total_n is not None and got != total_n:
-        raise RegistryError(f"download truncated: got {got} of {total_n} bytes", path=url)
-    return data
-
-
-def update(url: str = IANA_XML_URL, progress: Callable[[int, int | None], None] | None = None) -> CompiledRegistry:
-    """``portclass registry update``: download, verify (parses, is the registry, > 10,000 records), install."""
-    data = download(url, progress)
+def update(
+    url: str = IANA_XML_URL, progress: Progress | None = None, *, deadline: float = DEADLINE
+) -> CompiledRegistry:
+    """``portclass registry update``: download (deadline, size cap), verify (> 10,000 records), install."""
+    data = download(url, progress, deadline=deadline)
     return install(data, url, min_records=MIN_RECORDS)
 
 

@@ -23,9 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from classifier.errors import RegistryError
-from classifier.registry.model import TRANSPORTS, ParseResult, Record
+from classifier.registry.model import TRANSPORTS, BadRecord, ParseResult, Record, check_record, port_span
 
 __all__ = ["looks_like_text", "parse_text"]
+
+MAX_ROW = 16 << 10
+"""A logical row longer than this is no registry row (the longest real one is about 1.6 KB): skipped."""
 
 _TITLE = "Service Name and Transport Protocol Port Number Registry"
 
@@ -45,7 +48,9 @@ _DATE_RE = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/*-]*")
 _LONE_DATE_RE = re.compile(r"(?<!\S)" + _DATE_RE.pattern + r"(?!\S)")
 _DIGITS_RE = re.compile(r"\d+")
+_PORTISH_RE = re.compile(r"-*[0-9][-0-9]*")
 _WS_RE = re.compile(r"\s+")
+_WORD_RE = re.compile(r"\S+")
 # One bracket token: "[Jon_Postel]", "[Anders_Brandt][Mary_Miller]", "[RFC8765, Section 6.1]".
 _BRACKETS_RE = re.compile(r"(?:\[[^\[\]\n]*\])+")
 _GROUP_RE = re.compile(r"\[([^\[\]\n]*)\]")
@@ -159,20 +164,24 @@ def parse_text(text: str, source: str = "<text>") -> ParseResult:
     else:
         piped, width = _guess_style(body)
     if piped:
-        records = [_parse_pipe_row(row) for row in _pipe_rows(body, width, have_header=header_at is not None)]
+        rows, parse_row = _pipe_rows(body, width, have_header=header_at is not None), _parse_pipe_row
     else:
-        records = [_parse_plain_row(row) for row in _plain_rows(body, have_header=header_at is not None)]
-    records = [r for r in records if r is not None]
-    if not records:
-        raise RegistryError("no registry rows found in plain-text/table rendering", path=source)
-    return ParseResult(
-        records=records,
-        format="text",
-        edition=_edition(head),
-        edition_kind="registry",
-        full=True,
-        notice=_notice(head),
+        rows, parse_row = _plain_rows(body, have_header=header_at is not None), _parse_plain_row
+    result = ParseResult(
+        records=[], format="text", edition=_edition(head), edition_kind="registry", full=True, notice=_notice(head)
     )
+    for n, row in enumerate(rows, start=1):
+        try:
+            if len(row) > MAX_ROW:
+                raise BadRecord(f"row of {len(row):,} characters (the longest real one has about 1,600)")
+            rec = parse_row(row)
+            if rec is not None:
+                result.records.append(check_record(rec))
+        except BadRecord as exc:
+            result.skip(f"row {n} ({row[:40].strip()!r})", str(exc))
+    if not result.records:
+        raise RegistryError("no registry rows found in plain-text/table rendering", path=source)
+    return result
 
 
 # --------------------------------------------------------------------------- header block
@@ -220,7 +229,8 @@ def _pipe_rows(lines: list[str], width: int, have_header: bool) -> Iterator[str]
     wrapped row has ended.  A line that would overflow a short (truncated) row and
     clearly starts a new one ends the previous row instead.
     """
-    row = ""
+    parts: list[str] = []  # the lines of the row so far, joined once: linear however long a row grows
+    have = 0  # pipes in parts
     started = have_header
     for line in lines:
         if _is_contacts_start(line):
@@ -231,13 +241,14 @@ def _pipe_rows(lines: list[str], width: int, have_header: bool) -> Iterator[str]
             if not _pipe_row_start(line):
                 continue  # still in the header block of a header-less excerpt
             started = True
-        have = row.count("|")
-        if row and (have >= width or (have + line.count("|") > width and _pipe_row_start(line))):
-            yield row
-            row = ""
-        row = f"{row} {line.strip()}" if row else line.strip()
-    if row:
-        yield row
+        pipes = line.count("|")
+        if parts and (have >= width or (have + pipes > width and _pipe_row_start(line))):
+            yield " ".join(parts)
+            parts, have = [], 0
+        parts.append(line.strip())
+        have += pipes
+    if parts:
+        yield " ".join(parts)
 
 
 def _cells(row: str) -> list[str]:
@@ -258,7 +269,7 @@ def _pipe_row_start(line: str) -> bool:
 
 def _plain_rows(lines: list[str], have_header: bool) -> Iterator[str]:
     """Logical rows of collapsed plain text: lines that do not start a row continue the previous one."""
-    row = ""
+    parts: list[str] = []  # joined once per row: linear however many continuation lines follow
     started = have_header
     for line in lines:
         if _is_contacts_start(line):
@@ -270,15 +281,13 @@ def _plain_rows(lines: list[str], have_header: bool) -> Iterator[str]:
             if kind != "strong":
                 continue  # still in the header block of a header-less excerpt
             started = True
-        if kind and row:
-            yield row
-            row = ""
-        if kind:
-            row = line.strip()
-        elif row:
-            row = f"{row} {line.strip()}"
-    if row:
-        yield row
+        if kind and parts:
+            yield " ".join(parts)
+            parts = []
+        if kind or parts:
+            parts.append(line.strip())
+    if parts:
+        yield " ".join(parts)
 
 
 def _plain_row_start(line: str) -> str | None:
@@ -307,15 +316,23 @@ def _plain_row_start(line: str) -> str | None:
 
 
 def _port(tok: str) -> tuple[int, int] | None:
-    """(low, high) if ``tok`` is a port or port range, else None."""
-    m = _PORT_RE.fullmatch(tok)
-    if not m:
+    """(low, high) if ``tok`` is a port or port range (the shared ``port_span``), else None."""
+    try:
+        return port_span(tok) if tok.strip() else None
+    except BadRecord:
         return None
-    low = int(m.group(1))
-    high = int(m.group(2)) if m.group(2) else low
-    if high > 65535 or high < low:
-        return None
-    return low, high
+
+
+def _port_field(tok: str) -> tuple[int, int] | None:
+    """The port of a token where a row's port goes: None when it is no port-like token at all.
+
+    A token of digits and dashes only is a port, and one that is not a valid port or range
+    (``80-90-100``, ``70000``, ``90-80``) makes the row malformed (``BadRecord``): it cannot be a
+    service name, which RFC 6335 requires to hold a letter.
+    """
+    if _PORTISH_RE.fullmatch(tok):
+        return port_span(tok)
+    return _port(tok)
 
 
 def _bracket_ids(tok: str) -> list[str] | None:
@@ -376,13 +393,13 @@ def _parse_pipe_row(row: str) -> Record | None:
         return None
     f = _Fields()
     i = 0
-    port = _port(cells[0])
+    port = _port_field(cells[0])
     if port is None:
         if not _NAME_RE.fullmatch(cells[0]) or len(cells) < 2:
             return None
         f.name = cells[0]
         i = 1
-        port = _port(cells[i]) if i < len(cells) else None
+        port = _port_field(cells[i]) if i < len(cells) else None
     if port is not None:
         f.port_low, f.port_high = port
         i += 1
@@ -403,13 +420,13 @@ def _parse_plain_row(row: str) -> Record | None:
     f = _Fields()
     rest = row.strip()
     tok, _, after = rest.partition(" ")
-    port = _port(tok)
+    port = _port_field(tok)
     if port is None:
         if not _NAME_RE.fullmatch(tok):
             return None
         f.name, rest = tok, after.strip()
         tok, _, after = rest.partition(" ")
-        port = _port(tok)
+        port = _port_field(tok)
     if port is not None:
         f.port_low, f.port_high = port
         rest = after.strip()
@@ -502,21 +519,25 @@ def _tail_anchor(rest: str) -> tuple[int, list[str]]:
         if start >= best:
             break
         toks = [m.group(0) for m in run]
-        after = rest[run[-1].end() :].split(None, 1)
-        next_tok = after[0] if after else ""
-        for s in range(len(toks)):
-            part = toks[s:]
+        nxt = _WORD_RE.search(rest, run[-1].end())
+        next_tok = nxt.group(0) if nxt else ""
+        n = len(toks)
+        person = [_is_person(t) for t in toks]
+        refs_from = [True] * (n + 1)  # refs_from[s]: every token from s on is a reference (one pass, not n)
+        for i in range(n - 1, -1, -1):
+            refs_from[i] = refs_from[i + 1] and _is_ref(toks[i])
+        for s in range(n):
             persons = 0
-            while persons < len(part) and persons < 2 and _is_person(part[persons]):
+            while s + persons < n and persons < 2 and person[s + persons]:
                 persons += 1
-            if persons < len(part) and _is_person(part[persons]):
+            if s + persons < n and person[s + persons]:
                 continue  # a third person id: the first one belongs to the description
-            if not persons and not all(_is_ref(t) for t in part):
+            if not persons and not refs_from[s]:
                 continue  # "Unassigned [was netstat]": prose in brackets, not references
-            if persons == 1 and not part[1:] and not _DATE_RE.fullmatch(next_tok):
+            if persons == 1 and s + 1 == n and not _DATE_RE.fullmatch(next_tok):
                 continue
             best = run[s].start()
-            people = [_clean(t) for t in part[:persons]]
+            people = [_clean(t) for t in toks[s : s + persons]]
             break
         if people or best < len(rest):
             break
@@ -551,7 +572,7 @@ def _tail_tokens(tail: str) -> tuple[list[str], str]:
             out.append(m.group(0))
             pos = m.end()
             continue
-        word = tail[pos:].split(None, 1)[0]
+        word = _WORD_RE.match(tail, pos).group(0)
         if _DATE_RE.fullmatch(word) or _DIGITS_RE.fullmatch(word):
             out.append(word)
             pos += len(word)

@@ -1,11 +1,14 @@
 """Reader for the registry's authoritative XML rendering (namespace http://www.iana.org/assignments).
 
 The XML may arrive from the network, so it is parsed with defusedxml and any DTD or entity
-declaration (billion laughs, external entities) is refused.
+declaration (billion laughs, external entities) is refused. It is parsed as a stream: each record is
+turned into a ``Record`` and its elements dropped at once, so memory holds the records, never the tree.
+A malformed record is skipped and counted (see ``model``), never a traceback.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
 
@@ -13,7 +16,7 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
 from ..errors import RegistryError
-from .model import ParseResult, Record, flat_text
+from .model import BadRecord, ParseResult, Record, check_record, flat_text, port_span
 
 NS = "{http://www.iana.org/assignments}"
 REGISTRY_ID = "service-names-port-numbers"
@@ -77,10 +80,7 @@ def _record(el: ET.Element) -> Record:
         elif tag == "protocol":
             rec.transport = _clean(c.text).lower() or None
         elif tag == "number":
-            num = _clean(c.text)
-            lo, _, hi = num.partition("-")
-            rec.port_low = int(lo)
-            rec.port_high = int(hi) if hi else rec.port_low
+            rec.port_low, rec.port_high = port_span(c.text) or (None, None)
         elif tag == "description":
             rec.description = flat_text(_note_text(c))
         elif tag == "note":
@@ -111,8 +111,34 @@ def parse_xml(data: bytes, source: str = "<xml>") -> ParseResult:
     >>> parse_xml(open("service-names-port-numbers.xml", "rb").read()).edition  # doctest: +SKIP
     '2026-08-17'
     """
+    result = ParseResult(records=[], format="xml")
+    root: ET.Element | None = None
+    depth = 0
     try:
-        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        events = DET.iterparse(
+            io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+        for event, el in events:
+            if event == "start":
+                depth += 1
+                if root is None:
+                    root = el
+                    if root.tag != NS + "registry" or root.get("id") != REGISTRY_ID:
+                        raise RegistryError(
+                            f"XML is not the IANA port registry (root {root.tag!r} id={root.get('id')!r})",
+                            path=source,
+                        )
+                continue
+            depth -= 1
+            if el.tag == NS + "record":
+                _add_record(result, el)
+                el.clear()
+            elif depth == 1 and el.tag == NS + "note":
+                result.notice = result.notice or _warning(_note_text(el))
+            elif depth == 1 and el.tag == NS + "updated":
+                result.edition = _clean(el.text) or None
+            if depth == 1 and root is not None:
+                del root[-1]  # a finished child of the root: drop it, memory holds records only
     except DefusedXmlException as exc:
         raise RegistryError(
             f"refused: XML declares a DTD or entities ({type(exc).__name__}); the registry never does",
@@ -120,15 +146,16 @@ def parse_xml(data: bytes, source: str = "<xml>") -> ParseResult:
         ) from None
     except ET.ParseError as exc:
         raise RegistryError(f"not well-formed XML ({exc}); truncated or damaged download?", path=source) from None
-    if root.tag != NS + "registry" or root.get("id") != REGISTRY_ID:
-        raise RegistryError(f"XML is not the IANA port registry (root {root.tag!r} id={root.get('id')!r})", path=source)
-    notice = None
-    for note in root.findall(NS + "note"):
-        notice = notice or _warning(_note_text(note))
-    records = [_record(el) for el in root.iter(NS + "record")]
-    return ParseResult(
-        records=records,
-        format="xml",
-        edition=_clean(root.findtext(NS + "updated")) or None,
-        notice=notice,
-    )
+    except (LookupError, ValueError) as exc:  # expat: an unknown or multi-byte encoding in the declaration
+        msg = f"XML in an encoding that cannot be read ({exc}); the registry is UTF-8"
+        raise RegistryError(msg, path=source) from None
+    return result
+
+
+def _add_record(result: ParseResult, el: ET.Element) -> None:
+    """Append the record of ``el`` to ``result``, or skip and count it when malformed."""
+    try:
+        result.records.append(check_record(_record(el)))
+    except BadRecord as exc:
+        name = _clean(el.findtext(NS + "name"))[:40]
+        result.skip(f"record {len(result.records) + result.skipped + 1}" + (f" ({name})" if name else ""), str(exc))

@@ -41,13 +41,25 @@ from .. import __version__
 from ..evidence.table import PROTOCOLS
 from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note, said_summary
 from ..flows import SERVER_RULES
+from ..interrupt import partial_note
 from ..label import FLAG_NAMES, SEVERITY, flag_list
 from ..output import emit
 from ..pipeline import Analysis, worst_first
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
-from .summary import ServiceRow, Totals, services, totals, verdict_counts
+from .summary import (
+    SCAN_MIN_ATTEMPTS,
+    SCAN_MIN_TARGETS,
+    ServiceRow,
+    Totals,
+    flow_outcomes,
+    outcome_counts,
+    scanners,
+    services,
+    totals,
+    verdict_counts,
+)
 from .terminal import PORTCLASS_NOTE, human_bytes, notice_text
 
 DEFAULT_MAX_ROWS = 50_000
@@ -113,7 +125,11 @@ def _fmt_ts(ns: int | None) -> str:
     """UTC time of a nanosecond timestamp, to the millisecond: '2026-08-17 09:00:05.123'."""
     if ns is None:
         return "-"
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    try:
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(ns) // 1000)
+    except OverflowError:  # beyond year 9999 (a damaged timestamp): say so rather than fail
+        return f"{'+' if ns > 0 else '-'}{abs(int(ns)) // 10**9} s from 1970"
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -375,6 +391,31 @@ def protocol_chart(a: Analysis, bars: int) -> str:
     return hbar_chart(items, "Protocols seen in payloads, by verdict")
 
 
+def time_bins(ts: np.ndarray, t0: int, span: int, nbins: int) -> np.ndarray:
+    """Bin index (0 .. nbins-1) of int64 ns timestamps ``ts`` >= ``t0`` over ``span`` ns, for any span.
+
+    Differences are taken in uint64 (exact for any two int64 values, the later minus the earlier)
+    and divided by a whole bin width, so nothing is multiplied up to an int64 overflow.
+
+    >>> time_bins(np.array([0, 5, 10, 2**62], dtype=np.int64), 0, 2**62, 4).tolist()
+    [0, 0, 0, 3]
+    """
+    width = span // nbins + 1  # nbins * width > span: the last timestamp falls in the last bin
+    diff = ts.view(np.uint64) - np.uint64(t0 % 2**64)
+    return (diff // np.uint64(width)).astype(np.int64)
+
+
+def _axis_label_cut(t0: int, t1: int) -> slice:
+    """Which part of ``_fmt_ts`` an axis label shows: the time of day within a day, the date and time
+    over days, the date alone over years (the year whenever it changes)."""
+    first, last = _fmt_ts(t0), _fmt_ts(t1)
+    if first[:10] == last[:10]:
+        return slice(11, 19)  # 09:00:05
+    if t1 - t0 > 180 * 86_400 * 10**9 or first[:4] != last[:4]:
+        return slice(0, 10)  # 2026-08-17
+    return slice(5, 16)  # 08-17 09:00
+
+
 def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
     """SVG columns: flows started per time bin, stacked by severity band (flagged at the bottom)."""
     fl, lab = a.flows, a.labels
@@ -384,7 +425,7 @@ def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
     t0, t1 = int(ts.min()), int(ts.max())
     span = max(t1 - t0, 1)
     nbins = 60 if span > 60 * 10**9 else 30
-    idx = np.minimum(((ts - t0) * nbins) // span, nbins - 1) if t1 > t0 else np.zeros(len(ts), dtype=np.int64)
+    idx = time_bins(ts, t0, span, nbins)
     sev = lab.severity.astype(np.int64)
     stacks = []
     for _, lo, hi, color in _SEV_GROUPS:
@@ -404,8 +445,8 @@ def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
         y = top + ph - ph * k / 4
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="ay">{v:,.0f}</text>')
-    bin_ns = span / nbins
-    with_date = span > 86_400 * 10**9 or _fmt_ts(t0)[:10] != _fmt_ts(t1)[:10]
+    bin_ns = span // nbins + 1  # as time_bins cuts them
+    cut = _axis_label_cut(t0, t1)
     flagged_per_bin = totals_per_bin - stacks[-1][0]
     for b in range(nbins):
         total = int(totals_per_bin[b])
@@ -413,7 +454,7 @@ def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
             continue
         x = left + b * bw + 1
         y = top + ph
-        start = _fmt_ts(int(t0 + b * bin_ns))
+        start = _fmt_ts(t0 + b * bin_ns)
         tip = f"{start} UTC (+{_fmt_duration(bin_ns / 1e9)}): {total:,} flows, {int(flagged_per_bin[b]):,} flagged"
         out.append(f"<g><title>{_esc(tip)}</title>")
         for counts, color in stacks:
@@ -428,7 +469,7 @@ def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
     for k in range(ticks + 1):
         t = t0 + span * k // ticks
         x = left + pw * k / ticks
-        label = _fmt_ts(t)[5:19] if with_date else _fmt_ts(t)[11:19]
+        label = _fmt_ts(t)[cut]
         anchor = "start" if k == 0 else ("end" if k == ticks else "middle")
         out.append(f'<text x="{x:.1f}" y="{height - 8}" class="ax" text-anchor="{anchor}">{_esc(label)}</text>')
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
@@ -636,10 +677,48 @@ def _totals_html(a: Analysis, t: Totals) -> str:
             f'<details class="warnings"{" open" if len(t.warnings) <= 5 else ""}><summary>{len(t.warnings):,} '
             f"capture warning(s)</summary><ul>{items}{more}</ul></details>"
         )
+    out.append(_outcomes_html(a))
     files = a.stats.files or a.inputs
     if len(files) > 1:
         items = "".join(f"<li>{_esc(f)}</li>" for f in files[:500])
         out.append(f'<details class="files"><summary>{len(files):,} capture files</summary><ul>{items}</ul></details>')
+    return "".join(out)
+
+
+def _outcomes_html(a: Analysis) -> str:
+    """Connections answered vs attempts (rejected, no reply), and the scanners table (classifier.conn)."""
+    codes = flow_outcomes(a)
+    c = outcome_counts(a, codes)
+    attempts = c["rejected"] + c["no reply"]
+    out = ['<h2 id="pc-outcomes">Connection outcomes</h2><dl class="facts">']
+    for k, v, bad in (
+        ("Answered connections", f"{c['answered']:,}", False),
+        ("Unanswered attempts", f"{attempts:,} (rejected {c['rejected']:,}, no reply {c['no reply']:,})", attempts > 0),
+        ("Other (mid-stream, one-way, not TCP/UDP)", f"{c['other']:,}", False),
+    ):
+        out.append(f"<div{' class=bad' if bad else ''}><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>")
+    out.append("</dl>")
+    out.append(
+        f'<p class="cap">The services charts count answered and other flows; the {attempts:,} unanswered '
+        "attempts are counted here, apart.</p>"
+    )
+    rows = scanners(a, codes)
+    if rows:
+        head = "".join(
+            f"<th{' class=num' if i else ''}>{h}</th>"
+            for i, h in enumerate(("source", "attempts", "rejected", "no reply", "ports", "hosts", "answered"))
+        )
+        body = "".join(
+            f"<tr><td>{_esc(r.source)}</td><td class=num>{r.attempts:,}</td><td class=num>{r.rejected:,}</td>"
+            f"<td class=num>{r.no_reply:,}</td><td class=num>{r.ports:,}</td><td class=num>{r.hosts:,}</td>"
+            f"<td class=num>{r.answered:,}</td></tr>"
+            for r in rows[:50]
+        )
+        out.append(
+            f'<table class="scanners" id="pc-scanners"><caption>Scanners: sources of {SCAN_MIN_ATTEMPTS}+ '
+            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
     return "".join(out)
 
 
@@ -719,11 +798,8 @@ def render(
         from ..registry.sources import PARTIAL_NOTICE
 
         partial = f'<p class="partial">{_esc(PARTIAL_NOTICE)}</p>'
-    interrupted = (
-        '<div class="alert">Interrupted: this report covers the packets read before the interruption.</div>'
-        if a.interrupted
-        else ""
-    )
+    pnote = partial_note(a)
+    interrupted = f'<div class="alert" id="pc-partial">{_esc(pnote[:1].upper() + pnote[1:])}.</div>' if pnote else ""
     embedded = len(payload["rows"])
     cap_note = ""
     if embedded < payload["total"]:

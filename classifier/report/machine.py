@@ -1,10 +1,13 @@
 """Machine formats: JSON Lines, one JSON document, CSV. The registry's warning travels with each.
 
 - ``jsonl``: the first line is a notice document (``event.dataset: portclass.notice``) carrying the
-  registry's warning and provenance; every flow line carries ``portclass.label_basis``.
+  registry's warning and provenance, its ``@timestamp`` the capture's first packet; every flow line
+  carries ``portclass.label_basis``. Every document has ``ecs.version``; absent values are left out
+  (never null: what a SIEM expects); per-capture names (IP protocol names...) are values, never keys.
+- ``json``: a report document; its flows keep every field, null where there is no value.
 - ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``.
 - ``csv``: ``#`` comment lines with the warning and provenance, then a header with ECS column names
-  (read with ``pandas.read_csv(path, comment="#")``).
+  (read with ``pandas.read_csv(path, comment="#")``): the same columns as the Parquet output.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..filters import selection_of, whole_totals
+from ..interrupt import partial_fields, partial_note
 from ..output import emit
 from ..pipeline import Analysis
-from .rows import LABEL_BASIS, flow_columns, rows
+from .rows import ECS_VERSION, LABEL_BASIS, iso_times, rows, table_columns
 from .terminal import PORTCLASS_NOTE, notice_text
 
 
@@ -28,7 +33,36 @@ def _meta(a: Analysis) -> dict[str, Any]:
     prov = asdict(a.registry.provenance)
     prov.pop("extra", None)
     prov["notice"] = None
-    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line()}
+    return {"source_files": a.inputs, "registry": prov, "line": a.registry.provenance.line(), **partial_fields(a)}
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def field_safe(value: Any) -> Any:
+    """``value`` with nulls and empty objects left out, every mapping whose keys are not field names a list.
+
+    Per-capture names (``no_ports`` by IP protocol name, skipped link types) become
+    ``[{"name": ..., "count": ...}]``, so every key of a document is a valid field name.
+
+    >>> field_safe({"a": None, "no_ports": {"IP proto 170": 3}})
+    {'no_ports': [{'name': 'IP proto 170', 'count': 3}]}
+    """
+    if isinstance(value, dict):
+        if value and not all(_FIELD_NAME.match(str(k)) for k in value):
+            return [{"name": str(k), "count": field_safe(v)} for k, v in value.items() if v is not None]
+        return {k: field_safe(v) for k, v in value.items() if v is not None and v != {}}
+    if isinstance(value, list):
+        return [field_safe(v) for v in value if v is not None]
+    return value
+
+
+def notice_timestamp(a: Analysis) -> str:
+    """The notice document's ``@timestamp``: the capture's first packet (the wall clock when it has no flows)."""
+    whole = getattr(a, "whole", None) or a
+    if len(whole.flows):
+        return str(iso_times(whole.flows.first_ts_ns.min(keepdims=True))[0])
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def render(a: Analysis, fmt: str) -> str:
@@ -36,13 +70,16 @@ def render(a: Analysis, fmt: str) -> str:
     notice = notice_text(a)
     if fmt == "jsonl":
         head = {
-            "@timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "@timestamp": notice_timestamp(a),
+            "ecs": {"version": ECS_VERSION},
             "event": {"kind": "state", "dataset": "portclass.notice"},
             "message": f"{notice} -- {PORTCLASS_NOTE}",
-            "portclass": {"notice": notice, "label_basis": LABEL_BASIS, **_meta(a), "totals": whole_totals(a)},
+            "portclass": field_safe(
+                {"notice": notice, "label_basis": LABEL_BASIS, **_meta(a), "totals": whole_totals(a)}
+            ),
         }
         lines = [json.dumps(head, ensure_ascii=False)]
-        lines += [json.dumps(r, ensure_ascii=False) for r in rows(a)]
+        lines += [json.dumps(r, ensure_ascii=False) for r in rows(a, omit_nulls=True)]
         return "\n".join(lines) + "\n"
     if fmt == "json":
         doc = {
@@ -55,7 +92,7 @@ def render(a: Analysis, fmt: str) -> str:
         }
         return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
     if fmt == "csv":
-        cols = flow_columns(a)
+        cols = table_columns(a)
         buf = io.StringIO()
         buf.write(f"# NOTICE (IANA registry): {notice}\n")
         buf.write(f"# {PORTCLASS_NOTE}\n")
@@ -63,6 +100,8 @@ def render(a: Analysis, fmt: str) -> str:
         sel = selection_of(a)
         if sel is not None:
             buf.write(f"# {sel.line()}\n")
+        if partial_note(a):
+            buf.write(f"# {partial_note(a)}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
         w.writerow(keys)

@@ -17,8 +17,10 @@ did: ``network.protocol``, ``portclass.verdict``, ``portclass.verdict_note``,
 capture file's path, as the JSON) and ``tls.client.server_name`` are strings, null where the JSON
 has null; ``portclass.evidence.packet`` (the packet's number in that file, from 1) is a nullable
 int64; after ``--dissect tshark``, ``portclass.tshark_protocol`` and ``portclass.tshark_agreement``
-are strings. Constant ECS fields of the JSON documents (``event.kind`` ...) and
-``portclass.label_basis`` are columns too, so every field of the JSON output is here.
+are strings. Constant ECS fields of the JSON documents (``event.kind`` ..., ``ecs.version``) and
+``portclass.label_basis`` are columns too, so every field of the JSON output is here; the CSV has
+the same columns (``rows.table_columns``). Integer columns that can be null (``NULLABLE_INTEGERS``)
+read back in pandas as ``Int64``, not float64 (the file carries pandas metadata saying so).
 
 The registry's warning travels in the file's key/value metadata (``portclass.notice``, with the
 provenance, source files, totals and any filter), readable with ``pyarrow.parquet.read_schema(path)
@@ -41,7 +43,7 @@ from ..errors import PortclassError
 from ..evidence.verdict import SAID_COLUMNS
 from ..output import emit
 from ..pipeline import Analysis
-from .rows import LABEL_BASIS, flow_columns
+from .rows import LABEL_BASIS, table_columns
 from .terminal import PORTCLASS_NOTE, notice_text
 
 EVENT_CONSTANTS: dict[str, Any] = {
@@ -91,7 +93,16 @@ def _types() -> dict[str, Any]:
         "portclass.flags": strings,
         "portclass.severity": pa.int8(),
         "portclass.server_rule": pa.string(),
+        "log.file.path": pa.string(),
+        "portclass.conn_state": pa.string(),
+        "portclass.history": pa.string(),
+        "portclass.orig_bytes": pa.int64(),
+        "portclass.resp_bytes": pa.int64(),
+        "portclass.orig_ip_bytes": pa.int64(),
+        "portclass.resp_ip_bytes": pa.int64(),
+        "portclass.missed_bytes": pa.int64(),
         "portclass.label_basis": pa.string(),
+        "ecs.version": pa.string(),
         # payload evidence (classifier.evidence.verdict.flow_evidence_columns)
         "network.protocol": pa.string(),
         "portclass.verdict": pa.string(),
@@ -134,9 +145,32 @@ def _raw_arrays(a: Analysis, order: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+NULLABLE_INTEGERS = (
+    "portclass.evidence.packet",
+    "portclass.orig_bytes",
+    "portclass.resp_bytes",
+    "portclass.orig_ip_bytes",
+    "portclass.resp_ip_bytes",
+    "portclass.missed_bytes",
+)
+"""Integer columns that can be null: pandas reads them as ``Int64`` (not float64), by the file's pandas metadata."""
+
+
+def _pandas_metadata(table: Any) -> bytes:
+    """The ``pandas`` schema metadata naming the nullable integer columns' dtype (``Int64``), nothing else."""
+    cols = [
+        {"name": c, "field_name": c, "pandas_type": "int64", "numpy_type": "Int64", "metadata": None}
+        for c in NULLABLE_INTEGERS
+        if c in table.column_names
+    ]
+    meta = {"index_columns": [], "column_indexes": [], "columns": cols, "creator": {"library": "portclass"}}
+    return json.dumps(meta).encode()
+
+
 def metadata(a: Analysis) -> dict[str, str]:
     """File-level key/value metadata: the registry's warning, provenance, inputs, totals, filter."""
     from ..filters import selection_of, whole_totals
+    from ..interrupt import partial_fields
 
     prov = asdict(a.registry.provenance)
     prov.pop("extra", None)
@@ -152,6 +186,7 @@ def metadata(a: Analysis) -> dict[str, str]:
         "schema": "ECS field names, flat (one column per dotted name)",
         "version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        **{k: json.dumps(v) for k, v in partial_fields(a).items()},
     }
     sel = selection_of(a)
     if sel is not None:
@@ -171,8 +206,7 @@ def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -
 
     fl = a.flows
     order = np.argsort(fl.first_ts_ns, kind="stable")
-    cols = flow_columns(a, order)
-    n = len(fl)
+    cols = table_columns(a, order)
     types = _types()
     arrays: dict[str, Any] = {}
     times = {"@timestamp": fl.first_ts_ns, "event.start": fl.first_ts_ns, "event.end": fl.last_ts_ns}
@@ -184,16 +218,12 @@ def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -
             arrays[name] = pa.array(values, type=types[name])
         else:  # a column added to flow_columns later: let Arrow infer its type
             arrays[name] = pa.array(values)
-        if name == "event.duration":
-            for key, value in EVENT_CONSTANTS.items():
-                arrays[key] = pa.array([value] * n, type=types[key])
-    arrays["portclass.label_basis"] = pa.array([LABEL_BASIS] * n, type=types["portclass.label_basis"])
     if raw:
         for name, arr in _raw_arrays(a, order).items():
             arrays[name] = pa.array(arr)
     table = pa.table(arrays)
     if with_metadata:
-        table = table.replace_schema_metadata(metadata(a))
+        table = table.replace_schema_metadata({**metadata(a), b"pandas": _pandas_metadata(table)})
     return table
 
 

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 
 from ..capture.columns import TRANSPORT_OF_PROTO
-from ..flows import SERVER_RULES
+from ..flows import SERVER_RULES, FlowTable
 from ..label import flag_list
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
+
+ECS_VERSION = "9.4.0"
+"""The ECS version the documents follow (``ecs.version``); tests check the fields against its field list."""
 
 LABEL_BASIS = "server port number in the IANA registry (not the traffic's content)"
 """What a portclass label rests on; travels with every flow in machine formats."""
@@ -120,12 +123,63 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         "portclass.severity": col(lab.severity.astype(np.int64)),
         "portclass.server_rule": col(rules),
     }
+    # the capture file each flow came from (its first packet's)
+    files = np.array(list(a.stats.files) or [None], dtype=object)
+    cols["log.file.path"] = col(files[np.minimum(fl.file_index, files.size - 1)])
+    # what happened to the connection, as Zeek's conn.log says it (classifier.conn)
+    for key, values in conn_columns(fl).items():
+        cols[key] = col(values)
     # payload evidence: observed protocol, verdict against the registry, where it was seen, SNI
     from ..evidence.verdict import flow_evidence_columns
 
     for key, values in flow_evidence_columns(fl, lab, a.registry, list(a.stats.files)).items():
         cols[key] = col(values)
     return cols
+
+
+CONN_COLUMNS = {
+    "portclass.conn_state": "conn_state",
+    "portclass.history": "history",
+    "portclass.orig_bytes": "orig_bytes",
+    "portclass.resp_bytes": "resp_bytes",
+    "portclass.orig_ip_bytes": "orig_ip_bytes",
+    "portclass.resp_ip_bytes": "resp_ip_bytes",
+    "portclass.missed_bytes": "missed_bytes",
+}
+"""ECS-side column -> Zeek conn.log field of the same value (``classifier.conn.conn_fields``)."""
+
+
+def conn_columns(fl: FlowTable) -> dict[str, np.ndarray]:
+    """Zeek's connection fields per flow (object arrays; None where Zeek leaves a field unset)."""
+    from ..conn import conn_fields
+
+    f = conn_fields(fl)
+    out: dict[str, np.ndarray] = {}
+    for key, name in CONN_COLUMNS.items():
+        v = f[name]
+        if v.dtype == object:
+            v = np.where(v == "", None, v)
+        else:
+            v = np.where(v < 0, None, v.astype(object))
+        out[key] = v
+    return out
+
+
+def table_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list[Any]]:
+    """The flat columns of the CSV and Parquet outputs (one set for both): ``flow_columns`` plus the
+    fields every JSON document carries with one value (``event.kind`` ..., ``portclass.label_basis``,
+    ``ecs.version``), in the Parquet file's column order."""
+    cols = flow_columns(a, order)
+    n = len(a.flows)
+    out: dict[str, list[Any]] = {}
+    for key, values in cols.items():
+        out[key] = values
+        if key == "event.duration":
+            for k, v in _EVENT.items():
+                out[f"event.{k}"] = [v] * n
+    out["portclass.label_basis"] = [LABEL_BASIS] * n
+    out["ecs.version"] = [ECS_VERSION] * n
+    return out
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -143,20 +197,27 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def rows(a: Analysis, order: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Nested ECS documents, one per flow (the nesting paths are worked out once, not per flow)."""
+def rows(a: Analysis, order: np.ndarray | None = None, omit_nulls: bool = False) -> list[dict[str, Any]]:
+    """Nested ECS documents, one per flow (the nesting paths are worked out once, not per flow).
+
+    Every document says its ``ecs.version``. ``omit_nulls`` leaves a field without a value out (as
+    Beats and Elastic do, the JSON Lines output) instead of writing it as None.
+    """
     cols = flow_columns(a, order)
     paths = [[k] if k.startswith("@") else k.split(".") for k in cols]
     out = []
     for values in zip(*cols.values(), strict=True):
         doc: dict[str, Any] = {}
         for path, value in zip(paths, values, strict=True):
+            if value is None and omit_nulls:
+                continue
             node = doc
             for part in path[:-1]:
                 node = node.setdefault(part, {})
             node[path[-1]] = value
         doc["event"].update(_EVENT)
         doc["portclass"]["label_basis"] = LABEL_BASIS
+        doc["ecs"] = {"version": ECS_VERSION}
         out.append(doc)
     return out
 

@@ -1,4 +1,5 @@
-"""Aggregates every report shares: capture totals, services by server port, status breakdown."""
+"""Aggregates every report shares: capture totals, services by server port, status breakdown,
+connection outcomes (answered or attempts) and scanners."""
 
 from __future__ import annotations
 
@@ -84,8 +85,94 @@ class ServiceRow:
     bytes: int
 
 
-def services(a: Analysis) -> list[ServiceRow]:
-    """Traffic per (transport, server port), most flows first (then bytes)."""
+def flow_outcomes(a: Analysis) -> np.ndarray:
+    """Outcome code per flow (``classifier.conn.OUTCOMES``: answered, rejected, no reply, other)."""
+    from ..conn import outcomes
+
+    return outcomes(a.flows)
+
+
+def outcome_counts(a: Analysis, codes: np.ndarray | None = None) -> dict[str, int]:
+    """Flows per outcome: answered, rejected, no reply, other."""
+    from ..conn import OUTCOMES
+
+    codes = flow_outcomes(a) if codes is None else codes
+    counts = np.bincount(codes, minlength=len(OUTCOMES))
+    return {name: int(counts[i]) for i, name in enumerate(OUTCOMES)}
+
+
+SCAN_MIN_ATTEMPTS = 10
+"""A scanner: a source with at least this many unanswered or rejected attempts, to at least
+``SCAN_MIN_TARGETS`` different server ports or hosts."""
+SCAN_MIN_TARGETS = 10
+
+
+@dataclass
+class ScannerRow:
+    """A source of many connection attempts that got no answer or were rejected."""
+
+    source: str
+    attempts: int
+    rejected: int
+    no_reply: int
+    ports: int
+    hosts: int
+    answered: int
+
+
+def scanners(a: Analysis, codes: np.ndarray | None = None) -> list[ScannerRow]:
+    """Sources of ``SCAN_MIN_ATTEMPTS`` or more attempts across ``SCAN_MIN_TARGETS`` ports or hosts, most first."""
+    from ..conn import OUT_ANSWERED, OUT_NO_REPLY, OUT_REJECTED
+    from .addr import format_addresses
+
+    fl = a.flows
+    codes = flow_outcomes(a) if codes is None else codes
+    if not len(fl):
+        return []
+    src = np.stack([fl.client_hi, fl.client_lo], axis=1)
+    uniq, inv = np.unique(src, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = uniq.shape[0]
+    att = (codes == OUT_REJECTED) | (codes == OUT_NO_REPLY)
+    rej = np.bincount(inv[codes == OUT_REJECTED], minlength=n)
+    nor = np.bincount(inv[codes == OUT_NO_REPLY], minlength=n)
+    ans = np.bincount(inv[codes == OUT_ANSWERED], minlength=n)
+    ai = inv[att]
+    ports = np.unique(np.stack([ai, fl.server_port[att].astype(np.int64)], axis=1), axis=0)[:, 0]
+    hosts = np.unique(np.stack([ai.astype(np.uint64), fl.server_hi[att], fl.server_lo[att]], axis=1), axis=0)[:, 0]
+    n_ports = np.bincount(ports, minlength=n)
+    n_hosts = np.bincount(hosts.astype(np.int64), minlength=n)
+    total = rej + nor
+    pick = np.flatnonzero((total >= SCAN_MIN_ATTEMPTS) & (np.maximum(n_ports, n_hosts) >= SCAN_MIN_TARGETS))
+    pick = pick[np.argsort(-total[pick], kind="stable")]
+    names = format_addresses(uniq[pick, 0], uniq[pick, 1])
+    return [
+        ScannerRow(
+            source=str(names[k]),
+            attempts=int(total[i]),
+            rejected=int(rej[i]),
+            no_reply=int(nor[i]),
+            ports=int(n_ports[i]),
+            hosts=int(n_hosts[i]),
+            answered=int(ans[i]),
+        )
+        for k, i in enumerate(pick.tolist())
+    ]
+
+
+def services(a: Analysis, attempts: bool = False) -> list[ServiceRow]:
+    """Traffic per (transport, server port), most flows first (then bytes).
+
+    Connection attempts that were rejected or never answered are left out unless ``attempts``: a
+    port label on a connection that never happened is noise (``outcome_counts`` counts them apart).
+    """
+    if not attempts:
+        from ..conn import OUT_NO_REPLY, OUT_REJECTED
+
+        codes = flow_outcomes(a)
+        keep = (codes != OUT_REJECTED) & (codes != OUT_NO_REPLY)
+        if not keep.all():
+            a = _subset(a, np.flatnonzero(keep))
     fl, lab = a.flows, a.labels
     if len(fl) == 0:
         return []
@@ -117,6 +204,17 @@ def services(a: Analysis) -> list[ServiceRow]:
             )
         )
     return out
+
+
+def _subset(a: Analysis, idx: np.ndarray) -> Analysis:
+    """The analysis with only the flows ``idx`` (labels alike), for aggregates over part of the flows."""
+    from dataclasses import fields as dc_fields
+
+    from ..filters import take_labels
+
+    kept = {f.name: getattr(a, f.name) for f in dc_fields(Analysis)}
+    kept.update(flows=a.flows.take(idx), labels=take_labels(a.labels, idx))
+    return Analysis(**kept)
 
 
 def verdict_counts(a: Analysis) -> dict[str, int] | None:

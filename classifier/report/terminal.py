@@ -20,13 +20,24 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..flows import SERVER_RULES
+from ..flows import SERVER_RULES, file_groups
+from ..interrupt import partial_note
 from ..output import emit
 from ..pipeline import Analysis, worst_first
 from ..registry.model import TRANSPORTS
 from .addr import format_addresses
 from .rows import flag_strings
-from .summary import ServiceRow, services, totals, verdict_counts
+from .summary import (
+    SCAN_MIN_ATTEMPTS,
+    SCAN_MIN_TARGETS,
+    ServiceRow,
+    flow_outcomes,
+    outcome_counts,
+    scanners,
+    services,
+    totals,
+    verdict_counts,
+)
 
 FALLBACK_NOTICE = (
     "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT OF AN APPLICATION OR PRODUCT, "
@@ -93,6 +104,18 @@ def _totals_block(a: Analysis) -> Group:
             f"{'off' if not t.idle_timeout_s else f'{t.idle_timeout_s:g} s'}"
         ),
     ]
+    files = list(a.stats.files)
+    if len(files) > 1:
+        groups = file_groups(files, merge=False)
+        apart = "flows of different files kept apart" + (
+            " (ring-buffer parts joined)" if np.unique(groups).size < len(files) else ""
+        )
+        if len(a.flows) and not a.flows.key_group.any():
+            apart = "flows joined across files (--merge-files)"
+        shown = ", ".join(Path(f).name for f in files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+        lines.append(Text(f"Files    {shown}; {apart}"))
+    elif files:
+        lines.append(Text(f"File     {files[0]}"))
     other = [f"{k} {v:,}" for k, v in t.no_ports.items()]
     if t.non_ip:
         other.append(f"non-IP {t.non_ip:,}")
@@ -116,8 +139,8 @@ def _totals_block(a: Analysis) -> Group:
     sel = selection_of(a)
     if sel is not None:
         lines.append(Text(f"Shown below: {sel.line()}", style="bold yellow"))
-    if a.interrupted:
-        lines.append(Text("interrupted: the report covers the packets read before the interruption", style="red"))
+    if partial_note(a):
+        lines.append(Text(str(partial_note(a)), style="red"))
     return Group(*lines)
 
 
@@ -149,6 +172,59 @@ def services_table(
             f"{r.packets:,}",
             human_bytes(r.bytes),
             f"{100 * r.bytes / total_b:.1f}",
+        )
+    return tbl
+
+
+def outcome_line(a: Analysis, codes: np.ndarray) -> Text:
+    """Connections answered, and attempts (rejected, no reply) counted apart."""
+    c = outcome_counts(a, codes)
+    out = Text.from_markup(f"[bold]Outcome[/]  answered {c['answered']:,}; ")
+    out.append(
+        f"attempts {c['rejected'] + c['no reply']:,} (rejected {c['rejected']:,}, no reply {c['no reply']:,})",
+        style="yellow" if c["rejected"] + c["no reply"] else "",
+    )
+    out.append(f"; other {c['other']:,} (mid-stream, one-way, not TCP/UDP)")
+    return out
+
+
+def _services_note(a: Analysis, codes: np.ndarray) -> Text:
+    c = outcome_counts(a, codes)
+    return Text(
+        f"Services list answered and other flows; {c['rejected'] + c['no reply']:,} unanswered attempts "
+        "counted apart (Outcome above, Scanners below)",
+        style="dim",
+    )
+
+
+def scanners_table(a: Analysis, top: int, codes: np.ndarray | None = None) -> Table | None:
+    """Sources of many unanswered or rejected attempts across ports or hosts (None when there is none)."""
+    rows = scanners(a, codes)
+    if not rows:
+        return None
+    tbl = Table(
+        title=f"Scanners: sources of {SCAN_MIN_ATTEMPTS}+ unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts",
+        box=box.SIMPLE,
+    )
+    for col, just in [
+        ("source", "left"),
+        ("attempts", "right"),
+        ("rejected", "right"),
+        ("no reply", "right"),
+        ("ports", "right"),
+        ("hosts", "right"),
+        ("answered", "right"),
+    ]:
+        tbl.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows[:top]:
+        tbl.add_row(
+            Text(r.source, style="bold red"),
+            f"{r.attempts:,}",
+            f"{r.rejected:,}",
+            f"{r.no_reply:,}",
+            f"{r.ports:,}",
+            f"{r.hosts:,}",
+            f"{r.answered:,}",
         )
     return tbl
 
@@ -293,7 +369,13 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
 
         console.print(Text(PARTIAL_NOTICE, style="yellow"))
     console.print(_totals_block(a))
+    codes = flow_outcomes(a)
+    console.print(outcome_line(a, codes))
     console.print(services_table(a, top))
+    console.print(_services_note(a, codes))
+    scan = scanners_table(a, top, codes)
+    if scan is not None:
+        console.print(scan)
     console.print(_status_line(a))
     console.print(_evidence_line(a))
     console.print(_flagged_table(a, top, console.width))

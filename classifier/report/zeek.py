@@ -22,18 +22,16 @@ service             the protocol portclass's payload evidence saw (``network.pro
                     on 443/tcp is ``service`` ssh, ``portclass_service`` https
 duration            first to last packet when > 0, else unset (as Zeek); Zeek stops at the last
                     productive TCP packet, so portclass's can be a little longer
-orig_bytes,         **unset**: Zeek's are payload bytes (from TCP sequence numbers); portclass
-resp_bytes          counts frame bytes (``portclass_orig_wire_bytes`` ...)
-conn_state          only where the packets decide it: UDP SF/S0/SHR; TCP S0 (client sent only SYNs,
-                    no reply) and REJ (client sent only SYNs, server answered RST without SYN);
-                    unset otherwise (it needs Zeek's per-packet TCP state machine)
+orig_bytes,         payload bytes as Zeek counts them: TCP from sequence numbers (acknowledged bytes
+resp_bytes          the capture missed count), UDP the payload sum; unset when duration is 0 (Zeek)
+conn_state          Zeek's, all 13 states, from Zeek's endpoint state machine (``classifier.conn``)
 local_orig,         **unset**, as Zeek leaves them without ``Site::local_nets``
 local_resp
-missed_bytes        **unset**: content gaps need TCP reassembly
-history             **unset**: needs the order of packets, portclass keeps OR-ed flags only
+missed_bytes        sequence span minus payload seen (holes), TCP; 0 otherwise
+history             Zeek's letters (upper case: originator), see ``classifier.conn``
 orig_pkts,          packets each way (exact)
 resp_pkts
-orig_ip_bytes,      **unset**: Zeek's are IP total lengths; portclass counts frame (wire) bytes
+orig_ip_bytes,      IP total lengths each way (as Zeek); frame bytes are ``portclass_orig_wire_bytes``
 resp_ip_bytes
 tunnel_parents      **unset**: tunnels are decoded through, not logged as connections
 ip_proto            IP protocol number
@@ -46,9 +44,10 @@ Extra fields: ``portclass_service`` (primary registry name of the server port), 
 ``portclass_resp_wire_bytes``, and from the payload evidence ``portclass_verdict`` (consistent,
 mismatch, unregistered, unverified), ``portclass_protocol`` (portclass's own protocol name, as the
 JSON output's ``network.protocol``) and ``portclass_server_name`` (the TLS server name the client
-sent, as ``tls.client.server_name``; escaped like every value, it comes from packets), and what the
-flow said (``ZEEK_SAID``: HTTP method, host, URI and user agent, DNS query and type, SSH software
-both ways, server greeting), named after the fields of Zeek's own http, dns and ssh logs.
+sent, as ``tls.client.server_name``; escaped like every value, it comes from packets),
+``portclass_file`` (the capture file the flow came from, ``log.file.path``), and what the flow said
+(``ZEEK_SAID``: HTTP method, host, URI and user agent, DNS query and type, SSH software both ways,
+server greeting), named after the fields of Zeek's own http, dns and ssh logs.
 
 Values are escaped as Zeek does (``\\xHH`` for backslash, control characters, the separator, a set
 element's set separator, and the first character of a value equal to ``-`` or ``(empty)``), and
@@ -65,7 +64,6 @@ from pathlib import Path
 import numpy as np
 
 from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
-from ..flows import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import flow_columns
@@ -128,18 +126,13 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("portclass_verdict", "string"),
     ("portclass_protocol", "string"),
     ("portclass_server_name", "string"),
+    ("portclass_file", "string"),
 )
 """(name, Zeek type) of every column, in order: Zeek's conn.log fields, then portclass's."""
 
 NEVER_SET: tuple[str, ...] = (
-    "orig_bytes",
-    "resp_bytes",
     "local_orig",
     "local_resp",
-    "missed_bytes",
-    "history",
-    "orig_ip_bytes",
-    "resp_ip_bytes",
     "tunnel_parents",
 )
 """conn.log fields portclass cannot compute and always leaves unset (see the module docstring)."""
@@ -202,6 +195,11 @@ def _sets(values: Iterable[list[str] | None]) -> list[str]:
     return out
 
 
+def _counts_or_unset(values: Iterable[int | None]) -> list[str]:
+    """A column of optional counts (None: unset)."""
+    return [UNSET_FIELD if v is None else str(v) for v in values]
+
+
 def _seconds(ns: np.ndarray) -> np.ndarray:
     """Nanoseconds as Zeek's ``%.6f`` seconds (rounded to microseconds), vectorized."""
     us = (np.asarray(ns, dtype=np.int64) + 500) // 1000
@@ -249,25 +247,6 @@ def uids(a: Analysis, order: np.ndarray) -> list[str]:
     return text.view("S18").reshape(n).astype(str).tolist()
 
 
-def conn_states(a: Analysis, order: np.ndarray) -> np.ndarray:
-    """Zeek's conn_state where packet counts and OR-ed TCP flags decide it, else the unset field."""
-    fl = a.flows
-    proto = fl.proto[order]
-    c_pk, s_pk = fl.packets_c2s[order] > 0, fl.packets_s2c[order] > 0
-    relevant = np.uint8(TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST)
-    fc = fl.tcp_flags_c2s[order] & relevant
-    fs = fl.tcp_flags_s2c[order]
-    out = np.full(len(order), UNSET_FIELD, dtype=object)
-    udp = proto == 17
-    out[udp & c_pk & s_pk] = "SF"
-    out[udp & c_pk & ~s_pk] = "S0"
-    out[udp & ~c_pk & s_pk] = "SHR"
-    only_syn = (proto == 6) & (fc == TCP_SYN)
-    out[only_syn & ~s_pk] = "S0"
-    out[only_syn & s_pk & ((fs & TCP_RST) != 0) & ((fs & TCP_SYN) == 0)] = "REJ"
-    return out
-
-
 def render(a: Analysis) -> str:
     """The conn.log as text."""
     fl = a.flows
@@ -291,7 +270,13 @@ def render(a: Analysis) -> str:
         "id.resp_p": counts(fl.server_port[order]),
         "proto": [_ZEEK_PROTO.get(int(p), "unknown_transport") for p in proto],
         "duration": duration.tolist(),
-        "conn_state": conn_states(a, order).tolist(),
+        "conn_state": _strings(ecs["portclass.conn_state"]),
+        "history": _strings(ecs["portclass.history"]),
+        "orig_bytes": _counts_or_unset(ecs["portclass.orig_bytes"]),
+        "resp_bytes": _counts_or_unset(ecs["portclass.resp_bytes"]),
+        "missed_bytes": _counts_or_unset(ecs["portclass.missed_bytes"]),
+        "orig_ip_bytes": _counts_or_unset(ecs["portclass.orig_ip_bytes"]),
+        "resp_ip_bytes": _counts_or_unset(ecs["portclass.resp_ip_bytes"]),
         "orig_pkts": counts(fl.packets_c2s[order]),
         "resp_pkts": counts(fl.packets_s2c[order]),
         "ip_proto": counts(proto),
@@ -311,6 +296,7 @@ def render(a: Analysis) -> str:
         "portclass_protocol": _strings(ecs["network.protocol"]),
         "portclass_server_name": _strings(ecs["tls.client.server_name"]),
         **{z: _strings(ecs[e]) for z, e in ZEEK_SAID.items()},
+        "portclass_file": _strings(ecs["log.file.path"]),
     }
     for name in NEVER_SET:
         cols[name] = unset
@@ -333,6 +319,7 @@ def _header_value(text: str) -> str:
 def header(a: Analysis) -> list[str]:
     """The ``#`` lines before the first flow: Zeek's, then portclass's notice lines, then fields and types."""
     from ..filters import selection_of
+    from ..interrupt import partial_note
 
     sep = SEPARATOR
     lines = [
@@ -350,6 +337,8 @@ def header(a: Analysis) -> list[str]:
     sel = selection_of(a)
     if sel is not None:
         lines.append(f"#portclass_filter{sep}{_header_value(sel.line())}")
+    if partial_note(a):
+        lines.append(f"#portclass_partial{sep}{_header_value(partial_note(a) or '')}")
     lines.append(f"#fields{sep}" + sep.join(name for name, _ in FIELDS))
     lines.append(f"#types{sep}" + sep.join(t for _, t in FIELDS))
     return lines
