@@ -85,3 +85,19 @@ def test_timeout_options(tmp_path: Path, xml_path: Path, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "unknown transport 'smtp'" in err[-1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "zeek"])
+def test_chunk_written_in_slices_is_the_same(fmt: str, reg) -> None:
+    """A chunk of many flows is written a few thousand at a time: the bytes do not depend on the slice."""
+    import io as _io
+
+    from classifier.report.stream import _Body
+
+    a = analyze([Path("captures/sample.pcap")], reg)
+    outs = []
+    for rows in (3, 10**6):
+        buf = _io.BytesIO()
+        _Body(fmt, buf).add(a, rows=rows)
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1] and outs[0].count(b"\n") == len(a.flows)
