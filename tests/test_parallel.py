@@ -209,7 +209,7 @@ def test_analyze_jobs_same_result(bench140mb: Path, reg) -> None:
     assert parallel.last_mode == ""  # jobs=1 never splits
     a2 = analyze([bench140mb], reg, jobs=2)
     assert parallel.last_mode == "parallel"  # 134 MiB: split after the first 64 MiB chunk
-    assert a1.flows.equals(a2.flows) and a1.stats == a2.stats
+    assert a1.flows.equals(a2.flows, chunking=True) and a1.stats == a2.stats  # T/G figures: classifier.conn
     assert all(np.array_equal(getattr(a1.labels, f), getattr(a2.labels, f)) for f in vars(a1.labels) if
                isinstance(getattr(a1.labels, f), np.ndarray))  # fmt: skip
 
