@@ -61,8 +61,10 @@ Columns (one row per flow; dtypes in ``FLOW_DTYPES``)
     evidence_sig/file/pkt_c2s/s2c (the first packet each way that the payload-evidence stage
     recognised: its signature code, ``classifier.evidence``'s numbering, 0 none, and its
     file_index/pkt_index, -1 in pkt where none) and server_name (the first TLS server name
-    seen, ``SERVER_NAME_BYTES`` at most, b"" none); both are filled only from ``PacketTags``
-    passed alongside the batches, and merge as "first in capture order", like payload refs.
+    seen, ``SERVER_NAME_BYTES`` at most, b"" none); said_c2s/s2c (object: what the evidence
+    packet each way said, fields extracted by ``classifier.evidence.extract``, None none); all
+    are filled only from ``PacketTags`` passed alongside the batches, and merge as "first in
+    capture order", like payload refs.
 
 Before ``orient`` (``server_rule == 0``, "unoriented") client is the lower endpoint.
 
@@ -82,7 +84,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +174,8 @@ FLOW_DTYPES: dict[str, np.dtype] = {
     "evidence_pkt_c2s": np.dtype(np.int64),
     "evidence_pkt_s2c": np.dtype(np.int64),
     "server_name": np.dtype(f"S{SERVER_NAME_BYTES}"),
+    "said_c2s": np.dtype(object),
+    "said_s2c": np.dtype(object),
     # connection columns (classifier.conn): Zeek's states, history, sequence spans
     "ip_bytes_c2s": np.dtype(np.int64),
     "ip_bytes_s2c": np.dtype(np.int64),
@@ -213,6 +217,7 @@ _PAIRS: tuple[tuple[str, str], ...] = (
     ("evidence_sig_c2s", "evidence_sig_s2c"),
     ("evidence_file_c2s", "evidence_file_s2c"),
     ("evidence_pkt_c2s", "evidence_pkt_s2c"),
+    ("said_c2s", "said_s2c"),
     ("ip_bytes_c2s", "ip_bytes_s2c"),
     ("payload_c2s", "payload_s2c"),
     ("covered_c2s", "covered_s2c"),
@@ -290,6 +295,8 @@ class FlowTable:
     evidence_pkt_c2s: np.ndarray
     evidence_pkt_s2c: np.ndarray
     server_name: np.ndarray
+    said_c2s: np.ndarray
+    said_s2c: np.ndarray
     ip_bytes_c2s: np.ndarray
     ip_bytes_s2c: np.ndarray
     payload_c2s: np.ndarray
@@ -321,6 +328,9 @@ class FlowTable:
     def empty(cls, n: int = 0) -> FlowTable:
         """A table of ``n`` rows with every column allocated (zeros; -1 for 'none' markers)."""
         cols = {name: np.zeros(n, dtype=dt) for name, dt in FLOW_DTYPES.items()}
+        for name, dt in FLOW_DTYPES.items():
+            if dt == np.dtype(object):
+                cols[name].fill(None)
         for name in _MINUS_ONE:
             cols[name].fill(-1)
         conn.init_columns(cols)
@@ -372,7 +382,7 @@ class FlowTable:
         out: dict[str, object] = {}
         for name, col in self.columns().items():
             v = col[i]
-            out[name] = v.tolist() if isinstance(v, np.ndarray) else v.item()
+            out[name] = v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v
         ver = int(self.ip_version[i])
         out["client"] = words_to_addr(int(self.client_hi[i]), int(self.client_lo[i]), ver)
         out["server"] = words_to_addr(int(self.server_hi[i]), int(self.server_lo[i]), ver)
@@ -405,20 +415,32 @@ class PacketTags:
     sig: np.ndarray
     name_rows: np.ndarray
     names: np.ndarray
+    said_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # sorted
+    said: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S1"))  # what those packets said
 
     @classmethod
     def none(cls, n: int) -> PacketTags:
         """Tags of ``n`` packets of which nothing was recognised."""
         return cls(np.zeros(n, dtype=np.uint8), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f"S{SERVER_NAME_BYTES}"))
 
+    def take(self, keep: np.ndarray) -> PacketTags:
+        """The tags of the packets where the bool mask ``keep`` is set (renumbered)."""
+        newpos = np.cumsum(keep) - 1
+        k_name, k_said = keep[self.name_rows], keep[self.said_rows]
+        return PacketTags(self.sig[keep], newpos[self.name_rows[k_name]], self.names[k_name],
+                          newpos[self.said_rows[k_said]], self.said[k_said])  # fmt: skip
+
     @classmethod
     def concat(cls, tags: Sequence[PacketTags], sizes: Sequence[int]) -> PacketTags:
         """Tags of consecutive batches of ``sizes`` packets as the tags of their concatenation."""
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        said = [t.said for t in tags if t.said.size]
         return cls(
             np.concatenate([t.sig for t in tags]),
             np.concatenate([t.name_rows + b for t, b in zip(tags, base, strict=True)]),
             np.concatenate([t.names for t in tags]).astype(f"S{SERVER_NAME_BYTES}"),
+            np.concatenate([t.said_rows + b for t, b in zip(tags, base, strict=True)]),
+            np.concatenate(said) if said else np.zeros(0, dtype="S1"),
         )
 
 
@@ -908,6 +930,10 @@ def _evidence_refs(
         scol[r] = tags.sig[src]
         fcol[r] = batch.file_index[src]
         pcol[r] = batch.pkt_index[src]
+        if tags.said_rows.size:  # what that packet said, where the evidence stage extracted something
+            at = np.minimum(np.searchsorted(tags.said_rows, src), tags.said_rows.size - 1)
+            hit = tags.said_rows[at] == src
+            (out.said_s2c if way else out.said_c2s)[r[hit]] = tags.said[at[hit]].astype(object)
     if tags.name_rows.size:
         # where each named packet sits among the tagged ones (a name comes only with a code)
         k = np.argsort(src_all, kind="stable")
@@ -979,14 +1005,14 @@ def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> N
         hv = col[head]
         col[head] = np.where(hv >= 0, hv, np.take(getattr(src, name), rows))
     # evidence: the head's own where it has one (it came first), else the folded row's
-    for sname, fname, pname in (
-        ("evidence_sig_c2s", "evidence_file_c2s", "evidence_pkt_c2s"),
-        ("evidence_sig_s2c", "evidence_file_s2c", "evidence_pkt_s2c"),
+    for sname, fname, pname, said in (
+        ("evidence_sig_c2s", "evidence_file_c2s", "evidence_pkt_c2s", "said_c2s"),
+        ("evidence_sig_s2c", "evidence_file_s2c", "evidence_pkt_s2c", "said_s2c"),
     ):
         take = np.flatnonzero(getattr(t, sname)[head] == 0)
         if take.size:
             h, r = head[take], rows[take]
-            for name in (sname, fname, pname):
+            for name in (sname, fname, pname, said):
                 getattr(t, name)[h] = np.take(getattr(src, name), r)
     take = np.flatnonzero(t.server_name[head] == b"")
     if take.size:

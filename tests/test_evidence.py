@@ -484,8 +484,8 @@ def test_docstring_examples() -> None:
     import doctest
 
     from classifier import evidence
-    from classifier.evidence import match, table, tshark, verdict, walk
+    from classifier.evidence import extract, match, table, tshark, verdict, walk
 
-    for mod in (evidence, match, table, walk, verdict, tshark):
+    for mod in (evidence, match, table, walk, verdict, tshark, extract):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, mod.__name__

@@ -223,6 +223,9 @@ def test_openssh(reg, tmp_path) -> None:
                         "nobody@127.0.0.1", "true"], capture_output=True, timeout=30)  # fmt: skip
     row = check(reg, pcap, port, "ssh")
     assert row["portclass.evidence.signature"] == "ssh-banner"
+    version = subprocess.run([ssh, "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
+    assert row["portclass.ssh.client_software"] == version  # "OpenSSH_9.2p1 Debian-2+deb12u3"
+    assert row["portclass.ssh.server_software"].startswith(version.split()[0])
     assert "SSH" in tshark_says(pcap, f"tcp.port=={port},ssh") or "SSHv2" in tshark_says(pcap, f"tcp.port=={port},ssh")
 
 
@@ -272,6 +275,8 @@ def test_dnsmasq_dns_and_dnscrypt_certificate_query(reg, tmp_path) -> None:
     rows = classify(pcap, port, "udp")
     protos = sorted(r["network.protocol"] for r in rows)
     assert protos == ["dns", "dnscrypt"], protos  # two client ports: one flow each
+    said = sorted((r["dns.question.name"], r["dns.question.type"]) for r in rows)
+    assert said == [("2.dnscrypt-cert.example.test", "TXT"), ("www.example.test", "A")]
     want = expected_verdict(reg, port, "udp")
     assert {r["portclass.verdict"] for r in rows} == {want}
     assert "DNS" in tshark_says(pcap, f"udp.port=={port},dns")

@@ -345,8 +345,7 @@ def _resolve(part: tuple[Any, ...], table: FragmentTable, offset: int, timeout: 
             **{n: getattr(batch, n)[idx] for n in _FLOW_INPUTS}, payload_off=batch.payload_off[idx], data=batch.data
         )
         if tags is not None:
-            newpos = np.cumsum(keep) - 1
-            tags = PacketTags(tags.sig[idx], newpos[tags.name_rows], tags.names)
+            tags = tags.take(keep)
     return flows_from_batch(batch, timeout, tags)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..capture.columns import FRAG_LATER, PROTO_TCP, PROTO_UDP, PacketBatch
 from ..flows import SERVER_NAME_BYTES, PacketTags
-from . import walk
+from . import extract, walk
 from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, Echo, LenField, Lit, OneOf, Signature, Tail
 
 PREFIX_BYTES = 32
@@ -269,6 +269,7 @@ class _Batch:
         self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
         self.tagged: set[int] = set()  # signature codes given to some row
+        self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -429,6 +430,14 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
             names.append(found)
     b.sig[rows] = c.code
     b.tagged.add(c.code)
+    kind = extract.EXTRACTOR.get(c.sig.name)
+    if kind is not None and rows.size:
+        # only a flow direction's first such packet can be its evidence packet: one per direction
+        _, first = np.unique(_echo_keys(b, rows, np.zeros(rows.size, np.uint64), reverse=False), return_index=True)
+        rows = rows[np.sort(first)]
+        skip = 2 if c.sig.transport == "tcp" and kind == "dns" else 0  # DNS over TCP: the length field
+        plen = b.plen[rows].astype(np.int64)
+        b.said.append((rows, extract.EXTRACT[kind](b.data, b.off[rows] + skip, plen - skip)))
 
 
 def _echo_value(b: _Batch, rows: np.ndarray, off: int, size: int) -> np.ndarray:
@@ -519,6 +528,11 @@ def scan(batch: PacketBatch) -> PacketTags:
     for c in COMPILED:
         _run(b, c, found)
     tags.sig[idx] = b.sig
+    if b.said:
+        rows = np.concatenate([r for r, _ in b.said])
+        o = np.argsort(rows, kind="stable")
+        tags.said_rows = idx[rows[o]]
+        tags.said = np.concatenate([v for _, v in b.said])[o]
     if found:
         rows = np.concatenate([r for r, _ in found])
         tags.name_rows = idx[rows]

@@ -290,13 +290,82 @@ def note(
     return None
 
 
+SAID_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "http.request.method": ("http", "http.request.method", "c2s"),
+    "url.original": ("http", "url.original", "c2s"),
+    "url.domain": ("http", "url.domain", "c2s"),
+    "user_agent.original": ("http", "user_agent.original", "c2s"),
+    "dns.question.name": ("dns", "dns.question.name", "c2s"),
+    "dns.question.type": ("dns", "dns.question.type", "c2s"),
+    "portclass.ssh.client_software": ("ssh", "software", "c2s"),
+    "portclass.ssh.server_software": ("ssh", "software", "s2c"),
+    "portclass.server_greeting": ("greeting", "greeting", "s2c"),
+}
+"""Column (ECS name where ECS has one) -> (extractor, its field, direction): what each flow said."""
+
+
+def said_columns(flows: FlowTable) -> dict[str, list[Any]]:
+    """The ``SAID_COLUMNS`` of every flow, from what its evidence packet each way said (None where nothing)."""
+    from .extract import EXTRACTOR, fields_of
+
+    n = len(flows)
+    out: dict[str, list[Any]] = {k: [None] * n for k in SAID_COLUMNS}
+    kinds = np.array([None] + [EXTRACTOR.get(x) for x in SIG_NAMES[1:]], dtype=object)
+    for way, said, sig in (
+        ("c2s", flows.said_c2s, flows.evidence_sig_c2s),
+        ("s2c", flows.said_s2c, flows.evidence_sig_s2c),
+    ):
+        want = {k: v for k, v in SAID_COLUMNS.items() if v[2] == way}
+        kind = kinds[sig]
+        for i in np.flatnonzero(np.not_equal(said, None) & np.not_equal(kind, None)).tolist():
+            got = fields_of(kind[i], said[i])
+            for col, (k, f, _) in want.items():
+                if k == kind[i] and f in got:
+                    out[col][i] = got[f]
+    return out
+
+
+def said_summary(flows: FlowTable, rows: np.ndarray) -> np.ndarray:
+    """One short line per flow of ``rows`` saying what it said (bytes, b"" nothing): the TLS server
+    name, else the HTTP request (``GET host/path``), the DNS question (``name TYPE``), the SSH
+    software both ways, or the server's greeting.  For the terminal and HTML flow tables."""
+    from .extract import EXTRACTOR, fields_of
+
+    out = np.array(flows.server_name[rows], dtype=object)
+    kinds = [None] + [EXTRACTOR.get(x) for x in SIG_NAMES[1:]]
+    for k, i in enumerate(rows.tolist()):
+        if out[k]:
+            continue
+        got: dict[str, str] = {}
+        for said, sig, way in (
+            (flows.said_c2s, flows.evidence_sig_c2s, "c2s"),
+            (flows.said_s2c, flows.evidence_sig_s2c, "s2c"),
+        ):
+            kind = kinds[int(sig[i])]
+            if said[i] is not None and kind is not None:
+                got.update({f"{kind}.{way}.{f}": v for f, v in fields_of(kind, said[i]).items()})
+        if "http.c2s.http.request.method" in got:
+            host, target = got.get("http.c2s.url.domain", ""), got.get("http.c2s.url.original", "")
+            text = f"{got['http.c2s.http.request.method']} {host}{target}"
+        elif "dns.c2s.dns.question.name" in got:
+            text = f"{got['dns.c2s.dns.question.name']} {got.get('dns.c2s.dns.question.type', '')}"
+        elif "ssh.c2s.software" in got or "ssh.s2c.software" in got:
+            text = f"{got.get('ssh.c2s.software', '?')} -> {got.get('ssh.s2c.software', '?')}"
+        else:
+            text = got.get("greeting.s2c.greeting", "")
+        out[k] = text.strip().encode()
+    return out
+
+
 def flow_evidence_columns(
     flows: FlowTable, labels: Labels, reg: CompiledRegistry, files: list[str]
 ) -> dict[str, list[Any]]:
     """ECS-style columns of the evidence for every flow (rows in table order).
 
     ``network.protocol``, ``portclass.verdict``, ``portclass.verdict_note``,
-    ``portclass.evidence.{signature,direction,file,packet}``, ``tls.client.server_name``, and
+    ``portclass.evidence.{signature,direction,file,packet}``, ``tls.client.server_name``, what the
+    flow said (``SAID_COLUMNS``: HTTP request line, Host and User-Agent, DNS question, SSH software,
+    server greeting), and
     ``portclass.tshark_protocol`` / ``portclass.tshark_agreement`` when tshark was asked.
     """
     n = len(flows)
@@ -336,6 +405,7 @@ def flow_evidence_columns(
         "tls.client.server_name": sni_txt.tolist(),
     }
     cols["portclass.evidence.packet"] = [x if x >= 0 else None for x in cols["portclass.evidence.packet"]]
+    cols.update(said_columns(flows))
     ts = labels.tshark_protocol
     if ts is not None and any(x is not None for x in ts.tolist()):
         from .tshark import agreement

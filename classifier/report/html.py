@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import __version__
 from ..evidence.table import PROTOCOLS
-from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note
+from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note, said_summary
 from ..flows import SERVER_RULES
 from ..interrupt import partial_note
 from ..label import FLAG_NAMES, SEVERITY, flag_list
@@ -527,7 +527,7 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     utk, tinv = np.unique(tkey, return_inverse=True)
     transports = [_transport_name(int(u) // 256 if u >= 0 else -1, int(u) % 256) for u in utk.tolist()]
     off_us = (fl.first_ts_ns[sel].astype(np.int64) - base_ms * 1_000_000) // 1000
-    sni_idx, server_names = _server_names(fl.server_name[sel])
+    sni_idx, server_names = _server_names(said_summary(fl, sel))  # SNI, else what the flow said
     note_idx, notes = _notes(a, sel)
     cols = [
         lab.severity[sel].astype(np.int64),
@@ -586,10 +586,10 @@ def _server_names(names: np.ndarray) -> tuple[np.ndarray, list[str]]:
     ever reach the page as JSON drawn with ``textContent``.
     """
     idx = np.full(len(names), -1, dtype=np.int64)
-    has = names != b""
+    has = np.array([bool(x) for x in names.tolist()], dtype=bool)
     if not has.any():
         return idx, []
-    uniq, inv = np.unique(names[has], return_inverse=True)
+    uniq, inv = np.unique(np.array(names[has].tolist(), dtype=bytes), return_inverse=True)
     idx[has] = inv.reshape(-1)
     return idx, [bytes(u).decode("utf-8", errors="replace") for u in uniq.tolist()]
 

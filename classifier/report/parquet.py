@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import PortclassError
+from ..evidence.verdict import SAID_COLUMNS
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import LABEL_BASIS, table_columns
@@ -111,6 +112,7 @@ def _types() -> dict[str, Any]:
         "portclass.evidence.file": pa.string(),
         "portclass.evidence.packet": pa.int64(),
         "tls.client.server_name": pa.string(),
+        **{k: pa.string() for k in SAID_COLUMNS},
         "portclass.tshark_protocol": pa.string(),
         "portclass.tshark_agreement": pa.string(),
     }

@@ -293,14 +293,18 @@ _VERDICT_STYLE = {"consistent": "green", "mismatch": "bold red", "unregistered":
 
 def _payload_cells(a: Analysis, rows: np.ndarray) -> list[Text]:
     """The observed protocol of each flow in ``rows``, styled by its verdict ('—' when none)."""
-    from ..evidence.verdict import VERDICTS, protocol_names
+    from ..evidence.verdict import VERDICTS, protocol_names, said_summary
 
     lab = a.labels
     shown = protocol_names(lab.protocol[rows], display=True)
+    said = said_summary(a.flows, rows)  # what the flow said: SNI, HTTP request, DNS question, banners
     out = []
     for k, i in enumerate(rows.tolist()):
         v = VERDICTS[int(lab.verdict[i])]
-        out.append(Text(shown[k] or "—", style=_VERDICT_STYLE.get(v, "")))
+        cell = Text(shown[k] or "—", style=_VERDICT_STYLE.get(v, ""))
+        if said[k]:
+            cell.append("\n" + said[k].decode("utf-8", errors="replace")[:60], style="dim")
+        out.append(cell)
     return out
 
 

@@ -44,8 +44,10 @@ Extra fields: ``portclass_service`` (primary registry name of the server port), 
 ``portclass_resp_wire_bytes``, and from the payload evidence ``portclass_verdict`` (consistent,
 mismatch, unregistered, unverified), ``portclass_protocol`` (portclass's own protocol name, as the
 JSON output's ``network.protocol``) and ``portclass_server_name`` (the TLS server name the client
-sent, as ``tls.client.server_name``; escaped like every value, it comes from packets) and
-``portclass_file`` (the capture file the flow came from, ``log.file.path``).
+sent, as ``tls.client.server_name``; escaped like every value, it comes from packets),
+``portclass_file`` (the capture file the flow came from, ``log.file.path``), and what the flow said
+(``ZEEK_SAID``: HTTP method, host, URI and user agent, DNS query and type, SSH software both ways,
+server greeting), named after the fields of Zeek's own http, dns and ssh logs.
 
 Values are escaped as Zeek does (``\\xHH`` for backslash, control characters, the separator, a set
 element's set separator, and the first character of a value equal to ``-`` or ``(empty)``), and
@@ -71,6 +73,20 @@ SEPARATOR = "\t"
 SET_SEPARATOR = ","
 EMPTY_FIELD = "(empty)"
 UNSET_FIELD = "-"
+
+ZEEK_SAID: dict[str, str] = {
+    "portclass_http_method": "http.request.method",
+    "portclass_http_host": "url.domain",
+    "portclass_http_uri": "url.original",
+    "portclass_user_agent": "user_agent.original",
+    "portclass_dns_query": "dns.question.name",
+    "portclass_dns_qtype_name": "dns.question.type",
+    "portclass_ssh_client": "portclass.ssh.client_software",
+    "portclass_ssh_server": "portclass.ssh.server_software",
+    "portclass_greeting": "portclass.server_greeting",
+}
+"""What each flow said (``classifier.evidence.verdict.SAID_COLUMNS``), named after the fields of Zeek's
+http.log (method, host, uri, user_agent), dns.log (query, qtype_name) and ssh.log (client, server)."""
 
 FIELDS: tuple[tuple[str, str], ...] = (
     ("ts", "time"),
@@ -106,6 +122,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("portclass_transport", "string"),
     ("portclass_orig_wire_bytes", "count"),
     ("portclass_resp_wire_bytes", "count"),
+    *((name, "string") for name in ZEEK_SAID),
     ("portclass_verdict", "string"),
     ("portclass_protocol", "string"),
     ("portclass_server_name", "string"),
@@ -232,6 +249,13 @@ def uids(a: Analysis, order: np.ndarray) -> list[str]:
 
 def render(a: Analysis) -> str:
     """The conn.log as text."""
+    lines = header(a) + body_lines(a)
+    lines.append(f"#close{SEPARATOR}{_stamp()}")
+    return "\n".join(lines) + "\n"
+
+
+def body_lines(a: Analysis) -> list[str]:
+    """One conn.log line per flow, by start time (no header)."""
     fl = a.flows
     n = len(fl)
     order = np.argsort(fl.first_ts_ns, kind="stable")
@@ -278,15 +302,13 @@ def render(a: Analysis) -> str:
         "portclass_verdict": _strings(ecs["portclass.verdict"]),
         "portclass_protocol": _strings(ecs["network.protocol"]),
         "portclass_server_name": _strings(ecs["tls.client.server_name"]),
+        **{z: _strings(ecs[e]) for z, e in ZEEK_SAID.items()},
         "portclass_file": _strings(ecs["log.file.path"]),
     }
     for name in NEVER_SET:
         cols[name] = unset
     names = [name for name, _ in FIELDS]
-    lines = header(a)
-    lines += [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
-    lines.append(f"#close{SEPARATOR}{_stamp()}")
-    return "\n".join(lines) + "\n"
+    return [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
 
 
 def _stamp() -> str:

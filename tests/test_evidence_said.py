@@ -1,0 +1,112 @@
+"""What each flow said (classifier.evidence.extract): HTTP request line and headers, DNS question, SSH
+software, server greetings; checked against tshark's dissectors on real captures and the project sample."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from classifier.api import classify
+from tests.conftest import ROOT
+from tests.shared import shared
+
+
+def tshark_fields(pcap: Path, display: str, *fields: str) -> set[tuple[str, ...]]:
+    """tshark's values of ``fields`` for the frames matching ``display`` (first occurrence of each field)."""
+    cmd = ["tshark", "-r", str(pcap), "-n", "-Y", display, "-T", "fields", "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {tuple(line.split("\t")) for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("name", ["http_auth.pcap", "exe_download.pcap", "http-manipulated.pcap", "ocsp.pcapng"])
+def test_http_request_fields_match_tshark(reg, name) -> None:
+    pcap = shared("captures", "ndpi", "pcap", name)
+    mine = {
+        (r["http.request.method"], r["url.original"], r["url.domain"] or "", r["user_agent.original"] or "")
+        for r in classify(pcap, reg)
+        if r["http.request.method"]
+    }
+    assert mine
+    theirs = {
+        (m, uri, host.split(":")[0].lower() if not host.startswith("[") else host.lower(), ua[:112])
+        for m, uri, host, ua in (
+            (t + ("", "", "", ""))[:4]
+            for t in tshark_fields(pcap, "http.request", "http.request.method", "http.request.uri", "http.host",
+                                   "http.user_agent")  # fmt: skip
+        )
+    }
+    assert mine <= {(m, u[:120], h, a) for m, u, h, a in theirs}, mine - theirs
+
+
+@pytest.mark.parametrize("name", ["dns_long_domainname.pcap", "dns-invalid-chars.pcap", "bad-dns-traffic.pcap"])
+def test_dns_question_matches_tshark(reg, name) -> None:
+    pcap = shared("captures", "ndpi", "pcap", name)
+    mine = {(r["dns.question.name"], r["dns.question.type"]) for r in classify(pcap, reg) if r["dns.question.name"]}
+    assert mine
+    names = {(q.lower()[:96], t) for q, t in tshark_fields(pcap, "dns.flags.response == 0", "dns.qry.name",
+                                                             "dns.qry.type")}  # fmt: skip
+    from classifier.evidence.extract import QTYPES
+
+    by_name = {(q, QTYPES.get(int(t), t)) for q, t in names}
+    # tshark shows unprintable label bytes escaped; portclass writes '?': compare the printable ones
+    printable = {x for x in mine if "?" not in x[0]}
+    assert printable <= by_name, printable - by_name
+
+
+def test_sample_capture_says_what_each_flow_said(reg) -> None:
+    rows = dict(enumerate(classify(ROOT / "captures" / "sample.pcap", reg)))
+    said = {
+        k: {c: v for c, v in r.items() if v is not None and (c.split(".")[0] in ("http", "url", "user_agent", "dns")
+            or c in ("portclass.ssh.client_software", "portclass.ssh.server_software", "portclass.server_greeting"))}
+        for k, r in rows.items()
+    }  # fmt: skip
+    got = [d for d in said.values() if d]
+    assert {"http.request.method": "GET", "url.original": "/", "url.domain": "example.com",
+            "user_agent.original": "curl/8.5.0"} in got  # fmt: skip
+    assert {"dns.question.name": "example.com", "dns.question.type": "TXT"} in got
+    assert {"portclass.ssh.client_software": "OpenSSH_9.6", "portclass.ssh.server_software": "OpenSSH_9.2"} in got
+    assert {"portclass.server_greeting": "mail.example.com ESMTP Postfix"} in got
+    # the mismatch flows say what they are: HTTP on 3306 names its host
+    assert any(d.get("url.domain") == "db.example.com" for k, d in said.items() if rows[k]["destination.port"] == 3306)
+
+
+def test_flagged_flows_show_what_they_said_in_terminal_and_html(xml_path, tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    res = run_cli("--registry", str(xml_path), str(ROOT / "captures" / "sample.pcap"), env={"COLUMNS": "160"})
+    assert "GET db.example.com/" in res.stdout  # HTTP on 3306 (mysql)
+    assert "OpenSSH_9.6 -> OpenSSH_9.2" in res.stdout  # SSH on 443 (https)
+    assert "example.org AAAA" in res.stdout  # DNS on 40000
+    from classifier.pipeline import analyze
+    from classifier.registry.sources import compile_file
+    from classifier.report.html import table_payload
+
+    a = analyze([ROOT / "captures" / "sample.pcap"], compile_file(xml_path, use_cache=False))
+    said = table_payload(a)["server_names"]
+    assert {"GET db.example.com/", "OpenSSH_9.6 -> OpenSSH_9.2", "example.org AAAA"} <= set(said)
+
+
+def test_what_flows_said_reaches_zeek_and_parquet(xml_path, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from tests.conftest import run_cli
+
+    zeek, parquet = tmp_path / "conn.log", tmp_path / "flows.parquet"
+    sample = str(ROOT / "captures" / "sample.pcap")
+    for fmt, out in (("zeek", zeek), ("parquet", parquet)):
+        res = run_cli("--registry", str(xml_path), "--format", fmt, "-o", str(out), sample)
+        assert res.returncode == 0, res.stderr
+    lines = zeek.read_text().splitlines()
+    fields = next(x for x in lines if x.startswith("#fields")).split("\t")[1:]
+    rows = [dict(zip(fields, x.split("\t"), strict=True)) for x in lines if not x.startswith("#")]
+    (mysql,) = [r for r in rows if r["id.resp_p"] == "3306"]
+    assert (mysql["portclass_http_method"], mysql["portclass_http_host"], mysql["portclass_http_uri"]) == (
+        "GET", "db.example.com", "/")  # fmt: skip
+    assert {r["portclass_dns_qtype_name"] for r in rows if r["portclass_dns_query"] == "example.org"} == {"AAAA"}
+    t = pq.read_table(parquet).to_pylist()
+    (row,) = [r for r in t if r["destination.port"] == 3306]
+    assert row["url.domain"] == "db.example.com" and row["http.request.method"] == "GET"
