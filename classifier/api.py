@@ -28,9 +28,9 @@ import numpy as np
 
 from .capture.columns import PacketBatch
 from .filters import FlowFilter, apply, selection_of, whole_totals
-from .flows import FlowAggregator, FlowTable
+from .flows import FlowTable
 from .label import FLAG_NAMES, Labels
-from .pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis, analyze, label_flows
+from .pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis, analyze
 from .registry.compile import CompiledRegistry
 
 PathLike = str | os.PathLike[str]
@@ -137,25 +137,24 @@ def from_packets(
     >>> classifier.from_packets(b, reg).rows()[0]["portclass.service"]  # doctest: +SKIP
     'http'
     """
-    reg = _registry(registry)
-    agg = FlowAggregator(int(idle_timeout * 1e9))
-    scan = None
-    if evidence:
-        from .evidence.match import scan
-    for batch in [batches] if isinstance(batches, PacketBatch) else batches:
-        agg.add(batch, scan(batch) if scan is not None else None)
-    flows, labels = label_flows(agg.result(), reg)
-    if evidence:
-        from .evidence.verdict import verdicts
+    from .engine import Ended, Engine, Timeouts
 
-        verdicts(flows, labels, reg)
+    reg = _registry(registry)
+    eng = Engine(reg, Timeouts(idle_s=idle_timeout), evidence=evidence, separate_files=False)
+    chunks: list[Ended] = []
+    for batch in [batches] if isinstance(batches, PacketBatch) else batches:
+        chunks.extend(eng.add(batch))
+    chunks.append(eng.flush())
+    done = Ended.concat(chunks)
     a = Analysis(
-        flows=flows,
-        labels=labels,
-        stats=agg.stats,
+        flows=done.flows,
+        labels=done.labels,
+        stats=eng.stats,
         registry=reg,
         idle_timeout_s=idle_timeout,
         payload_inspected=evidence,
+        part=done.part,
+        counters=eng.counters,
     )
     return Flows(a)
 

@@ -11,15 +11,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .capture.columns import CaptureStats
 from .capture.source import is_directory
 from .errors import CaptureError
-from .flows import RULE_FIRST_PACKET, FlowAggregator, FlowTable, finalize, orient
+from .flows import RULE_FIRST_PACKET, FlowTable, orient
 from .label import Labels, label_ports
 from .registry.compile import CompiledRegistry
+
+if TYPE_CHECKING:
+    from .engine import Counters, Ended, Timeouts
 
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 """Idle timeout between packets of one flow (Zeek's TCP inactivity timeout is 5 minutes too)."""
@@ -38,6 +42,8 @@ class Analysis:
     inputs: list[str] = field(default_factory=list)
     interrupted: bool = False
     payload_inspected: bool = True  # the evidence stage ran (False: labels from port numbers only)
+    part: np.ndarray | None = None  # per flow: 0 whole, k >= 1 its k-th part (engine's active timeout)
+    counters: Counters | None = None  # the engine's counters (flows ended per reason, alive at most)
 
 
 def label_flows(flows: FlowTable, registry: CompiledRegistry) -> tuple[FlowTable, Labels]:
@@ -56,6 +62,9 @@ def analyze(
     evidence: bool = True,
     tshark: bool = False,
     jobs: int | None = None,
+    timeouts: Timeouts | None = None,
+    hold: bool = False,
+    on_ended: Callable[[Ended], None] | None = None,
     merge_files: bool = False,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
@@ -64,8 +73,12 @@ def analyze(
     ``evidence`` looks at each flow's first payload bytes and gives it a verdict against the
     registry (``classifier.evidence``; flag ``service-mismatch``); ``tshark`` also asks
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
-    ``jobs`` (None: auto) > 1 reads a single large plain capture file with two processes
-    (``classifier.capture.parallel``; same result as reading it sequentially).
+    ``jobs`` > 1 reads a single large plain capture file with two processes
+    (``classifier.capture.parallel``); flows are then held to the end, the same result as ``hold=True``
+    (no flow ends before the input does, as a whole-capture view; default: they end on the wire).
+    A thin caller of ``classifier.engine.Engine``: ``timeouts`` (default: ``idle_timeout_s``
+    with the engine's other defaults) says when flows end; ``on_ended`` receives the flows as
+    they end (a streaming writer), and the returned analysis then has no flows, only counters.
     Flows of different capture files are kept apart unless ``merge_files`` or the files are
     consecutive parts of a dumpcap/tcpdump ring buffer (``classifier.flows.file_groups``).
 
@@ -74,62 +87,68 @@ def analyze(
     'http'
     """
     from .capture.reader import read_batches
+    from .engine import Ended, Engine, Timeouts
 
     t0 = time.perf_counter()
-    agg = FlowAggregator(int(idle_timeout_s * 1e9), separate_files=not merge_files)
-    scan = None
-    if evidence:
-        from .evidence.match import scan
+    if timeouts is None:
+        timeouts = Timeouts(idle_s=idle_timeout_s)
+    plan = _parallel_plan(paths, jobs)
+    # --dissect tshark reads the files again per flow, two processes build one table: flows held to the end
+    eng = Engine(
+        registry,
+        timeouts,
+        evidence=evidence,
+        expire=not (hold or tshark or plan is not None),
+        separate_files=not merge_files,
+    )
+    chunks: list[Ended] = []
+    take = on_ended if on_ended is not None else chunks.append
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(is_directory(p) for p in paths)
-    plan = _parallel_plan(paths, jobs)
-    if plan is not None:
-        from .capture.parallel import read_flows
+    try:
+        if plan is not None:
+            from .capture.parallel import read_flows
 
-        table, stats, interrupted = read_flows(paths[0], agg.idle_timeout_ns, scan, progress, plan=plan)
-        agg.stats = stats
-        flows_table = finalize(table)
-    else:
-        try:
+            scan = eng._scan
+            table, stats, interrupted = read_flows(paths[0], timeouts.batch_idle_ns, scan, progress, plan=plan)
+            eng.add_table(table, stats)
+        else:
             for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
-                agg.add(batch, scan(batch) if scan is not None else None)
+                for ended in eng.add(batch):
+                    take(ended)
                 if progress is not None:
                     progress(int(batch.stats.bytes))
-        except KeyboardInterrupt:
-            interrupted = True  # report what was read so far
-        flows_table = agg.result()
-    if not agg.stats.files and not interrupted:
-        why = "; ".join(agg.stats.warnings) or "no pcap/pcapng capture files found"
+    except KeyboardInterrupt:
+        interrupted = True  # report what was read so far
+    take(eng.flush())
+    if not eng.stats.files and not interrupted:
+        why = "; ".join(eng.stats.warnings) or "no pcap/pcapng capture files found"
         raise CaptureError(why, path=", ".join(str(p) for p in paths))
-    flows, labels = label_flows(flows_table, registry)
-    if evidence:
-        from .evidence.verdict import verdicts
-
-        verdicts(flows, labels, registry)
+    done = Ended.concat(chunks) if chunks else eng.flush()
+    flows, labels = done.flows, done.labels
     if tshark:
         from .evidence.tshark import dissect
 
-        labels.tshark_protocol = dissect(agg.stats.files, flows)
+        labels.tshark_protocol = dissect(eng.stats.files, flows)
     return Analysis(
         flows=flows,
         labels=labels,
-        stats=agg.stats,
+        stats=eng.stats,
         registry=registry,
-        idle_timeout_s=idle_timeout_s,
+        idle_timeout_s=timeouts.idle_s,
         elapsed_s=time.perf_counter() - t0,
         inputs=[str(p) for p in paths],
         interrupted=interrupted,
         payload_inspected=evidence,
+        part=done.part,
+        counters=eng.counters,
     )
 
 
 def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
     """A split plan when one large plain capture file is read with two processes, else None."""
-    if jobs is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        jobs = 2 if cpus > 1 else 1
-    if jobs < 2 or len(paths) != 1 or is_directory(paths[0]) or not os.path.isfile(paths[0]):
+    if jobs is None or jobs < 2 or len(paths) != 1 or is_directory(paths[0]) or not os.path.isfile(paths[0]):
         return None
     from .capture.parallel import plan_split
 

@@ -553,13 +553,13 @@ def _fast_ether_ipv4(s: _State, ix: Index) -> None:
     tunnel = (np.take(_TUNNEL_PORT, sport) | np.take(_TUNNEL_PORT, dport)) != 0
     fast &= ~(tunnel & ~tcp)
     flags = np.where(tcp & (avail >= 50) & (hlen >= 20), w, 0).astype(np.uint8)  # see _l4
-    full = tcp & (avail >= 54) & (hlen >= 20)
+    full = fast & tcp & (avail >= 54) & (hlen >= 20)  # only what the fast path decodes (the rest: _ipv4, _l4)
     seq = np.where(full, s.v[">u4"][c + 38], 0).astype(np.uint32)
     ack = np.where(full, s.v[">u4"][c + 42], 0).astype(np.uint32)
     win = np.where(full, s.v[">u2"][c + 48], 1).astype(np.uint16)
     wire = s.wend[ix] - c if not isinstance(ix, slice) else s.wend - c
-    tlen = np.maximum(np.minimum(tot + 14, wire) - 34 - hlen, 0).astype(np.int32)  # as tshark: within the frame
-    iplen = tot.astype(np.uint32)
+    tlen = np.where(fast & okpay, np.maximum(np.minimum(tot + 14, wire) - 34 - hlen, 0), 0).astype(np.int32)
+    iplen = np.where(fast, tot, 0).astype(np.uint32)
     poff = np.where(okpay, c + 34 + hlen, -1)
     plen = np.where(okpay, plen, 0)
     src = h["src"].astype(np.uint64)

@@ -95,8 +95,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive(int),
         default=None,
         metavar="N",
-        help="processes for one large plain capture file (default auto: 2 when there are several CPUs; "
-        "the result is the same)",
+        help="processes for one large plain capture file (default 1; with 2, flows are held to the end of the "
+        "input instead of ending as they end on the wire)",
     )
     p.add_argument(
         "--dissect",
@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from ..filters import FlowFilter, apply, selection_of, service_port_mask
     from ..registry.sources import load_registry
     from ..report import write
+    from ..report.stream import STREAMED, analyze_streamed
 
     check_output(args)  # before reading anything
     for p in args.paths:
@@ -214,16 +215,32 @@ def run(args: argparse.Namespace) -> int:
                 advance(n)
             interrupt.check()
 
+        jobs, how = getattr(args, "jobs", None), _dissect(args)
+        # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
+        streamed = args.format in STREAMED and not flt and not how["tshark"] and not (jobs and jobs > 1)
         with interrupt.stop_at_boundaries():
-            analysis = analyze(
-                args.paths,
-                registry,
-                args.idle_timeout,
-                batch_done,
-                jobs=getattr(args, "jobs", None),
-                merge_files=getattr(args, "merge_files", False),
-                **_dissect(args),
-            )
+            if streamed:
+                analysis = analyze_streamed(
+                    args.paths,
+                    registry,
+                    args.format,
+                    args.output,
+                    analyze,
+                    idle_timeout_s=args.idle_timeout,
+                    progress=batch_done,
+                    merge_files=getattr(args, "merge_files", False),
+                    **how,
+                )
+            else:
+                analysis = analyze(
+                    args.paths,
+                    registry,
+                    args.idle_timeout,
+                    batch_done,
+                    jobs=jobs,
+                    merge_files=getattr(args, "merge_files", False),
+                    **how,
+                )
         if not analysis.interrupted:
             interrupt.check()  # a signal after the reading: no report (the output stays as it was)
     for w in analysis.stats.warnings:
@@ -231,7 +248,8 @@ def run(args: argparse.Namespace) -> int:
     if flt:
         analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
-    write(analysis, args.format, args.output, top=args.top)
+    if not streamed:
+        write(analysis, args.format, args.output, top=args.top)
     if analysis.interrupted:  # the report is whole and says it is partial (classifier.interrupt)
         interrupt.ending()
         where = f" in {args.output}" if args.output not in (None, "-") else ""
@@ -241,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return interrupt.exit_code()
-    if args.fail_on == "flagged" and bool((analysis.labels.severity > 0).any()):
+    running = getattr(analysis, "running", None)
+    flagged = running.flagged_flows if running is not None else int((analysis.labels.severity > 0).sum())
+    if args.fail_on == "flagged" and flagged:
         return EXIT_FLAGGED
     return EXIT_OK

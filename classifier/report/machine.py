@@ -21,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..filters import selection_of, whole_totals
 from ..interrupt import partial_fields, partial_note
 from ..output import emit
@@ -60,6 +62,9 @@ def field_safe(value: Any) -> Any:
 def notice_timestamp(a: Analysis) -> str:
     """The notice document's ``@timestamp``: the capture's first packet (the wall clock when it has no flows)."""
     whole = getattr(a, "whole", None) or a
+    running = getattr(whole, "running", None)
+    if running is not None and running.first_ts_ns is not None:
+        return str(iso_times(np.array([running.first_ts_ns], dtype=np.int64))[0])
     if len(whole.flows):
         return str(iso_times(whole.flows.first_ts_ns.min(keepdims=True))[0])
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -43,7 +43,10 @@ class Totals:
 
 
 def totals(a: Analysis) -> Totals:
-    """Capture and flow totals, vectorized over the flow table."""
+    """Capture and flow totals, vectorized over the flow table (or the streamed run's running totals)."""
+    running = getattr(a, "running", None)
+    if running is not None:
+        return running
     fl, lab, st = a.flows, a.labels, a.stats
     n = len(fl)
     by_t = np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)

@@ -249,6 +249,13 @@ def uids(a: Analysis, order: np.ndarray) -> list[str]:
 
 def render(a: Analysis) -> str:
     """The conn.log as text."""
+    lines = header(a) + body_lines(a)
+    lines.append(f"#close{SEPARATOR}{_stamp()}")
+    return "\n".join(lines) + "\n"
+
+
+def body_lines(a: Analysis) -> list[str]:
+    """One conn.log line per flow, by start time (no header)."""
     fl = a.flows
     n = len(fl)
     order = np.argsort(fl.first_ts_ns, kind="stable")
@@ -301,10 +308,7 @@ def render(a: Analysis) -> str:
     for name in NEVER_SET:
         cols[name] = unset
     names = [name for name, _ in FIELDS]
-    lines = header(a)
-    lines += [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
-    lines.append(f"#close{SEPARATOR}{_stamp()}")
-    return "\n".join(lines) + "\n"
+    return [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
 
 
 def _stamp() -> str:

@@ -1,0 +1,73 @@
+"""Streamed machine formats hold what the whole-run writers write, in end order.
+
+Each capture goes through the command line (streamed: flows written as they end) and through
+``pipeline.analyze`` + the whole-run writer; the documents, rows and lines must be the same
+multiset, the head (notice, ``#`` lines, Zeek header) the same apart from wall-clock stamps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from classifier.cli import main
+from classifier.pipeline import analyze
+from classifier.report import write
+from tests.shared import shared
+
+CAPTURES = [
+    Path("captures/sample.pcap"),
+    shared("captures", "ndpi", "pcap", "dns_long_domainname.pcap"),
+    shared("captures", "ndpi", "pcap", "quic.pcap"),
+]
+
+
+def _both(cap: Path, fmt: str, tmp_path: Path, xml_path: Path, reg) -> tuple[Path, Path]:
+    streamed, whole = tmp_path / f"s.{fmt}", tmp_path / f"w.{fmt}"
+    assert main(["--registry", str(xml_path), str(cap), "-f", fmt, "-o", str(streamed), "--no-progress"]) == 0
+    write(analyze([cap], reg), fmt, whole)
+    return streamed, whole
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+def test_jsonl_streamed_same_documents(cap: Path, tmp_path: Path, xml_path: Path, reg) -> None:
+    s, w = _both(cap, "jsonl", tmp_path, xml_path, reg)
+    sd = [json.loads(x) for x in s.read_text().splitlines()]
+    wd = [json.loads(x) for x in w.read_text().splitlines()]
+    assert sd[0] == wd[0]  # the notice: warning, provenance, whole-run totals, first packet's time
+    assert sd[0]["portclass"]["totals"]["flows"] == len(sd) - 1 > 0
+    key = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, sd[1:])) == sorted(map(key, wd[1:]))
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+def test_csv_and_zeek_streamed_same_rows(cap: Path, tmp_path: Path, xml_path: Path, reg) -> None:
+    s, w = _both(cap, "csv", tmp_path, xml_path, reg)
+    sl, wl = s.read_text().splitlines(), w.read_text().splitlines()
+    head = [x for x in wl if x.startswith("#")]
+    assert sl[: len(head) + 1] == wl[: len(head) + 1]  # '#' lines and the column header
+    assert sorted(sl[len(head) + 1 :]) == sorted(wl[len(head) + 1 :]) and len(sl) > len(head) + 1
+    s, w = _both(cap, "zeek", tmp_path, xml_path, reg)
+    stamp = ("#open", "#close")
+    sl = [x for x in s.read_text().splitlines() if not x.startswith(stamp)]
+    wl = [x for x in w.read_text().splitlines() if not x.startswith(stamp)]
+    hs = [x for x in sl if x.startswith("#")]
+    assert hs == [x for x in wl if x.startswith("#")]
+    assert sorted(sl) == sorted(wl)
+    assert s.read_text().splitlines()[-1].startswith("#close")
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
+def test_parquet_streamed_same_table(cap: Path, tmp_path: Path, xml_path: Path, reg) -> None:
+    import pyarrow.parquet as pq
+
+    s, w = _both(cap, "parquet", tmp_path, xml_path, reg)
+    st, wt = pq.read_table(s), pq.read_table(w)
+    assert st.schema.remove_metadata().equals(wt.schema.remove_metadata())
+    sm, wm = dict(st.schema.metadata), dict(wt.schema.metadata)
+    sm.pop(b"portclass.created"), wm.pop(b"portclass.created")
+    assert sm == wm
+    order = [("network.community_id", "ascending"), ("@timestamp", "ascending")]
+    assert st.sort_by(order).to_pylist() == wt.sort_by(order).to_pylist() and st.num_rows > 0
