@@ -11,9 +11,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "classify", "from_packets", "load_registry", "Flows"]
+__all__ = ["__version__", "classify", "from_packets", "flows_as_they_end", "load_registry", "Flows"]
 
-_API = {"classify", "from_packets", "load_registry", "Flows"}
+_API = {"classify", "from_packets", "flows_as_they_end", "load_registry", "Flows"}
 
 
 def __getattr__(name: str) -> Any:

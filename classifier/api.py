@@ -159,6 +159,49 @@ def from_packets(
     return Flows(a)
 
 
+def flows_as_they_end(
+    paths: PathLike | Sequence[PathLike],
+    registry: CompiledRegistry | PathLike | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+    *,
+    evidence: bool = True,
+) -> Iterator[Flows]:
+    """Read captures and yield labelled flows in chunks as they end (``classifier.engine``): a day-long
+    capture never holds more than the flows alive at once.
+
+    >>> for chunk in classifier.flows_as_they_end("day.pcap"):  # doctest: +SKIP
+    ...     chunk.to_pandas().to_parquet(...)
+    """
+    from .capture.reader import read_batches
+    from .engine import Engine, Timeouts
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    reg = _registry(registry)
+    eng = Engine(reg, Timeouts(idle_s=idle_timeout), evidence=evidence)
+
+    def chunk(e: Any) -> Flows:
+        a = Analysis(
+            flows=e.flows,
+            labels=e.labels,
+            stats=e.stats,
+            registry=reg,
+            idle_timeout_s=idle_timeout,
+            inputs=[str(p) for p in paths],
+            payload_inspected=evidence,
+            part=e.part,
+            counters=eng.counters,
+        )
+        return Flows(a)
+
+    for batch in read_batches([str(p) for p in paths]):
+        for e in eng.add(batch):
+            yield chunk(e)
+    last = eng.flush()
+    if len(last):
+        yield chunk(last)
+
+
 class Flows:
     """Labelled flows of one analysis: ``len()``, iteration (flat ECS dicts), tables, summary, filters.
 

@@ -118,7 +118,7 @@ class Timeouts:
 
 @dataclass
 class Ended:
-    """Flows the engine let go, oriented, labelled and judged, in end order (end time, then start)."""
+    """Flows the engine let go at one pass, oriented, labelled and judged, by start time."""
 
     flows: FlowTable
     labels: Labels
@@ -334,7 +334,7 @@ class Engine:
         return part
 
     def _label(self, flows: FlowTable, reason: np.ndarray, count: bool = True) -> Ended:
-        """Orient, label and judge ended flows, in end order (end time, start time, key)."""
+        """Orient, label and judge ended flows; within one pass by start time (then end time, key)."""
         from .pipeline import label_flows
 
         oriented, labels = label_flows(flows, self.registry)
@@ -347,7 +347,7 @@ class Engine:
         if count:
             for code, n in enumerate(np.bincount(reason, minlength=len(END_REASONS)).tolist()):
                 self.counters.ended[END_REASONS[code]] += n
-        order = np.lexsort((oriented.key_hash, oriented.first_ts_ns, oriented.last_ts_ns))
+        order = np.lexsort((oriented.key_hash, oriented.last_ts_ns, oriented.first_ts_ns))
         from .filters import take_labels
 
         return Ended(oriented.take(order), take_labels(labels, order), part[order], reason[order], self.stats)

@@ -255,6 +255,8 @@ def apply(a: Analysis, flt: FlowFilter) -> Analysis:
     )
     kept = {f.name: getattr(a, f.name) for f in fields(Analysis)}  # every run setting carries over
     kept.update(flows=a.flows.take(idx), labels=labels, inputs=list(a.inputs))
+    if a.part is not None:
+        kept.update(part=a.part[idx])
     return FilteredAnalysis(**kept, selection=selection, whole=whole)
 
 

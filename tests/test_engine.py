@@ -228,3 +228,14 @@ def test_snapshot_keeps_flows(reg) -> None:
     assert len(snap) == 1 and int(snap.flows.total_packets()[0]) == 2
     list(eng.add(_udp([2])))
     assert int(eng.flush().flows.total_packets()[0]) == 3
+
+
+def test_api_flows_as_they_end(reg) -> None:
+    """``classifier.flows_as_they_end``: the chunks add up to ``classify``'s flows."""
+    import classifier
+
+    path = shared("captures", "ndpi", "pcap", _corpus()[0])
+    chunks = list(classifier.flows_as_they_end(path, reg))
+    whole = classifier.classify(path, reg)
+    assert sum(len(c) for c in chunks) == len(whole) > 0
+    assert sum(int(c.table.total_packets().sum()) for c in chunks) == int(whole.table.total_packets().sum())

@@ -71,3 +71,33 @@ def test_parquet_streamed_same_table(cap: Path, tmp_path: Path, xml_path: Path, 
     assert sm == wm
     order = [("network.community_id", "ascending"), ("@timestamp", "ascending")]
     assert st.sort_by(order).to_pylist() == wt.sort_by(order).to_pylist() and st.num_rows > 0
+
+
+def test_timeout_options(tmp_path: Path, xml_path: Path, capsys) -> None:
+    """--idle-timeout per transport and --active-timeout parse; a bad spec is one line, exit 2."""
+    out = tmp_path / "f.jsonl"
+    args = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
+    assert main([*args, "--idle-timeout", "tcp=300,udp=60", "--active-timeout", "3600"]) == 0
+    docs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(docs) == 20 and all("flow_part" not in d.get("portclass", {}) for d in docs[1:])
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--idle-timeout", "tcp=300,smtp=5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown transport 'smtp'" in err[-1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "zeek"])
+def test_chunk_written_in_slices_is_the_same(fmt: str, reg) -> None:
+    """A chunk of many flows is written a few thousand at a time: the bytes do not depend on the slice."""
+    import io as _io
+
+    from classifier.report.stream import _Body
+
+    a = analyze([Path("captures/sample.pcap")], reg)
+    outs = []
+    for rows in (3, 10**6):
+        buf = _io.BytesIO()
+        _Body(fmt, buf).add(a, rows=rows)
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1] and outs[0].count(b"\n") == len(a.flows)

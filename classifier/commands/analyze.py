@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -17,7 +18,7 @@ from ..label import FLAG_NAMES
 from ..pipeline import analyze
 from ..registry.compile import STATUS_NAMES
 from ..report import WRITERS
-from .options import add_idle_timeout, check_output, positive
+from .options import add_timeouts, check_output, positive
 
 FORMATS = tuple(WRITERS)
 
@@ -81,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="CAPTURE", help="pcap/pcapng files (gzip allowed) or directories")
     p.add_argument("--format", "-f", choices=FORMATS, default="terminal", help="output format (default terminal)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
-    add_idle_timeout(p)
+    add_timeouts(p)
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the terminal summary")
     p.add_argument(
         "--fail-on",
@@ -216,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
             interrupt.check()
 
         jobs, how = getattr(args, "jobs", None), _dissect(args)
+        timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
         # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
         streamed = args.format in STREAMED and not flt and not how["tshark"] and not (jobs and jobs > 1)
         with interrupt.stop_at_boundaries():
@@ -226,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
                     args.format,
                     args.output,
                     analyze,
-                    idle_timeout_s=args.idle_timeout,
+                    idle_timeout_s=timeouts.idle_s,
+                    timeouts=timeouts,
                     progress=batch_done,
                     merge_files=getattr(args, "merge_files", False),
                     **how,
@@ -235,9 +238,10 @@ def run(args: argparse.Namespace) -> int:
                 analysis = analyze(
                     args.paths,
                     registry,
-                    args.idle_timeout,
+                    timeouts.idle_s,
                     batch_done,
                     jobs=jobs,
+                    timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
                     **how,
                 )

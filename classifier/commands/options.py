@@ -69,3 +69,36 @@ def add_idle_timeout(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"seconds of silence that end a flow (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 disables)",
     )
+
+
+def idle_spec(text: str) -> object:
+    """argparse type of ``--idle-timeout``: ``300``, or per transport ``tcp=300,udp=60[,default=120]``."""
+    from ..engine import Timeouts
+
+    if "=" not in text:
+        return Timeouts(idle_s=seconds(text))
+    try:
+        return Timeouts.parse_idle(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_timeouts(p: argparse.ArgumentParser) -> None:
+    """``--idle-timeout`` (per transport if asked) and ``--active-timeout``: when flows end (``classifier.engine``)."""
+    from ..engine import Timeouts
+
+    p.add_argument(
+        "--idle-timeout",
+        type=idle_spec,
+        default=Timeouts(),
+        metavar="S",
+        help=f"seconds of silence that end a flow (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 disables); "
+        "per transport: tcp=300,udp=60[,default=S]",
+    )
+    p.add_argument(
+        "--active-timeout",
+        type=seconds,
+        default=0.0,
+        metavar="S",
+        help="a flow longer than S seconds comes out in numbered parts (default 0: off)",
+    )

@@ -93,6 +93,7 @@ def _types() -> dict[str, Any]:
         "portclass.flags": strings,
         "portclass.severity": pa.int8(),
         "portclass.server_rule": pa.string(),
+        "portclass.flow_part": pa.int64(),
         "log.file.path": pa.string(),
         "portclass.conn_state": pa.string(),
         "portclass.history": pa.string(),
@@ -146,6 +147,7 @@ def _raw_arrays(a: Analysis, order: np.ndarray) -> dict[str, np.ndarray]:
 
 
 NULLABLE_INTEGERS = (
+    "portclass.flow_part",
     "portclass.evidence.packet",
     "portclass.orig_bytes",
     "portclass.resp_bytes",

@@ -123,6 +123,11 @@ def flow_columns(a: Analysis, order: np.ndarray | None = None) -> dict[str, list
         "portclass.severity": col(lab.severity.astype(np.int64)),
         "portclass.server_rule": col(rules),
     }
+    # the k-th part of a flow the active timeout cut (classifier.engine), absent for a whole flow
+    part = getattr(a, "part", None)
+    cols["portclass.flow_part"] = [None] * n if part is None or not part.any() else col(
+        np.where(part > 0, part.astype(np.int64).astype(object), None)
+    )
     # the capture file each flow came from (its first packet's)
     files = np.array(list(a.stats.files) or [None], dtype=object)
     cols["log.file.path"] = col(files[np.minimum(fl.file_index, files.size - 1)])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import shutil
 import sys
@@ -111,9 +112,20 @@ class _Body:
         self.parquet: Any = None
         self.pandas = b""
 
-    def add(self, c: Analysis) -> None:
-        if not len(c.flows):
-            return
+    def add(self, c: Analysis, rows: int = 16384) -> None:
+        """Write the flows of ``c``, ``rows`` at a time (the row builders hold Python objects per value)."""
+        n = len(c.flows)
+        if n > rows:
+            from ..filters import take_labels
+
+            for lo in range(0, n, rows):
+                idx = np.arange(lo, min(n, lo + rows))
+                part = None if c.part is None else c.part[idx]
+                self._add(dataclasses.replace(c, flows=c.flows.take(idx), labels=take_labels(c.labels, idx), part=part))
+        elif n:
+            self._add(c)
+
+    def _add(self, c: Analysis) -> None:
         if self.fmt == "jsonl":
             from .rows import _EVENT, ECS_VERSION, LABEL_BASIS, flow_columns
 
@@ -188,7 +200,7 @@ def _json_column(values: list[Any], plain: bool = False) -> tuple[np.ndarray, np
     return np.where(valid, text, ""), valid
 
 
-def jsonl_documents(cols: dict[str, list[Any]], consts: dict[str, Any], rows_per_slice: int = 32768) -> bytes:
+def jsonl_documents(cols: dict[str, list[Any]], consts: dict[str, Any], rows_per_slice: int = 4096) -> bytes:
     """JSON Lines of nested ECS documents from flat dotted columns, absent values left out, column by column.
 
     ``consts`` are fields every document carries with one value (appended to their object).  The same
