@@ -259,11 +259,12 @@ class Flows:
         return self.to_arrow(raw=raw).to_pydict()
 
     def rows(self, nested: bool = False) -> list[dict[str, Any]]:
-        """One dict per flow: flat ECS keys (as the CSV), or ``nested`` ECS documents (as the JSON)."""
+        """One dict per flow: flat ECS keys (as the CSV, None where no value), or ``nested`` ECS documents
+        (as the JSON: a field without a value left out)."""
         if nested:
             from .report.rows import rows
 
-            return rows(self.analysis)
+            return rows(self.analysis, omit_nulls=True)
         from .report.rows import flow_columns
 
         cols = flow_columns(self.analysis)

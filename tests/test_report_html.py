@@ -737,9 +737,9 @@ def test_cli_end_to_end(browser, tmp_path, xml_path):
     # the capture's three deliberate mismatches lead the table, most bytes first
     rows = _visible_rows(browser)
     assert [(r["port"], r["service"], r["payload"]) for r in rows[:3]] == [
-        ("3306/tcp", "mysql", "http MISMATCH"),
-        ("443/tcp", "https", "ssh MISMATCH"),
-        ("40000/udp", "safetynetp", "dns MISMATCH"),
+        ("3306/tcp", "mysql", "http MISMATCH GET db.example.com/"),  # and what each flow said
+        ("443/tcp", "https", "ssh MISMATCH OpenSSH_9.6 -> OpenSSH_9.2"),
+        ("40000/udp", "safetynetp", "dns MISMATCH example.org AAAA"),
     ]
     assert all(r["flags"] == "service-mismatch" for r in rows[:3])
     assert "tls consistent example.com" in {r["payload"] for r in rows}

@@ -4,8 +4,8 @@
   registry's warning and provenance, its ``@timestamp`` the capture's first packet; every flow line
   carries ``portclass.label_basis``. Every document has ``ecs.version``; absent values are left out
   (never null: what a SIEM expects); per-capture names (IP protocol names...) are values, never keys.
-- ``json``: a report document; its flows keep every field, null where there is no value.
-- ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``.
+- ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``; in each flow, as in
+  ``jsonl``, a field without a value is left out (never null).
 - ``csv``: ``#`` comment lines with the warning and provenance, then a header with ECS column names
   (read with ``pandas.read_csv(path, comment="#")``): the same columns as the Parquet output.
 """
@@ -93,7 +93,7 @@ def render(a: Analysis, fmt: str) -> str:
             "label_basis": LABEL_BASIS,
             **_meta(a),
             "totals": whole_totals(a),
-            "flows": rows(a),
+            "flows": rows(a, omit_nulls=True),
         }
         return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
     if fmt == "csv":

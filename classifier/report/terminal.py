@@ -3,8 +3,10 @@
 Order: the registry's own warning in its own words; the provenance of the registry; capture totals
 (packets, flows, time span, what was skipped or malformed); services by server port with flows,
 packets and bytes; the port-status breakdown; payload-evidence verdicts; flagged flows, worst first
-(service mismatches first, with the protocol the payload shows); after ``--dissect tshark``, where
-Wireshark's dissectors and portclass's evidence disagree.
+(service mismatches first, with the protocol the payload shows) -- or, after a filter, the flows it
+kept, worst first; after ``--dissect tshark``, where Wireshark's dissectors and portclass's evidence
+disagree. A narrow terminal leaves whole columns out of the flows table and says which; first-seen
+times carry their date only when the capture spans days (the time span line always does).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _totals_block(a: Analysis) -> Group:
     from ..filters import selection_of
 
     t = totals(getattr(a, "whole", None) or a)  # a filter narrows the tables below, not the capture
-    span = ""
+    span = ""  # both ends always carry their date (a capture may span days)
     if t.first_ts_ns is not None:
         dur = (t.last_ts_ns - t.first_ts_ns) / 1e9
         span = f"{_ts(t.first_ts_ns)} → {_ts(t.last_ts_ns)} ({dur:,.3f} s)"
@@ -239,33 +241,29 @@ def _status_line(a: Analysis) -> Text:
     return out
 
 
-def _flagged_table(a: Analysis, top: int, width: int) -> Table:
+FLOW_COLUMNS = ("flags", "client → server", "service", "payload", "packets", "bytes", "first seen", "server by")
+"""The flows tables' columns, left to right."""
+NARROW_DROPS = ("server by", "first seen", "payload", "packets", "bytes")
+"""The columns a narrow terminal leaves out, first to last (the flags, endpoints and service always stay)."""
+_ENDPOINTS_MAX = 27  # "255.255.255.255:65535/sctp" and its arrow; longer (IPv6) ends fold
+
+
+def spans_days(first_ns: int | None, last_ns: int | None) -> bool:
+    """Whether a capture's packets fall on more than one UTC day (its times then need their date)."""
+    if first_ns is None or last_ns is None:
+        return False
+    return _ts(first_ns)[:10] != _ts(last_ns)[:10]
+
+
+def _flow_cells(a: Analysis, sel: np.ndarray, dated: bool) -> dict[str, list]:
+    """Every flows-table column's cells for the flows ``sel`` (first seen without its date unless ``dated``)."""
     lab, fl = a.labels, a.flows
-    order = worst_first(a)
-    order = order[lab.severity[order] > 0]
-    n_flagged = len(order)
-    sel = order[:top]
-    wide = width >= 120
-    tbl = Table(title=f"Flagged flows, worst first (top {len(sel)} of {n_flagged})", box=box.SIMPLE)
-    cols = ["flags", "client → server", "registry" if wide else "service", "payload", "packets", "bytes"]
-    if wide:
-        cols += ["first seen", "server by"]
-    for col in cols:
-        tbl.add_column(
-            col,
-            justify="right" if col in ("packets", "bytes") else "left",
-            no_wrap=col not in ("client → server", "flags"),
-            overflow="fold",
-            ratio=1 if col == "client → server" else None,
-            min_width={"client → server": 22, "flags": 23}.get(col),
-        )
-    if len(sel) == 0:
-        return tbl
     cip = format_addresses(fl.client_hi[sel], fl.client_lo[sel])
     sip = format_addresses(fl.server_hi[sel], fl.server_lo[sel])
     flags = flag_strings(lab.flags[sel])
     names = a.registry.service_names
-    payload = _payload_cells(a, sel)
+    cells: dict[str, list] = {c: [] for c in FLOW_COLUMNS}
+    cells["payload"] = _payload_cells(a, sel)
     for k, i in enumerate(sel.tolist()):
         t = int(lab.transport[i])
         tname = TRANSPORTS[t] if t >= 0 else str(int(fl.proto[i]))
@@ -274,18 +272,88 @@ def _flagged_table(a: Analysis, top: int, width: int) -> Table:
         c = f"[{cip[k]}]:{fl.client_port[i]}" if v6 else f"{cip[k]}:{fl.client_port[i]}"
         s = f"[{sip[k]}]:{fl.server_port[i]}/{tname}" if v6 else f"{sip[k]}:{fl.server_port[i]}/{tname}"
         ts = _ts(int(fl.first_ts_ns[i]))
-        row = [
-            Text((", " if wide else "\n").join(flags[k]), style=_SEV_STYLE.get(int(lab.severity[i]), "")),
-            f"{c} → {s}",
-            str(names[sid]) if sid >= 0 else "—",
-            payload[k],
-            f"{int(fl.packets_c2s[i]) + int(fl.packets_s2c[i]):,}",
-            human_bytes(int(fl.bytes_c2s[i]) + int(fl.bytes_s2c[i])),
-        ]
-        if wide:
-            row += [ts, SERVER_RULES[int(fl.server_rule[i])]]
-        tbl.add_row(*row)
-    return tbl
+        cells["flags"].append(Text(", ".join(flags[k]) or "—", style=_SEV_STYLE.get(int(lab.severity[i]), "")))
+        cells["client → server"].append(f"{c} → {s}")
+        cells["service"].append(str(names[sid]) if sid >= 0 else "—")
+        cells["packets"].append(f"{int(fl.packets_c2s[i]) + int(fl.packets_s2c[i]):,}")
+        cells["bytes"].append(human_bytes(int(fl.bytes_c2s[i]) + int(fl.bytes_s2c[i])))
+        cells["first seen"].append(ts if dated else ts[11:])
+        cells["server by"].append(SERVER_RULES[int(fl.server_rule[i])])
+    return cells
+
+
+def _needed(col: str, cells: list) -> int:
+    """The width ``col`` needs to stay readable: flags wrap between flags, endpoints at the arrow (folding
+    only past IPv4), what a flow said (the payload cell's second line) wraps between words."""
+    lines = [ln for c in cells for ln in (c.plain if isinstance(c, Text) else str(c)).split("\n")]
+    if col == "flags":
+        return max([len(col), 23, *(len(w) + 1 for ln in lines for w in ln.split(", "))])
+    if col == "client → server":
+        return max([22, *(min(len(p) + 2, _ENDPOINTS_MAX) for ln in lines for p in ln.split(" → "))])
+    if col == "payload":
+        firsts = [(c.plain if isinstance(c, Text) else str(c)).split("\n")[0] for c in cells]
+        return max([len(col), 20, *(len(f) for f in firsts)])
+    return max([len(col), *(len(ln) for ln in lines)])
+
+
+def flows_table(a: Analysis, order: np.ndarray, title: str, top: int, width: int) -> tuple[Table, Text | None]:
+    """The flows ``order[:top]`` as a table fitting ``width``, and a note naming the columns it left out.
+
+    A narrow terminal drops whole columns (``NARROW_DROPS`` order) rather than wrapping every cell into
+    an unreadable column of fragments; the note says which and how wide a terminal shows them all.
+    """
+    sel = order[:top]
+    t = totals(getattr(a, "whole", None) or a)
+    cells = _flow_cells(a, sel, spans_days(t.first_ts_ns, t.last_ts_ns))
+    need = {c: _needed(c, cells[c]) + 3 for c in FLOW_COLUMNS}  # padding and the column gap
+    cols = list(FLOW_COLUMNS)
+    full = sum(need.values()) + 1
+    dropped = []
+    for col in NARROW_DROPS:
+        if sum(need[c] for c in cols) + 1 <= width:
+            break
+        cols.remove(col)
+        dropped.append(col)
+    tbl = Table(title=title, box=box.SIMPLE)
+    for col in cols:
+        tbl.add_column(
+            col,
+            justify="right" if col in ("packets", "bytes") else "left",
+            no_wrap=col not in ("client → server", "flags", "payload"),
+            overflow="fold",
+            ratio=1 if col == "client → server" else None,
+            min_width=need[col] - 3 if col in ("client → server", "flags", "payload") else None,
+        )
+    for k in range(len(sel)):
+        tbl.add_row(*(cells[c][k] for c in cols))
+    note = None
+    if dropped:
+        note = Text(
+            f"narrow terminal ({width} columns): columns {', '.join(reversed(dropped))} left out; "
+            f"widen to {full} columns to see them",
+            style="yellow",
+        )
+    return tbl, note
+
+
+def _flagged_table(a: Analysis, top: int, width: int) -> tuple[Table, Text | None]:
+    order = worst_first(a)
+    order = order[a.labels.severity[order] > 0]
+    title = f"Flagged flows, worst first (top {min(top, len(order))} of {len(order)})"
+    return flows_table(a, order, title, top, width)
+
+
+def _kept_table(a: Analysis, top: int, width: int) -> tuple[Table, Text | None]:
+    """A filtered run's kept flows, worst first (flagged or not), saying how many ``top`` left out."""
+    from ..filters import selection_of
+
+    order = worst_first(a)
+    shown = min(top, len(order))
+    left = f"; {len(order) - shown:,} more left out (--top)" if len(order) > shown else ""
+    sel = selection_of(a)
+    what = sel.line() if sel is not None else "kept flows"
+    title = f"Flows kept by the {what}, worst first (top {shown} of {len(order)}{left})"
+    return flows_table(a, order, title, top, width)
 
 
 _VERDICT_STYLE = {"consistent": "green", "mismatch": "bold red", "unregistered": "yellow", "unverified": "dim"}
@@ -378,7 +446,12 @@ def render(a: Analysis, console: Console, top: int = 20) -> None:
         console.print(scan)
     console.print(_status_line(a))
     console.print(_evidence_line(a))
-    console.print(_flagged_table(a, top, console.width))
+    from ..filters import selection_of
+
+    table, note = (_kept_table if selection_of(a) is not None else _flagged_table)(a, top, console.width)
+    console.print(table)
+    if note is not None:
+        console.print(note)
     tshark = _tshark_table(a, top)
     if tshark is not None:
         console.print(tshark)

@@ -22,44 +22,53 @@ from tests.fuzz.seeds import SEEDS, write_seeds
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_S: dict[str, int] = {"capture": 60, "reports": 45, "registry": 30, "registry_compile": 25, "update": 30}
 """Seconds per target in one CI run (about three minutes and a half in all)."""
+SLICE_S: dict[str, int] = {"capture": 30, "reports": 30, "registry": 60, "registry_compile": 15, "update": 15}
+"""Seconds one fuzzer process runs before the next takes over the corpus: memory grows with every input
+under atheris' instrumentation (about 1 MB per compiled registry), so no process lives long enough to
+reach the RSS limit."""
 _RUNS = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
 _TIME = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
 def run_target(target: str, seconds: int, out: Path, extra: list[str]) -> tuple[int, int, float, list[str]]:
-    """Fuzz one target for ``seconds``: (libFuzzer exit status, executions, seconds taken, findings lines)."""
+    """Fuzz one target for ``seconds`` (in slices): (exit status, executions, seconds taken, findings lines)."""
     seeds = write_seeds(target, out / "seeds" / target)
     corpus = out / "corpus" / target
     crashes = out / "crashes" / target
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PORTCLASS_FUZZ_FINDINGS=str(out / "findings"), PYTHONHASHSEED="0")
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests.fuzz.fuzz",
-        target,
-        f"-max_total_time={seconds}",
-        "-timeout=30",
-        "-rss_limit_mb=3072",
-        "-print_final_stats=1",
-        f"-artifact_prefix={crashes}/",
-        *extra,
-        str(corpus),
-        str(seeds),
-    ]
     t0 = time.monotonic()
-    log = out / f"{target}.log"
-    with open(log, "wb") as f:
-        rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    took = time.monotonic() - t0
-    text = log.read_text(errors="replace")
-    runs = [int(m) for m in _RUNS.findall(text)] or [int(m.group(1)) for m in _TIME.finditer(text)] or [0]
-    findings = [line for line in text.splitlines() if line.startswith("#finding")]
-    if rc != 0:
-        tail = [line for line in text.splitlines() if line.strip()][-25:]
-        print("\n".join(tail), file=sys.stderr)
-    return rc, runs[-1], took, findings
+    runs, findings, rc, part = 0, [], 0, 0
+    while rc == 0 and (left := seconds - (time.monotonic() - t0)) >= 1:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.fuzz.fuzz",
+            target,
+            f"-max_total_time={max(1, round(min(left, SLICE_S[target])))}",
+            "-timeout=30",
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+            f"-artifact_prefix={crashes}/",
+            *extra,
+            str(corpus),
+            str(seeds),
+        ]
+        log = out / f"{target}.{part}.log"
+        part += 1
+        with open(log, "wb") as f:
+            rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        text = log.read_text(errors="replace")
+        done = [int(m) for m in _RUNS.findall(text)] or [int(m.group(1)) for m in _TIME.finditer(text)] or [0]
+        runs += done[-1]
+        for line in text.splitlines():
+            if line.startswith("#finding") and not any(f.split(": ")[0] == line.split(": ")[0] for f in findings):
+                findings.append(line)
+        if rc != 0:
+            tail = [line for line in text.splitlines() if line.strip()][-25:]
+            print("\n".join(tail), file=sys.stderr)
+    return rc, runs, time.monotonic() - t0, findings
 
 
 def main(argv: list[str] | None = None) -> int:
