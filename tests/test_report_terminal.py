@@ -65,7 +65,7 @@ def test_narrow_terminal_names_the_columns_it_left_out(width):
         assert header.split() == ["flags", "client", "→", "server", "service", "bytes"]
         assert (
             "narrow terminal (80 columns): columns packets, payload, first seen, server by left out; "
-            "widen to 140 columns to see them" in " ".join(table.split())
+            "widen to 146 columns to see them" in " ".join(table.split())
         )
         # whole words stay whole: a flag or an endpoint never breaks mid-name
         lines = table.splitlines()

@@ -282,6 +282,10 @@ def _flow_cells(a: Analysis, sel: np.ndarray, dated: bool) -> dict[str, list]:
     return cells
 
 
+_SAID_MAX = 40
+"""Width up to which a flagged flow's 'what it said' line stays on one line (longer ones wrap between words)."""
+
+
 def _needed(col: str, cells: list) -> int:
     """The width ``col`` needs to stay readable: flags wrap between flags, endpoints at the arrow (folding
     only past IPv4), what a flow said (the payload cell's second line) wraps between words."""
@@ -290,9 +294,8 @@ def _needed(col: str, cells: list) -> int:
         return max([len(col), 23, *(len(w) + 1 for ln in lines for w in ln.split(", "))])
     if col == "client → server":
         return max([22, *(min(len(p) + 2, _ENDPOINTS_MAX) for ln in lines for p in ln.split(" → "))])
-    if col == "payload":
-        firsts = [(c.plain if isinstance(c, Text) else str(c)).split("\n")[0] for c in cells]
-        return max([len(col), 20, *(len(f) for f in firsts)])
+    if col == "payload":  # the protocol whole, what the flow said whole up to _SAID_MAX (then between words)
+        return max([len(col), 20, *(min(len(ln), _SAID_MAX) for ln in lines)])
     return max([len(col), *(len(ln) for ln in lines)])
 
 
