@@ -89,7 +89,7 @@ def analyze(
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
     'http'
     """
-    from .capture.reader import read_batches
+    from .capture.reader import DEFAULT_CHUNK_BYTES, read_batches
     from .engine import Ended, Engine, Timeouts
 
     t0 = time.perf_counter()
@@ -117,7 +117,9 @@ def analyze(
             table, stats, interrupted = read_flows(paths[0], timeouts.batch_idle_ns, scan, progress, plan=plan)
             eng.add_table(table, stats)
         else:
-            for batch in read_batches([str(p) for p in paths], CHUNK_BYTES, errors="warn" if several else "raise"):
+            # flows held to the end: the chunks of the two-process reader, so both give the same flows
+            chunk = DEFAULT_CHUNK_BYTES if not eng.expire_enabled else CHUNK_BYTES
+            for batch in read_batches([str(p) for p in paths], chunk, errors="warn" if several else "raise"):
                 for ended in eng.add(batch):
                     take(ended)
                 if progress is not None:

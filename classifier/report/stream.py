@@ -265,17 +265,14 @@ def analyze_streamed(
 
     to_file = out is not None and str(out) != "-"
     running = Running()
-    with contextlib.ExitStack() as stack:
-        if fmt == "parquet":
-            from ..atomic import atomic_file
-            from .parquet import check_output
+    if fmt == "parquet":
+        from .parquet import check_output
 
-            check_output(out)
-            sink: BinaryIO = (
-                stack.enter_context(atomic_file(out)) if to_file else sys.stdout.buffer  # type: ignore[arg-type]
-            )
-        else:
-            sink = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
+        check_output(out)
+    with contextlib.ExitStack() as stack:
+        # a spool beside the output: the file itself is written whole at the end (atomic_file); a
+        # signal while reading stops at a batch boundary, never inside a chunk being written
+        sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
         holder: dict[str, Analysis] = {}
 
@@ -297,7 +294,9 @@ def analyze_streamed(
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
         a.running = running.totals(a)  # type: ignore[attr-defined]
+        head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
+            head = tail = b""
             if body.parquet is None:  # no flow at all: the whole-run writer's empty file
                 from .parquet import render
 
@@ -307,8 +306,6 @@ def analyze_streamed(
 
                 body.parquet.add_key_value_metadata({**metadata(a), "pandas": body.pandas.decode()})
                 body.parquet.close()
-            return a
-        head, tail = _head(a, fmt), _tail(fmt)
         sink.flush()
         sink.seek(0)
         if to_file:
@@ -329,6 +326,8 @@ def analyze_streamed(
 
 def _head(a: Analysis, fmt: str) -> bytes:
     """What the whole-run writer puts before the first flow, from the run's totals."""
+    if fmt == "parquet":
+        return b""
     if fmt == "zeek":
         from .zeek import header
 
