@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, interrupt
-from .errors import EXIT_INPUT, EXIT_OK, PortclassError
+from .errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, PortclassError
 
 EPILOG = """exit codes:
   0    done (also when the reader of stdout went away, as `| head` does)
   1    flagged flows found (only with --fail-on flagged)
   2    usage or input error: unreadable capture or registry, bad arguments
+  70   internal error (a bug in portclass: one line; PORTCLASS_DEBUG=1 shows the traceback)
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 
 interruption (every command and format): one line on stderr, no temporary file left. A signal
@@ -85,6 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = exc.filename or "portclass"
         print(f"portclass: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
+    except Exception as exc:  # a bug: still one line and a documented code, never a traceback by default
+        import os
+
+        if os.environ.get("PORTCLASS_DEBUG"):
+            raise
+        interrupt.ending()
+        text = " ".join(str(exc).split())[:200]
+        print(
+            f"portclass: internal error: {type(exc).__name__}: {text} (a bug in portclass; "
+            "PORTCLASS_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -183,7 +183,7 @@ class Engine:
         timeouts: Timeouts | None = None,
         *,
         evidence: bool = True,
-        min_packets: int = 1 << 18,
+        min_packets: int = 1 << 16,
         expire: bool = True,
         separate_files: bool = True,
     ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FLAGGED = 1
 EXIT_INPUT = 2
+EXIT_INTERNAL = 70
+"""An unexpected error inside portclass (a bug): one line, the traceback only with ``PORTCLASS_DEBUG=1``."""
 EXIT_INTERRUPTED = 130
 """SIGINT; SIGTERM exits 143 (128 + the signal's number, see ``classifier.interrupt``)."""
 

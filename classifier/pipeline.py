@@ -25,6 +25,9 @@ from .registry.compile import CompiledRegistry
 if TYPE_CHECKING:
     from .engine import Counters, Ended, Timeouts
 
+CHUNK_BYTES = 16 << 20
+"""Capture bytes read at a time: with the engine's 2^16-packet passes, the working set of one chunk."""
+
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 """Idle timeout between packets of one flow (Zeek's TCP inactivity timeout is 5 minutes too)."""
 
@@ -114,7 +117,7 @@ def analyze(
             table, stats, interrupted = read_flows(paths[0], timeouts.batch_idle_ns, scan, progress, plan=plan)
             eng.add_table(table, stats)
         else:
-            for batch in read_batches([str(p) for p in paths], errors="warn" if several else "raise"):
+            for batch in read_batches([str(p) for p in paths], CHUNK_BYTES, errors="warn" if several else "raise"):
                 for ended in eng.add(batch):
                     take(ended)
                 if progress is not None:

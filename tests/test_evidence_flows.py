@@ -159,3 +159,42 @@ def test_orient_turns_the_evidence_with_the_flow() -> None:
     # merging oriented tables puts them back in canonical order first
     again = merge(t, FlowTable.empty(), 0)
     assert len(again) == 1
+
+
+def test_each_flow_of_one_five_tuple_keeps_what_it_said(tmp_path, reg) -> None:
+    """Two TCP connections on one 5-tuple (a new SYN after FIN), in one batch: each flow reports its own
+    HTTP request, as it does when the two fall in different chunks (a fuzz-found chunk dependence)."""
+    from scapy.all import IP, TCP, Ether, Raw, wrpcap
+
+    from classifier.evidence.verdict import said_columns
+    from classifier.pipeline import analyze
+
+    c, s = ("192.0.2.1", 50001), ("198.51.100.2", 80)
+    pkts, t = [], 1_700_000_000.0
+
+    def add(src, dst, flags, seq, ack, payload=b""):
+        nonlocal t
+        p = Ether() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags=flags, seq=seq, ack=ack)
+        if payload:
+            p = p / Raw(payload)
+        p.time = t
+        t += 0.01
+        pkts.append(p)
+
+    for path in (b"/first", b"/second"):
+        req = b"GET " + path + b" HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        add(c, s, "S", 100, 0)
+        add(s, c, "SA", 500, 101)
+        add(c, s, "A", 101, 501)
+        add(c, s, "PA", 101, 501, req)
+        add(s, c, "PA", 501, 101 + len(req), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        add(c, s, "FA", 101 + len(req), 540)
+        add(s, c, "FA", 540, 102 + len(req))
+        add(c, s, "A", 102 + len(req), 541)
+    wrpcap(str(tmp_path / "two.pcap"), pkts)
+    a = analyze([tmp_path / "two.pcap"], reg, jobs=1)
+    assert len(a.flows) == 2
+    order = np.argsort(a.flows.first_ts_ns)
+    cols = said_columns(a.flows)
+    key = next(k for k in cols if k.startswith("url."))
+    assert [cols[key][i] for i in order.tolist()] == ["/first", "/second"]

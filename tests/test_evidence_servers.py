@@ -49,6 +49,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def port_in(lo: int, hi: int, kind: int) -> socket.socket:
+    """A socket bound to a free 127.0.0.1 port in [lo, hi] (UDP has no handshake: the test fixes which
+    side is the server by the port ranges, RFC 6335's dynamic range for clients)."""
+    import random
+
+    for p in random.sample(range(lo, hi + 1), 200):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", p))
+            return s
+        except OSError:
+            s.close()
+    raise RuntimeError(f"no free port in {lo}-{hi}")
+
+
 def wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     """Wait until ``port`` accepts connections (or the server died)."""
     end = time.monotonic() + timeout
@@ -256,15 +271,15 @@ def _dns_query(sock: socket.socket, name: str, qtype: str, port: int) -> bytes:
 
 def test_dnsmasq_dns_and_dnscrypt_certificate_query(reg, tmp_path) -> None:
     (exe,) = need("dnsmasq")
-    port = free_port(socket.SOCK_DGRAM)
+    with port_in(20000, 49151, socket.SOCK_DGRAM) as probe_sock:  # below the clients' dynamic ports
+        port = probe_sock.getsockname()[1]
     cmd = [exe, "--keep-in-foreground", "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1",
            "--bind-interfaces", "--no-resolv", "--no-hosts", "--address=/example.test/192.0.2.7",
            "--txt-record=2.dnscrypt-cert.example.test,portclass", f"--pid-file={tmp_path / 'pid'}",
            "--user=root"]  # fmt: skip
-    plain, crypt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain, crypt = port_in(49152, 65535, socket.SOCK_DGRAM), port_in(49152, 65535, socket.SOCK_DGRAM)
     with plain, crypt, server(cmd, 0) as proc, capture(tmp_path / "dns.pcap", f"udp port {port}") as pcap:
         for s in (plain, crypt):  # two client ports at once: two flows
-            s.bind(("127.0.0.1", 0))
             s.settimeout(0.5)
         for _ in range(50):  # dnsmasq binds UDP only: ask until it answers
             if proc.poll() is not None:

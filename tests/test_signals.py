@@ -332,3 +332,21 @@ def test_closed_pipe_is_quiet(args):
     finally:
         os.close(w)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()
+
+
+def test_internal_error_is_one_line(monkeypatch, capsys):
+    """An unexpected exception (a bug) is one line and exit 70; PORTCLASS_DEBUG=1 lets it through."""
+    from classifier import cli
+    from classifier.commands import analyze as analyze_cmd
+
+    def broken(_args):
+        raise IndexError("index -1 is out of bounds\nfor axis 0")
+
+    monkeypatch.setattr(analyze_cmd, "run", broken)
+    monkeypatch.delenv("PORTCLASS_DEBUG", raising=False)
+    assert cli.main(["captures/sample.pcap"]) == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: IndexError: index -1 is out of bounds for axis 0" in err
+    monkeypatch.setenv("PORTCLASS_DEBUG", "1")
+    with pytest.raises(IndexError):
+        cli.main(["captures/sample.pcap"])

@@ -432,9 +432,8 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
     b.tagged.add(c.code)
     kind = extract.EXTRACTOR.get(c.sig.name)
     if kind is not None and rows.size:
-        # only a flow direction's first such packet can be its evidence packet: one per direction
-        _, first = np.unique(_echo_keys(b, rows, np.zeros(rows.size, np.uint64), reverse=False), return_index=True)
-        rows = rows[np.sort(first)]
+        # every such packet: which one becomes a flow direction's evidence packet is the flow stage's
+        # choice (one 5-tuple may hold several flows: a new SYN, an idle gap, another file)
         skip = 2 if c.sig.transport == "tcp" and kind == "dns" else 0  # DNS over TCP: the length field
         plen = b.plen[rows].astype(np.int64)
         b.said.append((rows, extract.EXTRACT[kind](b.data, b.off[rows] + skip, plen - skip)))
