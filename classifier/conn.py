@@ -63,6 +63,22 @@ SCALED = (L_T, L_W, L_G)
 NONE = np.iinfo(np.int64).min
 """Marker of seq_hi/ack_hi: nothing seen."""
 CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+CONN_STATE_MEANINGS = {
+    "S0": "connection attempt seen, no reply",
+    "S1": "connection established, not terminated",
+    "SF": "normal establishment and termination",
+    "REJ": "connection attempt rejected",
+    "S2": "established; the originator tried to close, no reply from the responder",
+    "S3": "established; the responder tried to close, no reply from the originator",
+    "RSTO": "established; the originator aborted it (sent a RST)",
+    "RSTR": "the responder sent a RST",
+    "RSTOS0": "the originator sent a SYN then a RST; no SYN-ACK from the responder",
+    "RSTRH": "the responder sent a SYN-ACK then a RST; no SYN from the (presumed) originator",
+    "SH": "the originator sent a SYN then a FIN; no SYN-ACK from the responder (half-open)",
+    "SHR": "the responder sent a SYN-ACK then a FIN; no SYN from the originator",
+    "OTH": "no SYN seen, just midstream traffic (one example: a partial connection that was not later closed)",
+}
+"""Each state's meaning, after Zeek's conn.log documentation (the HTML report's tooltips)."""
 ANSWERED_STATES = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR"})
 """States of TCP connections that were established (the responder answered the handshake)."""
 ATTEMPT_STATES = frozenset({"S0", "REJ", "RSTOS0", "SH"})
