@@ -63,6 +63,22 @@ SCALED = (L_T, L_W, L_G)
 NONE = np.iinfo(np.int64).min
 """Marker of seq_hi/ack_hi: nothing seen."""
 CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+CONN_STATE_MEANINGS = {
+    "S0": "connection attempt seen, no reply",
+    "S1": "connection established, not terminated",
+    "SF": "normal establishment and termination",
+    "REJ": "connection attempt rejected",
+    "S2": "established; the originator tried to close, no reply from the responder",
+    "S3": "established; the responder tried to close, no reply from the originator",
+    "RSTO": "established; the originator aborted it (sent a RST)",
+    "RSTR": "the responder sent a RST",
+    "RSTOS0": "the originator sent a SYN then a RST; no SYN-ACK from the responder",
+    "RSTRH": "the responder sent a SYN-ACK then a RST; no SYN from the (presumed) originator",
+    "SH": "the originator sent a SYN then a FIN; no SYN-ACK from the responder (half-open)",
+    "SHR": "the responder sent a SYN-ACK then a FIN; no SYN from the originator",
+    "OTH": "no SYN seen, just midstream traffic (one example: a partial connection that was not later closed)",
+}
+"""Each state's meaning, after Zeek's conn.log documentation (the HTML report's tooltips)."""
 ANSWERED_STATES = frozenset({"S1", "SF", "S2", "S3", "RSTO", "RSTR"})
 """States of TCP connections that were established (the responder answered the handshake)."""
 ATTEMPT_STATES = frozenset({"S0", "REJ", "RSTOS0", "SH"})
@@ -651,8 +667,31 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
 
     ``orig_bytes``/``resp_bytes`` are -1 where Zeek leaves them unset (a flow of zero duration).
     """
-    hist = history(t)
     orig_size, resp_size = _sizes(t)
+    state = conn_states(t, orig_size, resp_size)
+    tcp = t.proto == PROTO_TCP
+    dur = t.last_ts_ns > t.first_ts_ns
+    missed = np.zeros(len(t), dtype=np.int64)
+    for size, sfx in ((orig_size, "c2s"), (resp_size, "s2c")):
+        missed += np.where(tcp, np.maximum(size - getattr(t, f"covered_{sfx}"), 0), 0)
+    return {
+        "conn_state": state,
+        "history": history(t),
+        "orig_bytes": np.where(dur, orig_size, -1),
+        "resp_bytes": np.where(dur, resp_size, -1),
+        "orig_ip_bytes": t.ip_bytes_c2s.copy(),
+        "resp_ip_bytes": t.ip_bytes_s2c.copy(),
+        "missed_bytes": missed,
+    }
+
+
+def conn_states(
+    t: FlowTable, orig_size: np.ndarray | None = None, resp_size: np.ndarray | None = None
+) -> np.ndarray:
+    """Zeek's conn_state of each flow of an oriented table (object array of str), without the history
+    strings: only the few flows that may be RSTOS0 have theirs built, for its letter rule."""
+    if orig_size is None or resp_size is None:
+        orig_size, resp_size = _sizes(t)
     final = machine()[3][t.fsm_c].astype(np.int64)
     os_, rs = final // 8, final % 8
     os_ = np.where(os_ == RESET_FC, RESET, os_)
@@ -661,7 +700,10 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
     r_in = (rs == INACTIVE) | (rs == PARTIAL)
     tcp = t.proto == PROTO_TCP
     nothing = resp_size == 0
-    rst_s0 = np.array([bool(_RSTOS0.match(h)) for h in hist], dtype=bool) if len(t) else np.zeros(0, bool)
+    rst_s0 = np.zeros(len(t), dtype=bool)
+    maybe = np.flatnonzero(tcp & (os_ == RESET) & r_in)
+    if maybe.size:
+        rst_s0[maybe] = [bool(_RSTOS0.match(h)) for h in history(t.take(maybe))]
     tcp_state = np.select(
         [
             (rs == RESET) & ((os_ == SYN_SENT) | (os_ == SYN_ACK_SENT) | ((os_ == RESET) & (orig_size == 0) & nothing)),
@@ -683,20 +725,7 @@ def conn_fields(t: FlowTable) -> dict[str, np.ndarray]:
     )
     o_act, r_act = t.packets_c2s > 0, t.packets_s2c > 0
     udp_state = np.select([o_act & r_act, o_act, r_act], ["SF", "S0", "SHR"], "OTH")
-    state = np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, "OTH")).astype(object)
-    dur = t.last_ts_ns > t.first_ts_ns
-    missed = np.zeros(len(t), dtype=np.int64)
-    for size, sfx in ((orig_size, "c2s"), (resp_size, "s2c")):
-        missed += np.where(tcp, np.maximum(size - getattr(t, f"covered_{sfx}"), 0), 0)
-    return {
-        "conn_state": state,
-        "history": hist,
-        "orig_bytes": np.where(dur, orig_size, -1),
-        "resp_bytes": np.where(dur, resp_size, -1),
-        "orig_ip_bytes": t.ip_bytes_c2s.copy(),
-        "resp_ip_bytes": t.ip_bytes_s2c.copy(),
-        "missed_bytes": missed,
-    }
+    return np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, "OTH")).astype(object)
 
 
 OUTCOMES = ("answered", "rejected", "no reply", "other")
@@ -711,7 +740,7 @@ _OUTCOME_OF |= {"S0": OUT_NO_REPLY, "RSTOS0": OUT_NO_REPLY, "SH": OUT_NO_REPLY}
 def outcomes(t: FlowTable, states: np.ndarray | None = None) -> np.ndarray:
     """Outcome code (``OUTCOMES`` index) per flow of an oriented table; UDP S0 is 'other' (one-way is normal)."""
     if states is None:
-        states = conn_fields(t)["conn_state"]
+        states = conn_states(t)
     tcp = t.proto == PROTO_TCP
     uniq, inv = np.unique(states.astype(str), return_inverse=True)
     codes = np.array([_OUTCOME_OF.get(u, OUT_OTHER) for u in uniq.tolist()], dtype=np.uint8)

@@ -217,9 +217,9 @@ def mask(a: Analysis, flt: FlowFilter) -> np.ndarray:
     if flt.hosts:
         keep &= host_mask(fl, flt.hosts)
     if flt.states or flt.answered:
-        from .conn import OUT_ANSWERED, conn_fields, outcomes
+        from .conn import OUT_ANSWERED, conn_states, outcomes
 
-        states = conn_fields(fl)["conn_state"]
+        states = conn_states(fl)
         if flt.states:
             keep &= np.isin(states.astype(str), list(flt.states))
         if flt.answered:

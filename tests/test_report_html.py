@@ -745,6 +745,61 @@ def test_cli_end_to_end(browser, tmp_path, xml_path):
     assert "tls consistent example.com" in {r["payload"] for r in rows}
 
 
+@pytest.mark.skipif(not (ROOT / "captures" / "sample.pcap").exists(), reason="captures/sample.pcap is not there")
+def test_file_and_conn_state_columns(browser, tmp_path, xml_path):
+    """Two capture files: each row names its file (full path on hover) and Zeek's conn_state (meaning on
+    hover), the same as the JSON Lines output says; a one-day capture's first-seen cells are times of day."""
+    import json
+
+    copy = tmp_path / "b-copy.pcap"
+    shutil.copyfile(ROOT / "captures" / "sample.pcap", copy)
+    caps = [str(ROOT / "captures" / "sample.pcap"), str(copy)]
+    out = tmp_path / "two.html"
+    r = run_cli("--registry", str(xml_path), *caps, "--format", "html", "-o", str(out), "--idle-timeout", "0")
+    assert r.returncode == 0, r.stderr
+    lines = run_cli("--registry", str(xml_path), *caps, "-f", "jsonl", "--idle-timeout", "0").stdout.splitlines()
+    docs = [json.loads(x) for x in lines[1:]]
+    assert len(docs) == 38  # 19 flows per file, never merged
+    logs = _open(browser, out)
+    assert not [e for e in logs if e.get("level") == "SEVERE"], logs
+    browser.find_element("id", "pc-pagesize").send_keys("500")
+    _wait_matches(browser, 38)
+    cells = browser.execute_script(
+        """
+        const cols = [...document.querySelectorAll('#pc-table thead th')].map(th => th.dataset.col);
+        const at = c => cols.indexOf(c);
+        return [...document.querySelectorAll('#pc-table tbody tr')].map(tr => ({
+            port: tr.cells[at('port')].textContent, client: tr.cells[at('client')].textContent,
+            file: tr.cells[at('file')].textContent, path: tr.cells[at('file')].title,
+            state: tr.cells[at('state')].textContent, meaning: tr.cells[at('state')].title,
+            first: tr.cells[at('first')].textContent, when: tr.cells[at('first')].title}));
+        """
+    )
+    assert len(cells) == 38
+    assert sorted(c["file"] for c in cells) == ["b-copy.pcap"] * 19 + ["sample.pcap"] * 19
+    assert {(c["file"], c["path"]) for c in cells} == {("sample.pcap", caps[0]), ("b-copy.pcap", caps[1])}
+    # Zeek's states, as the JSON Lines output gives them, flow by flow
+    def client(d: dict) -> str:
+        ip = d["source"]["ip"]
+        return f"[{ip}]:{d['source']['port']}" if ":" in ip else f"{ip}:{d['source']['port']}"
+
+    expect = sorted(
+        (f"{d['destination']['port']}/{d['network']['transport']}", client(d), Path(d["log"]["file"]["path"]).name,
+         d["portclass"]["conn_state"]) for d in docs
+    )  # fmt: skip
+    assert sorted((c["port"], c["client"], c["file"], c["state"]) for c in cells) == expect
+    states = {c["port"]: (c["state"], c["meaning"]) for c in cells}
+    assert states["230/tcp"] == ("REJ", "Zeek conn_state REJ: connection attempt rejected")
+    assert states["42000/tcp"][0] == "RSTO" and "originator aborted" in states["42000/tcp"][1]
+    assert states["3306/tcp"] == ("SF", "Zeek conn_state SF: normal establishment and termination")
+    assert states["514/udp"][0] == "S0"
+    # one day: the header carries the date, the cells the time of day (the full time on hover)
+    header = browser.find_element("css selector", 'th[data-col="first"]').text
+    assert header.replace("\n", " ").startswith("First seen (UTC, 2024-01-01)")
+    mysql = next(c for c in cells if c["port"] == "3306/tcp")
+    assert (mysql["first"], mysql["when"]) == ("00:00:17.001", "2024-01-01 00:00:17.001 UTC")
+
+
 # --------------------------------------------------------------------------- timeline over any span
 
 

@@ -34,7 +34,8 @@ def _rows(table: str) -> list[str]:
 
 
 def test_filtered_run_lists_the_kept_flows_worst_first_capped_by_top():
-    res = run_cli("--registry", _xml(), str(SAMPLE), "--service", "www")
+    wide = {"COLUMNS": "160"}  # a pipe's summary is COLUMNS wide (160 when unset)
+    res = run_cli("--registry", _xml(), str(SAMPLE), "--service", "www", env=wide)
     assert res.returncode == 0, res.stderr
     table = res.stdout[res.stdout.index("Flows kept by the filter --service www") :]
     assert "(top 2 of 2)" in table.splitlines()[0]
@@ -46,13 +47,21 @@ def test_filtered_run_lists_the_kept_flows_worst_first_capped_by_top():
         ["603", "B", "00:00:00.511Z", "syn"],
     ]
     assert "Flagged flows" not in res.stdout  # the kept flows replace the (here empty) flagged table
-    res = run_cli("--registry", _xml(), str(SAMPLE), "--status", "unassigned", "--top", "2")
+    res = run_cli("--registry", _xml(), str(SAMPLE), "--status", "unassigned", "--top", "2", env=wide)
     table = res.stdout[res.stdout.index("Flows kept by the filter") :]
     assert "(top 2 of 3; 1 more left out (--top))" in table.splitlines()[0]
     rows = _rows(table)
     assert [r.split()[0] for r in rows] == ["unauthorized-use-known,"] * 2  # worst first
     assert "203.0.113.42:42000/tcp" in table and "203.0.113.45:44515/tcp" in table
     assert "198.51.100.4:4/tcp" not in table  # the third, left out by --top
+
+
+def test_a_pipe_takes_its_width_from_columns():
+    narrow = run_cli("--registry", _xml(), str(SAMPLE), env={"COLUMNS": "80"}).stdout
+    assert max(len(ln) for ln in narrow.splitlines()) == 80
+    assert "narrow terminal (80 columns): columns packets, payload, first seen, server by" in narrow
+    wide = run_cli("--registry", _xml(), str(SAMPLE), env={"COLUMNS": "200"}).stdout
+    assert "narrow terminal" not in wide and "server by" in wide
 
 
 @pytest.mark.parametrize("width", [80, 200])
@@ -65,7 +74,7 @@ def test_narrow_terminal_names_the_columns_it_left_out(width):
         assert header.split() == ["flags", "client", "→", "server", "service", "bytes"]
         assert (
             "narrow terminal (80 columns): columns packets, payload, first seen, server by left out; "
-            "widen to 140 columns to see them" in " ".join(table.split())
+            "widen to 144 columns to see them" in " ".join(table.split())
         )
         # whole words stay whole: a flag or an endpoint never breaks mid-name
         lines = table.splitlines()

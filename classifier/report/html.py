@@ -5,7 +5,9 @@ port-based and the registry's provenance; capture totals; charts (services by by
 server-port status and flags, flows over time by severity, top talkers); the payload evidence
 (flows per verdict, protocols seen in payloads by verdict); then every flow in a sortable,
 filterable, paginated table, flagged flows first (``worst_first``: service mismatches lead), with
-the protocol each flow's payload shows, its verdict and the TLS server name where one was sent.
+the protocol each flow's payload shows, its verdict and the TLS server name where one was sent,
+Zeek's conn_state (its meaning on hover) and the capture file the flow came from (full path on
+hover). When every flow starts on one UTC day the first-seen cells show times, the header the date.
 
 Charts are inline SVG built here in Python rather than a JavaScript charting library: they are
 plain bars and columns, so SVG keeps a typical report at 40-100 kB (plotly's inlined bundle alone
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..conn import CONN_STATE_MEANINGS, CONN_STATES, conn_fields
 from ..evidence.table import PROTOCOLS
 from ..evidence.verdict import V_CONSISTENT, V_MISMATCH, V_UNREGISTERED, V_UNVERIFIED, VERDICTS, note, said_summary
 from ..flows import SERVER_RULES
@@ -486,8 +489,9 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     Row layout (``ROW_FIELDS``): severity, client host, client port, server host, server port,
     transport, service (-1 none), status, flag set, packets, bytes, first seen (microseconds after
     ``base_ms``), server rule, IPv6 (0/1), observed protocol (index into ``protocols``, -1 none),
-    verdict (index into ``verdicts``), TLS server name (index into ``server_names``, -1 none) and
-    verdict note (index into ``notes``, -1 none). Hosts are numbered in address order and services in
+    verdict (index into ``verdicts``), TLS server name (index into ``server_names``, -1 none),
+    verdict note (index into ``notes``, -1 none), capture file (index into ``files``, -1 none) and
+    Zeek's conn_state (index into ``states``). Hosts are numbered in address order and services in
     name order, so sorting by index sorts by value.
     """
     fl, lab, reg = a.flows, a.labels, a.registry
@@ -529,6 +533,10 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     off_us = (fl.first_ts_ns[sel].astype(np.int64) - base_ms * 1_000_000) // 1000
     sni_idx, server_names = _server_names(said_summary(fl, sel))  # SNI, else what the flow said
     note_idx, notes = _notes(a, sel)
+    files = list(a.stats.files)
+    file_idx = fl.file_index[sel].astype(np.int64)
+    file_idx[file_idx >= len(files)] = -1
+    state_idx = _state_index(conn_fields(fl.take(sel))["conn_state"] if k else np.zeros(0, dtype=object))
     cols = [
         lab.severity[sel].astype(np.int64),
         hinv[:k],
@@ -548,6 +556,8 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         lab.verdict[sel].astype(np.int64),
         sni_idx,
         note_idx,
+        file_idx,
+        state_idx,
     ]
     rows = np.stack(cols, 1).tolist() if k else []
     return {
@@ -569,14 +579,37 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         "verdict_rank": [_VERDICT_ORDER.index(v) for v in range(len(VERDICTS))],
         "server_names": server_names,
         "notes": notes,
+        "files": files,
+        "states": list(CONN_STATES),
+        "state_meanings": [CONN_STATE_MEANINGS[s] for s in CONN_STATES],
+        # the day of every flow's first packet when the capture stays within one UTC day (the table
+        # then shows times only, the date in the column's header); None when it spans days
+        "day": _one_day(a),
         "rows": rows,
     }
 
 
 ROW_FIELDS = ("sev", "client", "cport", "server", "sport", "transport", "service", "status", "flags",
               "packets", "bytes", "first_us", "rule", "v6", "protocol", "verdict", "server_name",
-              "note")  # fmt: skip
+              "note", "file", "state")  # fmt: skip
 """Field order of each row in ``table_payload``."""
+
+
+def _one_day(a: Analysis) -> str | None:
+    """The UTC date (YYYY-MM-DD) of the capture's flows when they all fall on that one day, else None."""
+    fl = a.flows
+    if not len(fl):
+        return None
+    day = _fmt_ts(int(fl.first_ts_ns.min()))[:10]
+    return day if _fmt_ts(int(fl.last_ts_ns.max()))[:10] == day else None
+
+
+def _state_index(states: np.ndarray) -> np.ndarray:
+    """Zeek conn_state names as indexes into ``CONN_STATES`` (-1 for none)."""
+    lookup = {s: i for i, s in enumerate(CONN_STATES)}
+    uniq, inv = np.unique(states.astype(str), return_inverse=True)
+    codes = np.array([lookup.get(u, -1) for u in uniq.tolist()], dtype=np.int64)
+    return codes[inv.reshape(-1)] if uniq.size else np.zeros(0, dtype=np.int64)
 
 
 def _server_names(names: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -757,14 +790,27 @@ _COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("flags", "Flags", False),
     ("packets", "Packets", True),
     ("bytes", "Bytes", True),
+    ("state", "State", False),
     ("first", "First seen (UTC)", False),
     ("rule", "Server by", False),
+    ("file", "File", False),
 )
 """Flow table columns: id (``data-col``), header, numeric (right-aligned)."""
+
+
+def _columns(day: str | None) -> tuple[tuple[str, str, bool], ...]:
+    """``_COLUMNS``, the first-seen header carrying the capture's one ``day`` (its cells then show times only)."""
+    if day is None:
+        return _COLUMNS
+    return tuple((c, f"First seen (UTC, {day})" if c == "first" else h, n) for c, h, n in _COLUMNS)
+
+
 _COLUMN_TIPS = {
     "service": "the service the IANA registry assigns to the server port (a claim, not an observation)",
     "payload": "the protocol the flow's first payload bytes show, its verdict against the registry, "
     "and the TLS server name the client sent",
+    "state": "Zeek's conn_state: what happened to the connection (each cell's tooltip says what its state means)",
+    "file": "the capture file the flow came from (each cell's tooltip gives its full path)",
 }
 
 
@@ -813,7 +859,7 @@ def render(
         f'<th data-col="{cid}" class="{"num" if num else ""}" aria-sort="none"'
         + (f' title="{_esc(_COLUMN_TIPS[cid])}"' if cid in _COLUMN_TIPS else "")
         + f'><button type="button">{_esc(label)}<span class="arrow" aria-hidden="true"></span></button></th>'
-        for cid, label, num in _COLUMNS
+        for cid, label, num in _columns(payload["day"])
     )
     fields = {
         "csp": _esc(csp),

@@ -89,10 +89,22 @@ class ServiceRow:
 
 
 def flow_outcomes(a: Analysis) -> np.ndarray:
-    """Outcome code per flow (``classifier.conn.OUTCOMES``: answered, rejected, no reply, other)."""
+    """Outcome code per flow (``classifier.conn.OUTCOMES``: answered, rejected, no reply, other).
+
+    Computed once per flow table: the summary's outcome line, services and scanners all ask for it.
+    """
     from ..conn import outcomes
 
-    return outcomes(a.flows)
+    cached = _OUTCOMES_CACHE.get(id(a.flows))
+    if cached is not None and cached[0] is a.flows:
+        return cached[1]
+    codes = outcomes(a.flows)
+    _OUTCOMES_CACHE.clear()  # one table at a time: no flow table is kept alive by the cache for long
+    _OUTCOMES_CACHE[id(a.flows)] = (a.flows, codes)
+    return codes
+
+
+_OUTCOMES_CACHE: dict[int, tuple[object, np.ndarray]] = {}
 
 
 def outcome_counts(a: Analysis, codes: np.ndarray | None = None) -> dict[str, int]:

@@ -282,17 +282,21 @@ def _flow_cells(a: Analysis, sel: np.ndarray, dated: bool) -> dict[str, list]:
     return cells
 
 
+def _plain(cell: Text | str) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
 def _needed(col: str, cells: list) -> int:
     """The width ``col`` needs to stay readable: flags wrap between flags, endpoints at the arrow (folding
     only past IPv4), what a flow said (the payload cell's second line) wraps between words."""
-    lines = [ln for c in cells for ln in (c.plain if isinstance(c, Text) else str(c)).split("\n")]
+    lines = [ln for c in cells for ln in _plain(c).split("\n")]
     if col == "flags":
         return max([len(col), 23, *(len(w) + 1 for ln in lines for w in ln.split(", "))])
     if col == "client → server":
         return max([22, *(min(len(p) + 2, _ENDPOINTS_MAX) for ln in lines for p in ln.split(" → "))])
-    if col == "payload":
-        firsts = [(c.plain if isinstance(c, Text) else str(c)).split("\n")[0] for c in cells]
-        return max([len(col), 20, *(len(f) for f in firsts)])
+    if col == "payload":  # the protocol whole; what the flow said up to 24 wide, wrapping past that
+        parts = [(k, ln) for c in cells for k, ln in enumerate(_plain(c).split("\n"))]
+        return max([len(col), 20, *(len(ln) if k == 0 else min(len(ln), 24) for k, ln in parts)])
     return max([len(col), *(len(ln) for ln in lines)])
 
 
@@ -462,9 +466,17 @@ def write(a: Analysis, fmt: str, out: str | Path | None, top: int = 20, **_: obj
     if out is None or str(out) == "-":
         con = Console(highlight=False)
         if not con.is_terminal:
-            con = Console(highlight=False, width=140)
+            con = Console(highlight=False, width=_text_width())
         render(a, con, top)
         return
     buf = io.StringIO()
-    render(a, Console(file=buf, width=140, highlight=False, color_system=None), top)
+    render(a, Console(file=buf, width=_text_width(), highlight=False, color_system=None), top)
     emit(buf.getvalue(), out)
+
+
+def _text_width() -> int:
+    """Width of the summary written to a file or pipe: ``COLUMNS`` when set (40 or more), else 160."""
+    import os
+
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) >= 40 else 160

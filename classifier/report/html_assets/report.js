@@ -7,7 +7,7 @@
   var rows = D.rows;
   var N = rows.length;
   var SEV = 0, CH = 1, CP = 2, SH = 3, SP = 4, TR = 5, SV = 6, ST = 7, FL = 8, PK = 9, BY = 10, TS = 11, RU = 12, V6 = 13;
-  var PR = 14, VD = 15, SN = 16, NT = 17;
+  var PR = 14, VD = 15, SN = 16, NT = 17, FI = 18, CS = 19;
   var nf = new Intl.NumberFormat("en-US");
 
   var table = document.getElementById("pc-table");
@@ -52,6 +52,11 @@
   function protocolName(r) { return r[PR] >= 0 ? D.protocols[r[PR]][0] : ""; }
   function verdictName(r) { return D.inspected ? D.verdicts[r[VD]] : "not inspected"; }
   function serverName(r) { return r[SN] >= 0 ? D.server_names[r[SN]] : ""; }
+  function filePath(r) { return r[FI] >= 0 ? D.files[r[FI]] : ""; }
+  function fileName(r) { var p = filePath(r); return p.slice(p.lastIndexOf("/") + 1); }
+  function stateName(r) { return r[CS] >= 0 ? D.states[r[CS]] : ""; }
+  var fileRank = rankOf(D.files.map(function (p) { return p.slice(p.lastIndexOf("/") + 1); }));
+  var stateRank = rankOf(D.states);
 
   /* Column id -> sort key, first direction (-1: largest first) and searchable text. */
   var COLS = {
@@ -65,7 +70,9 @@
     packets: { dir: -1, key: function (r) { return r[PK]; } },
     bytes: { dir: -1, key: function (r) { return r[BY]; } },
     first: { dir: 1, key: function (r) { return r[TS]; } },
-    rule: { dir: 1, key: function (r) { return ruleRank[r[RU]]; } }
+    rule: { dir: 1, key: function (r) { return ruleRank[r[RU]]; } },
+    state: { dir: 1, key: function (r) { return r[CS] < 0 ? 1e9 : stateRank[r[CS]]; } },
+    file: { dir: 1, key: function (r) { return r[FI] < 0 ? 1e9 : fileRank[r[FI]]; } }
   };
 
   var hay = null;
@@ -74,7 +81,7 @@
     return [
       endpoint(r[CH], r[CP], r[V6]), D.hosts[r[SH]], r[SP] + "/" + D.transports[r[TR]], serviceName(r),
       protocolName(r), r[PR] >= 0 ? D.protocols[r[PR]][1] : "", verdictName(r), serverName(r), D.statuses[r[ST]], D.flag_sets[r[FL]].join(" "), nf.format(r[PK]), nf.format(r[BY]), when(r[TS]),
-      D.rules[r[RU]]
+      D.rules[r[RU]], stateName(r), fileName(r)
     ].join(" \u0000 ").toLowerCase();
   }
 
@@ -185,8 +192,17 @@
     var b = td(nf.format(r[BY]), "num");
     b.title = humanBytes(r[BY]);
     tr.appendChild(b);
-    tr.appendChild(td(when(r[TS]), "ts"));
+    var cs = td(stateName(r) || "\u2014", "state");
+    if (r[CS] >= 0) cs.title = "Zeek conn_state " + D.states[r[CS]] + ": " + D.state_meanings[r[CS]];
+    tr.appendChild(cs);
+    var full = when(r[TS]);
+    var ts = td(D.day ? full.slice(11) : full, "ts");  /* one-day capture: the date is in the header */
+    ts.title = full + " UTC";
+    tr.appendChild(ts);
     tr.appendChild(td(D.rules[r[RU]], ""));
+    var fi = td(fileName(r) || "\u2014", "file");
+    if (r[FI] >= 0) fi.title = filePath(r);
+    tr.appendChild(fi);
     return tr;
   }
 
