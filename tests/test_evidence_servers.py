@@ -160,7 +160,8 @@ def check(reg, pcap: Path, port: int, protocol: str, transport: str = "tcp") -> 
     named = [r for r in rows if r["network.protocol"] == protocol]
     assert named, [(r["network.protocol"], r["portclass.evidence.signature"]) for r in rows]
     assert {r["portclass.verdict"] for r in named} == {expected_verdict(reg, port, transport)}
-    return named[0]
+    # the session itself: the readiness probe's connection may end inside the capture too (a late banner)
+    return max(named, key=lambda r: r["network.packets"])
 
 
 # ----------------------------------------------------------------------------- servers
