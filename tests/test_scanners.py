@@ -114,3 +114,16 @@ def test_state_and_answered_filters(xml_path, expected) -> None:
     assert "filter --state REJ" in res.stderr
     bad = run_cli("--registry", str(xml_path), str(synscan()), "--state", "XYZ")
     assert bad.returncode == 2 and "XYZ" in bad.stderr
+
+
+def test_unique_rows_equals_numpy_unique() -> None:
+    """The scanners' row grouping gives np.unique(axis=0)'s rows and inverse, on random tables and an empty one."""
+    import numpy as np
+
+    from classifier.report.summary import _unique_rows
+
+    rng = np.random.default_rng(7)
+    for x in (rng.integers(0, 9, (5000, 2)).astype(np.uint64), rng.integers(0, 4, (300, 3)), np.zeros((0, 2), int)):
+        rows, inv = _unique_rows(x)
+        want, want_inv = np.unique(x, axis=0, return_inverse=True)
+        assert np.array_equal(rows, want) and np.array_equal(inv, want_inv.reshape(-1))
