@@ -13,9 +13,7 @@ from pathlib import Path
 
 from tests.fuzz.harness import Broken
 
-REGISTRY_PARSE = "issue 9 registry: registry parsing (classifier/registry)"
 CONN_BYTES = "issue 11 conn: Zeek payload bytes (payload_c2s/s2c) of fragmented datagrams (flows.py)"
-HTML_TIMELINE = "issue 9 signals: HTML timeline over long spans (classifier/report/html.py)"
 
 REGRESSIONS: dict[str, tuple[str, str, str | None]] = {
     "capture/out-of-order-timestamps": (
