@@ -13,8 +13,6 @@ from pathlib import Path
 
 from tests.fuzz.harness import Broken
 
-REGISTRY_PARSE = "issue 9 registry: registry parsing (classifier/registry)"
-HTML_TIMELINE = "issue 9 signals: HTML timeline over long spans (classifier/report/html.py)"
 
 REGRESSIONS: dict[str, tuple[str, str, str | None]] = {
     "capture/out-of-order-timestamps": (
