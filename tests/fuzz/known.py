@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tests.fuzz.harness import Broken
 
-
 REGRESSIONS: dict[str, tuple[str, str, str | None]] = {
     "capture/out-of-order-timestamps": (
         "broken:negative-duration",
