@@ -145,15 +145,22 @@ def from_packets(
     for batch in [batches] if isinstance(batches, PacketBatch) else batches:
         chunks.extend(eng.add(batch))
     chunks.append(eng.flush())
-    done = Ended.concat(chunks)
+    return _flows_of(Ended.concat(chunks), eng, reg, idle_timeout, evidence, eng.stats)
+
+
+def _flows_of(
+    ended: Any, eng: Any, reg: CompiledRegistry, idle_timeout: float, evidence: bool, stats: Any, inputs: Sequence = ()
+) -> Flows:
+    """The ``Flows`` of the engine's ended flows ``ended`` (one place for the Analysis the API hands out)."""
     a = Analysis(
-        flows=done.flows,
-        labels=done.labels,
-        stats=eng.stats,
+        flows=ended.flows,
+        labels=ended.labels,
+        stats=stats,
         registry=reg,
         idle_timeout_s=idle_timeout,
+        inputs=[str(p) for p in inputs],
         payload_inspected=evidence,
-        part=done.part,
+        part=ended.part,
         counters=eng.counters,
     )
     return Flows(a)
@@ -181,18 +188,7 @@ def flows_as_they_end(
     eng = Engine(reg, Timeouts(idle_s=idle_timeout), evidence=evidence)
 
     def chunk(e: Any) -> Flows:
-        a = Analysis(
-            flows=e.flows,
-            labels=e.labels,
-            stats=e.stats,
-            registry=reg,
-            idle_timeout_s=idle_timeout,
-            inputs=[str(p) for p in paths],
-            payload_inspected=evidence,
-            part=e.part,
-            counters=eng.counters,
-        )
-        return Flows(a)
+        return _flows_of(e, eng, reg, idle_timeout, evidence, e.stats, paths)
 
     for batch in read_batches([str(p) for p in paths]):
         for e in eng.add(batch):
