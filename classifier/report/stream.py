@@ -29,7 +29,7 @@ from ..engine import Ended
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
-from .summary import Totals
+from .summary import Totals, totals_of
 
 STREAMED: tuple[str, ...] = ("jsonl", "csv", "zeek", "parquet")
 """Formats written as flows end."""
@@ -66,27 +66,16 @@ class Running:
 
     def totals(self, a: Analysis) -> Totals:
         """``summary.totals`` of the whole run, from the sums and the capture counters."""
-        st, by_t, by_s = a.stats, self.by_transport, self.by_status
-        return Totals(
-            files=len(st.files),
-            packets=int(st.packets),
-            bytes=int(st.bytes),
+        return totals_of(
+            a,
             flows=self.flows,
-            flows_by_transport={t: int(by_t[i + 1]) for i, t in enumerate(TRANSPORTS) if by_t[i + 1]},
+            by_transport=self.by_transport,
+            by_status=self.by_status,
             flow_packets=self.packets,
             flow_bytes=self.bytes,
             first_ts_ns=self.first_ts_ns,
             last_ts_ns=self.last_ts_ns,
-            no_ports=dict(st.no_ports.most_common()),
-            non_ip=int(st.non_ip),
-            malformed=int(st.malformed),
-            truncated=int(st.truncated),
-            skipped_linktype=dict(st.skipped_linktype.most_common()),
-            fragments_unattributed=int(st.fragments_unattributed),
-            flagged_flows=self.flagged,
-            flows_by_status={s: int(by_s[i]) for i, s in enumerate(STATUS_NAMES) if by_s[i]},
-            idle_timeout_s=a.idle_timeout_s,
-            warnings=list(st.warnings),
+            flagged=self.flagged,
         )
 
 

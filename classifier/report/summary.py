@@ -47,28 +47,53 @@ def totals(a: Analysis) -> Totals:
     running = getattr(a, "running", None)
     if running is not None:
         return running
-    fl, lab, st = a.flows, a.labels, a.stats
+    fl, lab = a.flows, a.labels
     n = len(fl)
-    by_t = np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
-    by_s = np.bincount(lab.status, minlength=len(STATUS_NAMES))
-    return Totals(
-        files=len(st.files),
-        packets=int(st.packets),
-        bytes=int(st.bytes),
+    return totals_of(
+        a,
         flows=n,
-        flows_by_transport={t: int(by_t[i + 1]) for i, t in enumerate(TRANSPORTS) if by_t[i + 1]},
+        by_transport=np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1),
+        by_status=np.bincount(lab.status, minlength=len(STATUS_NAMES)),
         flow_packets=int(fl.packets_c2s.sum(dtype=np.int64) + fl.packets_s2c.sum(dtype=np.int64)),
         flow_bytes=int(fl.bytes_c2s.sum(dtype=np.int64) + fl.bytes_s2c.sum(dtype=np.int64)),
         first_ts_ns=int(fl.first_ts_ns.min()) if n else None,
         last_ts_ns=int(fl.last_ts_ns.max()) if n else None,
+        flagged=int(np.count_nonzero(lab.severity)),
+    )
+
+
+def totals_of(
+    a: Analysis,
+    *,
+    flows: int,
+    by_transport: np.ndarray,
+    by_status: np.ndarray,
+    flow_packets: int,
+    flow_bytes: int,
+    first_ts_ns: int | None,
+    last_ts_ns: int | None,
+    flagged: int,
+) -> Totals:
+    """``Totals`` from flow sums (over a table, or running over a stream) and the run's capture counters."""
+    st = a.stats
+    return Totals(
+        files=len(st.files),
+        packets=int(st.packets),
+        bytes=int(st.bytes),
+        flows=flows,
+        flows_by_transport={t: int(by_transport[i + 1]) for i, t in enumerate(TRANSPORTS) if by_transport[i + 1]},
+        flow_packets=flow_packets,
+        flow_bytes=flow_bytes,
+        first_ts_ns=first_ts_ns,
+        last_ts_ns=last_ts_ns,
         no_ports=dict(st.no_ports.most_common()),
         non_ip=int(st.non_ip),
         malformed=int(st.malformed),
         truncated=int(st.truncated),
         skipped_linktype=dict(st.skipped_linktype.most_common()),
         fragments_unattributed=int(st.fragments_unattributed),
-        flagged_flows=int(np.count_nonzero(lab.severity)),
-        flows_by_status={s: int(by_s[i]) for i, s in enumerate(STATUS_NAMES) if by_s[i]},
+        flagged_flows=flagged,
+        flows_by_status={s: int(by_status[i]) for i, s in enumerate(STATUS_NAMES) if by_status[i]},
         idle_timeout_s=a.idle_timeout_s,
         warnings=list(st.warnings),
     )
