@@ -102,22 +102,25 @@ def service_codes(a: Analysis) -> tuple[np.ndarray, list[str | None], list[str |
     fl, lab = a.flows, a.labels
     key = lab.transport.astype(np.int64) * 65536 + fl.server_port
     uniq, inv = np.unique(key, return_inverse=True)
-    names: list[str | None] = []
-    descs: list[str | None] = []
-    aliases: list[list[str]] = []
+    # the chunks of one run ask for the same ports again: remembered with the registry
+    memo: dict[int, tuple[str | None, str | None, list[str]]] = reg.__dict__.setdefault("_service_memo", {})
     for k in uniq.tolist():
-        t, port = divmod(k, 65536)
-        if t < 0:
-            names.append(None)
-            descs.append(None)
-            aliases.append([])
-            continue
-        recs = reg.names_on(TRANSPORTS[t], port)
-        prim = next((r for r in recs if not r.alias_of), recs[0] if recs else None)
-        names.append((prim.name or None) if prim else None)
-        descs.append(prim.description if prim else None)
-        aliases.append([r.name for r in recs if r is not prim and r.name])
-    return inv.reshape(-1), names, descs, aliases
+        if k not in memo:
+            memo[k] = _service_of(reg, k)
+    got = [memo[k] for k in uniq.tolist()]
+    return inv.reshape(-1), [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
+
+
+def _service_of(reg: Any, key: int) -> tuple[str | None, str | None, list[str]]:
+    """(primary name, description, alias names) on transport * 65536 + port (transport < 0: none)."""
+    t, port = divmod(key, 65536)
+    if t < 0:
+        return None, None, []
+    recs = reg.names_on(TRANSPORTS[t], port)
+    prim = next((r for r in recs if not r.alias_of), recs[0] if recs else None)
+    return (prim.name or None) if prim else None, prim.description if prim else None, [
+        r.name for r in recs if r is not prim and r.name
+    ]
 
 
 def service_columns(a: Analysis) -> tuple[list[str | None], list[str | None], list[list[str]]]:

@@ -23,6 +23,35 @@ _PLAIN_TEXT = frozenset(
 """Columns whose text never needs JSON or CSV quoting (ISO times, addresses, base64): written as they are."""
 
 
+class _NoPandas:
+    """An import finder refusing pandas (see ``pyarrow_without_pandas``)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not needed here")
+
+
+def pyarrow_without_pandas() -> None:
+    """Let pyarrow's first conversion skip importing pandas (about 0.45 s), unless pandas is loaded already.
+
+    pyarrow imports pandas, when installed, the first time it converts Python values, only to
+    recognise pandas objects; the writers never hand it any. Its explicit pandas uses
+    (``Table.to_pandas``) still import pandas when called.
+    """
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])  # pyarrow notes "no pandas" once
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def is_const(v: Any) -> bool:
     """Whether a column is a constant (the same value on every row) rather than a pyarrow array."""
     return isinstance(v, str | list | int)
@@ -37,21 +66,28 @@ def data_bytes(lines: Any) -> memoryview:
     return memoryview(lines.buffers()[2])[lo:hi]
 
 
-def per_value(arr: Any, render: Callable[[Any], str], null: str | None = None) -> Any:
-    """A string array: ``render(v)`` of each row's value, computed once per distinct value (``null`` where null)."""
+def per_value(
+    arr: Any, render: Callable[[Any], str], null: str | None = None, safe: str | None = None, plain: Any = None
+) -> Any:
+    """A string array: ``render(v)`` of each row's value (``null`` where null), computed on the distinct values
+    of a dictionary-encoded column. With ``safe`` (a regex that text needing ``render`` matches), text that
+    does not match is rendered by the vectorized ``plain`` (default: as it is), the rest by ``render``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_null(arr.type):
-        return pa.nulls(len(arr), pa.string()) if null is None else pa.repeat(null, len(arr))
-    if not pa.types.is_dictionary(arr.type):
-        if pa.types.is_string(arr.type):
-            arr = arr.dictionary_encode()
-        else:  # anything else: value by value
-            out = pa.array([None if v is None else render(v) for v in arr.to_pylist()], pa.string())
-            return out if null is None else out.fill_null(null)
-    values = pa.array([None if v is None else render(v) for v in arr.dictionary.to_pylist()], pa.string())
-    out = values.take(arr.indices)
+        return pa.nulls(len(arr), pa.string()) if null is None else pa.array([null] * len(arr), pa.string())
+    values = arr.dictionary if pa.types.is_dictionary(arr.type) else arr
+    if safe is not None and pa.types.is_string(values.type):
+        out = values if plain is None else plain(values)
+        odd = pc.fill_null(pc.match_substring_regex(values, safe), False)
+        if pc.any(odd).as_py():
+            fixed = pa.array([render(v) for v in pc.filter(values, odd).to_pylist()], pa.string())
+            out = pc.replace_with_mask(out, odd, fixed)
+    else:
+        out = pa.array([None if v is None else render(v) for v in values.to_pylist()], pa.string())
+    if pa.types.is_dictionary(arr.type):
+        out = out.take(arr.indices)
     return out if null is None or not out.null_count else pc.fill_null(out, null)
 
 
@@ -69,15 +105,6 @@ def _join(parts: list[Any], sep: str = "", null: str | None = None) -> Any:
     return pc.binary_join_element_wise(*parts, sep, null_handling="replace", null_replacement=null)
 
 
-def _lines(row: Any, n: int) -> memoryview:
-    """Each row's text plus a newline, as bytes."""
-    import pyarrow as pa
-
-    if isinstance(row, pa.Scalar):
-        row = pa.repeat(row, n)
-    return data_bytes(_join([row, "\n"]))
-
-
 # ---------------------------------------------------------------- JSON Lines
 
 
@@ -86,12 +113,13 @@ def _json_text(key: str, arr: Any) -> Any:
     import orjson
     import pyarrow as pa
 
-    t = arr.type
-    if pa.types.is_integer(t):
+    if pa.types.is_integer(arr.type):
         return _numbers(arr)
-    if key in _PLAIN_TEXT and pa.types.is_string(t):
-        return _join(['"', arr, '"'])
-    return per_value(arr, lambda v: orjson.dumps(v).decode())
+    quoted = lambda v: _join(['"', v, '"'])  # noqa: E731
+    if key in _PLAIN_TEXT and pa.types.is_string(arr.type):
+        return quoted(arr)
+    # orjson escapes '"', '\\' and control characters only (UTF-8 stays as it is)
+    return per_value(arr, lambda v: orjson.dumps(v).decode(), safe=r'["\\\x00-\x1f]', plain=quoted)
 
 
 def jsonl_body(cols: dict[str, Any]) -> memoryview:
@@ -118,31 +146,33 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
             text = _json_text(key, values)
             node[path[-1]] = (text, True if not text.null_count else text.is_valid().to_numpy(zero_copy_only=False))
 
-    def build(node: dict[str, Any]) -> tuple[Any, Any]:
-        """(the members' text, which rows have any member): members joined with commas where present."""
-        parts: list[Any] = []
+    def build(node: dict[str, Any], opening: str, closing: str) -> tuple[Any, Any]:
+        """(the object's text, which rows have any member): members joined with commas where present,
+        in one join per object (a member that may be absent is joined on its own first)."""
+        parts: list[Any] = [opening]
         seen: Any = False
         for name, child in node.items():
+            key = orjson.dumps(name).decode() + ":"
             if isinstance(child, dict):
-                text, valid = build(child)
-                text = _join([orjson.dumps(name).decode() + ":{", text, "}"])
+                text, valid = build(child, key + "{", "}")
                 if valid is not True:
                     text = pc.if_else(pa.array(valid), text, pa.scalar(None, pa.string()))
+                key = ""
             else:
                 text, valid = child
-                text = _join([orjson.dumps(name).decode() + ":", text])
-            if seen is True:
-                sep: Any = ","
-            elif seen is False:
-                sep = ""
+            if seen is True or seen is False:
+                sep: Any = "," if seen else ""
+                if valid is True:
+                    parts += [sep + key, text]
+                else:
+                    parts.append(_join([sep + key, text]))
             else:
-                sep = pc.if_else(pa.array(seen), ",", "")
-            parts.append(_join([sep, text]) if sep != "" else text)
+                parts.append(_join([pc.if_else(pa.array(seen), ",", ""), key, text]))
             seen = True if (seen is True or valid is True) else np.logical_or(seen, valid)
+        parts.append(closing)
         return _join(parts, null=""), seen
 
-    inner, _ = build(tree)
-    return _lines(_join(["{", inner, "}"]), n)
+    return data_bytes(build(tree, "{", "}\n")[0])
 
 
 # ---------------------------------------------------------------- CSV
@@ -174,6 +204,15 @@ def csv_body(cols: dict[str, Any]) -> memoryview:
             cells.append(_numbers(values))
         elif key in _PLAIN_TEXT and pa.types.is_string(values.type):
             cells.append(values)
-        else:
-            cells.append(per_value(values, _csv_value))
-    return _lines(_join(cells, ",", null=""), n)
+        else:  # the csv module quotes a cell holding the delimiter, a quote or a line break
+            cells.append(per_value(values, _csv_value, safe='[,"\r\n]'))
+    return data_bytes(_join(fields(cells, ","), null=""))
+
+
+def fields(cells: list[Any], sep: str) -> list[Any]:
+    """The arguments of one join making whole lines: cells with ``sep`` between and a newline after."""
+    out: list[Any] = []
+    for c in cells:
+        out += [c, sep]
+    out[-1] = "\n"
+    return out

@@ -98,6 +98,9 @@ class _Body:
         self.fmt, self.sink = fmt, sink
         self.parquet: Any = None
         self.pandas = b""
+        from .serialize import pyarrow_without_pandas
+
+        pyarrow_without_pandas()
 
     def add(self, c: Analysis, rows: int = 32768) -> None:
         """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""

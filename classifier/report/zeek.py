@@ -147,6 +147,8 @@ so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 _ESCAPED = {chr(c) for c in range(0x20)} | {"\x7f", "\\", "#"}
+_NEEDS_ESCAPE = r"[\x00-\x1f\x7f\\#]|^$|^-$|^\(empty\)$"
+"""Text that ``escape`` changes (outside sets) matches this."""
 
 
 def escape(value: str, in_set: bool = False) -> str:
@@ -215,7 +217,7 @@ def body(a: Analysis) -> bytes:
     """One conn.log line per flow, by start time (no header), built column by column (``report.serialize``)."""
     import pyarrow as pa
 
-    from .serialize import _join, _lines, _numbers, per_value
+    from .serialize import _join, _numbers, data_bytes, fields, per_value
 
     fl = a.flows
     n = len(fl)
@@ -227,7 +229,7 @@ def body(a: Analysis) -> bytes:
     proto = fl.proto[order]
 
     def strings(arr: object) -> object:
-        return per_value(arr, escape, UNSET_FIELD)
+        return per_value(arr, escape, UNSET_FIELD, safe=_NEEDS_ESCAPE)
 
     def sets(arr: object) -> object:
         return per_value(arr, _set_text, UNSET_FIELD)
@@ -278,7 +280,7 @@ def body(a: Analysis) -> bytes:
     }
     for name in NEVER_SET:
         cols[name] = UNSET_FIELD
-    return bytes(_lines(_join([cols[name] for name, _ in FIELDS], SEPARATOR), n))
+    return bytes(data_bytes(_join(fields([cols[name] for name, _ in FIELDS], SEPARATOR))))
 
 
 def _set_text(v: list[str]) -> str:
