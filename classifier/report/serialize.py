@@ -146,33 +146,48 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
             text = _json_text(key, values)
             node[path[-1]] = (text, True if not text.null_count else text.is_valid().to_numpy(zero_copy_only=False))
 
-    def build(node: dict[str, Any], opening: str, closing: str) -> tuple[Any, Any]:
-        """(the object's text, which rows have any member): members joined with commas where present,
-        in one join per object (a member that may be absent is joined on its own first)."""
-        parts: list[Any] = [opening]
+    def build(node: dict[str, Any]) -> tuple[list[Any], Any]:
+        """(the arguments of one join giving the object's members, which rows have any member): members
+        joined with commas where present. A member object present on every row is inlined in its
+        parent's join; one that may be absent, and a member value that may be, is joined on its own."""
+        parts: list[Any] = []
         seen: Any = False
         for name, child in node.items():
             key = orjson.dumps(name).decode() + ":"
             if isinstance(child, dict):
-                text, valid = build(child, key + "{", "}")
-                if valid is not True:
-                    text = pc.if_else(pa.array(valid), text, pa.scalar(None, pa.string()))
-                key = ""
+                inner, valid = build(child)
+                if valid is True:
+                    sep = "," if seen is not False else ""  # after a member present on every row
+                    if seen is True or seen is False:
+                        parts += [sep + key + "{", *inner, "}"]
+                    else:
+                        parts += [pc.if_else(pa.array(seen), ",", ""), key + "{", *inner, "}"]
+                    seen = True
+                    continue
+                text = pc.if_else(pa.array(valid), _join(["{", *inner, "}"], null=""), pa.scalar(None, pa.string()))
             else:
                 text, valid = child
             if seen is True or seen is False:
-                sep: Any = "," if seen else ""
-                if valid is True:
-                    parts += [sep + key, text]
-                else:
-                    parts.append(_join([sep + key, text]))
+                sep = "," if seen else ""
+                parts += [sep + key, text] if valid is True else [_join([sep + key, text])]
             else:
                 parts.append(_join([pc.if_else(pa.array(seen), ",", ""), key, text]))
             seen = True if (seen is True or valid is True) else np.logical_or(seen, valid)
-        parts.append(closing)
-        return _join(parts, null=""), seen
+        return parts, seen
 
-    return data_bytes(build(tree, "{", "}\n")[0])
+    parts, _ = build(tree)
+    return data_bytes(_join(_merged(["{", *parts, "}\n"]), null=""))
+
+
+def _merged(parts: list[Any]) -> list[Any]:
+    """Adjacent literal strings of a join's arguments as one."""
+    out: list[Any] = []
+    for p in parts:
+        if isinstance(p, str) and out and isinstance(out[-1], str):
+            out[-1] += p
+        else:
+            out.append(p)
+    return out
 
 
 # ---------------------------------------------------------------- CSV
