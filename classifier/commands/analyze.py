@@ -96,8 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive(int),
         default=None,
         metavar="N",
-        help="processes for one large plain capture file (default 1; with 2, flows are held to the end of the "
-        "input instead of ending as they end on the wire)",
+        help="ignored, kept so scripts keep working: the two-process reader was removed (one process reads)",
     )
     p.add_argument(
         "--dissect",
@@ -181,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report.stream import STREAMED, analyze_streamed
 
     check_output(args)  # before reading anything
+    if getattr(args, "jobs", None) is not None:
+        print("portclass: --jobs is ignored: the two-process reader was removed (one process reads)", file=sys.stderr)
     for p in args.paths:
         if not os.path.exists(p):
             raise PortclassError("no such file or directory", path=p)
@@ -216,10 +217,10 @@ def run(args: argparse.Namespace) -> int:
                 advance(n)
             interrupt.check()
 
-        jobs, how = getattr(args, "jobs", None), _dissect(args)
+        how = _dissect(args)
         timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
         # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
-        streamed = args.format in STREAMED and not flt and not how["tshark"] and not (jobs and jobs > 1)
+        streamed = args.format in STREAMED and not flt and not how["tshark"]
         with interrupt.stop_at_boundaries():
             if streamed:
                 analysis = analyze_streamed(
@@ -240,7 +241,6 @@ def run(args: argparse.Namespace) -> int:
                     registry,
                     timeouts.idle_s,
                     batch_done,
-                    jobs=jobs,
                     timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
                     **how,

@@ -1,0 +1,29 @@
+"""Vectorized formatting of the address columns (IPv4-mapped IPv6 in two uint64) as text."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+
+_V4_PREFIX = np.uint64(0xFFFF_0000_0000)
+
+
+def format_addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Text of each address; unique addresses are formatted once, so cost scales with hosts, not flows.
+
+    >>> format_addresses(np.array([0], np.uint64), np.array([0xFFFF_C000_0201], np.uint64))[0]
+    '192.0.2.1'
+    """
+    hi = np.asarray(hi, dtype=np.uint64)
+    lo = np.asarray(lo, dtype=np.uint64)
+    pair = np.stack([hi, lo], axis=1)
+    uniq, inv = np.unique(pair, axis=0, return_inverse=True)
+    texts = []
+    for h, low in uniq.tolist():
+        if h == 0 and (low >> 32) == 0xFFFF:
+            v = low & 0xFFFF_FFFF
+            texts.append(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}")
+        else:
+            texts.append(ipaddress.IPv6Address((h << 64) | low).compressed)
+    return np.array(texts, dtype=object)[inv.reshape(-1)] if texts else np.array([], dtype=object)
