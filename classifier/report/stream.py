@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import os
 import shutil
 import sys
 import tempfile
@@ -98,9 +100,43 @@ class _Body:
         self.fmt, self.sink = fmt, sink
         self.parquet: Any = None
         self.pandas = b""
+        self._queue: Any = None
+        self._thread: Any = None
+        self._error: BaseException | None = None
         from .serialize import pyarrow_without_pandas
 
         pyarrow_without_pandas()
+
+    def put(self, c: Analysis) -> None:
+        """Hand a chunk to the writer thread (started at the first), which serializes it while the
+        engine reads on: Arrow's kernels run outside the GIL, on the other core. Raises what it raised."""
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=2)  # at most a few chunks wait: memory stays bounded
+            self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(c)
+
+    def _run(self) -> None:
+        while (c := self._queue.get()) is not None:
+            if self._error is None:  # after an error the rest is dropped (the run fails with it)
+                try:
+                    self.add(c)
+                except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                    self._error = exc
+
+    def finish(self, check: bool = True) -> None:
+        """Wait until the writer thread has written every chunk; ``check``: raise what it raised."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if check and self._error is not None:
+            raise self._error
 
     def add(self, c: Analysis, rows: int = 32768) -> None:
         """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
@@ -166,11 +202,12 @@ def analyze_streamed(
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
+        stack.callback(body.finish, False)  # on the way out, an error or not: the writer thread is done
         holder: dict[str, Analysis] = {}
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            body.add(_chunk(e, holder["a"]))
+            body.put(_chunk(e, holder["a"]))
 
         holder["a"] = Analysis(
             flows=Ended.empty().flows,
@@ -185,6 +222,7 @@ def analyze_streamed(
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
+        body.finish()
         a.running = running.totals(a)  # type: ignore[attr-defined]
         head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
@@ -205,7 +243,7 @@ def analyze_streamed(
 
             with atomic_file(out) as fh:  # type: ignore[arg-type]
                 fh.write(head)
-                shutil.copyfileobj(sink, fh, 1 << 20)
+                _copy(sink, fh)
                 fh.write(tail)
         else:
             dst = sys.stdout.buffer
@@ -214,6 +252,24 @@ def analyze_streamed(
             dst.write(tail)
             dst.flush()
     return a
+
+
+def _copy(src: BinaryIO, dst: Any) -> None:
+    """The rest of ``src`` onto ``dst``, in the kernel where it can (``copy_file_range``: no pass through Python)."""
+    dst.flush()
+    pos = src.tell()
+    try:
+        fd_in, fd_out = src.fileno(), dst.fileno()
+        size = os.fstat(fd_in).st_size
+        while pos < size:
+            n = os.copy_file_range(fd_in, fd_out, size - pos, pos)
+            if n <= 0:
+                break
+            pos += n
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass  # not two plain files here: the rest goes through Python
+    src.seek(pos)
+    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _head(a: Analysis, fmt: str) -> bytes:
