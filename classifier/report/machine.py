@@ -5,7 +5,9 @@
   carries ``portclass.label_basis``. Every document has ``ecs.version``; absent values are left out
   (never null: what a SIEM expects); per-capture names (IP protocol names...) are values, never keys.
 - ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``; in each flow, as in
-  ``jsonl``, a field without a value is left out (never null).
+  ``jsonl``, a field without a value is left out (never null).  A run read into running aggregates
+  (the command line's ``-f json``) keeps at most ``--max-flows`` flows: the worst ones, in end order;
+  when that bound leaves flows out, ``flows_shown`` says how many of how many (``jsonl`` has them all).
 - ``csv``: ``#`` comment lines with the warning and provenance, then a header with ECS column names
   (read with ``pandas.read_csv(path, comment="#")``): the same columns as the Parquet output.
 """
@@ -28,6 +30,7 @@ from ..interrupt import partial_fields, partial_note
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import ECS_VERSION, LABEL_BASIS, iso_times, rows, table_columns
+from .summary import flow_count, worst_view
 from .terminal import PORTCLASS_NOTE, notice_text
 
 
@@ -65,9 +68,27 @@ def notice_timestamp(a: Analysis) -> str:
     running = getattr(whole, "running", None)
     if running is not None and running.first_ts_ns is not None:
         return str(iso_times(np.array([running.first_ts_ns], dtype=np.int64))[0])
+    if whole.aggregates is not None and whole.aggregates.first_ts_ns is not None:
+        return str(iso_times(np.array([whole.aggregates.first_ts_ns], dtype=np.int64))[0])
     if len(whole.flows):
         return str(iso_times(whole.flows.first_ts_ns.min(keepdims=True))[0])
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def flows_shown(a: Analysis, shown: int) -> dict[str, Any]:
+    """``{"flows_shown": ...}`` saying how many flows a bounded list left out, or nothing when none."""
+    total = flow_count(a)
+    if shown >= total:
+        return {}
+    return {
+        "flows_shown": {
+            "flows": shown,
+            "of": total,
+            "left_out": total - shown,
+            "which": f"the {shown:,} worst of {total:,} flows (flagged first, then most bytes), in end order; "
+            "--format jsonl, csv, zeek or parquet write every flow",
+        }
+    }
 
 
 def render(a: Analysis, fmt: str) -> str:
@@ -87,13 +108,15 @@ def render(a: Analysis, fmt: str) -> str:
         lines += [json.dumps(r, ensure_ascii=False) for r in rows(a, omit_nulls=True)]
         return "\n".join(lines) + "\n"
     if fmt == "json":
+        shown = worst_view(a)
         doc = {
             "notice": notice,
             "portclass_note": PORTCLASS_NOTE,
             "label_basis": LABEL_BASIS,
             **_meta(a),
             "totals": whole_totals(a),
-            "flows": rows(a, omit_nulls=True),
+            **flows_shown(a, len(shown.flows)),
+            "flows": rows(shown, omit_nulls=True),
         }
         return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
     if fmt == "csv":
