@@ -130,8 +130,9 @@ def test_bound_hit_says_what_it_left_out(corpus) -> None:
     assert doc["flows_shown"]["flows"] == 5 and doc["flows_shown"]["of"] == n
     assert doc["flows_shown"]["left_out"] == n - 5
     whole = json.loads(machine.render(a, "json"))
-    worst = np.sort(worst_first(a)[:5])  # the 5 worst flows, in the table's (end) order
-    assert doc["flows"] == [whole["flows"][i] for i in worst.tolist()]
+    worst = set(worst_first(a)[:5].tolist())  # the 5 worst flows, by start time as every json flow list
+    by_start = np.argsort(a.flows.first_ts_ns, kind="stable").tolist()
+    assert doc["flows"] == [whole["flows"][k] for k, i in enumerate(by_start) if i in worst]
     assert doc["totals"] == whole["totals"] and "flows_shown" not in whole
     page = html_report.render(agg, max_rows=5, generated=GENERATED)
     assert f"This table holds the 5 worst-first flows of {n:,}" in page
@@ -216,7 +217,7 @@ def test_cli_json_and_summary_from_aggregates(tmp_path, xml_path, reg) -> None:
         "flows": 7,
         "of": 380,
         "left_out": 373,
-        "which": "the 7 worst of 380 flows (flagged first, then most bytes), in end order; "
+        "which": "the 7 worst of 380 flows (flagged first, then most bytes), by start time; "
         "--format jsonl, csv, zeek or parquet write every flow",
     }
     r = run_cli("--registry", str(xml_path), str(cap), "--top", "4", env={"COLUMNS": "200"})

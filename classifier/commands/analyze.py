@@ -25,7 +25,7 @@ FORMATS = tuple(WRITERS)
 EPILOG = """formats:
   terminal  the analyst's summary (default)
   jsonl     one ECS document per flow, after a notice line with the registry's warning
-  json      one document: notice, registry, totals, flows (the --max-flows worst, in end order)
+  json      one document: notice, registry, totals, flows (the --max-flows worst)
   csv       ECS columns, after '#' lines with the warning (pandas: read_csv(path, comment="#"))
   zeek      a Zeek conn.log (TSV) with portclass_* label fields; the warning in '#' header lines
   parquet   ECS columns; the warning in the file's key/value metadata (needs -o FILE)
