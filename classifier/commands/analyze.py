@@ -25,11 +25,11 @@ FORMATS = tuple(WRITERS)
 EPILOG = """formats:
   terminal  the analyst's summary (default)
   jsonl     one ECS document per flow, after a notice line with the registry's warning
-  json      one document: notice, registry, totals, flows
+  json      one document: notice, registry, totals, flows (the --max-flows worst)
   csv       ECS columns, after '#' lines with the warning (pandas: read_csv(path, comment="#"))
   zeek      a Zeek conn.log (TSV) with portclass_* label fields; the warning in '#' header lines
   parquet   ECS columns; the warning in the file's key/value metadata (needs -o FILE)
-  html      one self-contained page: warning banner, totals, charts, every flow
+  html      one self-contained page: warning banner, totals, charts, the --max-flows worst flows
 
 filters (values of one option are alternatives; different options must all hold):
   --flagged-only --flag dynamic-port --flag unassigned-port --port 53 --host 192.0.2.0/24
@@ -84,6 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     add_timeouts(p)
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the terminal summary")
+    p.add_argument(
+        "--max-flows",
+        type=positive(int),
+        default=50_000,
+        metavar="N",
+        help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
+        "still count every flow, and the report says how many it left out",
+    )
     p.add_argument(
         "--fail-on",
         choices=("never", "flagged"),
@@ -177,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from ..filters import FlowFilter, apply, selection_of, service_port_mask
     from ..registry.sources import load_registry
     from ..report import write
+    from ..report.aggregates import AGGREGATED, analyze_aggregated
     from ..report.stream import STREAMED, analyze_streamed
 
     check_output(args)  # before reading anything
@@ -221,8 +230,23 @@ def run(args: argparse.Namespace) -> int:
         timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
         # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
         streamed = args.format in STREAMED and not flt and not how["tshark"]
+        # the summary, json and html: from running aggregates and the worst flows, unless a filter or
+        # tshark needs every flow
+        aggregated = args.format in AGGREGATED and not flt and not how["tshark"]
         with interrupt.stop_at_boundaries():
-            if streamed:
+            if aggregated:
+                analysis = analyze_aggregated(
+                    args.paths,
+                    registry,
+                    args.top if args.format == "terminal" else args.max_flows,
+                    analyze,
+                    idle_timeout_s=timeouts.idle_s,
+                    progress=batch_done,
+                    timeouts=timeouts,
+                    merge_files=getattr(args, "merge_files", False),
+                    **how,
+                )
+            elif streamed:
                 analysis = analyze_streamed(
                     args.paths,
                     registry,
@@ -253,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     if not streamed:
-        write(analysis, args.format, args.output, top=args.top)
+        write(analysis, args.format, args.output, top=args.top, max_rows=args.max_flows)
     if analysis.interrupted:  # the report is whole and says it is partial (classifier.interrupt)
         interrupt.ending()
         where = f" in {args.output}" if args.output not in (None, "-") else ""
@@ -263,8 +287,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return interrupt.exit_code()
-    running = getattr(analysis, "running", None)
-    flagged = running.flagged_flows if running is not None else int((analysis.labels.severity > 0).sum())
+    from ..report.summary import totals
+
+    flagged = totals(analysis).flagged_flows
     if args.fail_on == "flagged" and flagged:
         return EXIT_FLAGGED
     return EXIT_OK
