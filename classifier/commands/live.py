@@ -20,12 +20,23 @@ EPILOG = """backends:
   pyshark   tshark's live capture; adds Wireshark's protocol name per flow beside the port's
             label (portclass.tshark_protocol in jsonl/json/csv, a column in the view)
 
+flows as they end: with -f jsonl/csv/zeek/parquet each flow is written when it ends (idle timeout,
+TCP closed, --active-timeout parts), in end order; -o FILE is appended to as flows end, in whole
+lines (tail -F and Filebeat never see half a line; Parquet is renamed into place when closed).
+-o DIR --rotate 1h writes DIR/conn.jsonl (conn.log for zeek, conn.csv, conn.parquet) and, at each
+multiple of the interval (UTC), closes it and renames it atomically to
+conn.2026-11-27-14-00-00_2026-11-27-15-00-00.jsonl (the span it covers, UTC), as Zeek rotates its
+logs. Each file starts with the registry's warning and ends with a closing line (its own totals).
+Memory follows the flows alive at once; json/html/terminal reports keep every flow to the stop.
+
 stopping: --duration, --count, Ctrl-C or SIGTERM end the capture; every open flow is flushed,
-the summary is printed and -o FILE / --write-pcap FILE are complete (both written atomically).
-A signal makes the report say it is partial (interrupted by SIGINT/SIGTERM) and the exit code
-130/143, as for `portclass analyze`; --duration or --count end it with exit code 0.
-The rolling view shows the registry's warning, capture rate, drops, services and the newest
-flagged flows, redrawn every --refresh seconds when the terminal allows.
+the summary is printed and the files are closed whole. A signal makes the files say the capture
+was stopped (partial, interrupted by SIGINT/SIGTERM) and the exit code 130/143, as for
+`portclass analyze`; --duration or --count end it with exit code 0. A second signal stops at once:
+the files hold the flows ended before it, each whole. A full disk or a removed directory stops the
+capture with one line naming the file (exit 2); what was written stays whole.
+The rolling view shows the registry's warning, capture rate, drops, the flows alive now and the
+newest flagged flows, redrawn every --refresh seconds when the terminal allows.
 
 capturing needs root or CAP_NET_RAW: for dumpcap (and pyshark)
   sudo setcap cap_net_raw,cap_net_admin=eip /usr/bin/dumpcap
@@ -34,14 +45,17 @@ capturing needs root or CAP_NET_RAW: for dumpcap (and pyshark)
 examples:
   portclass live -i eth0
   portclass live -i lo --bpf 'tcp port 8080' --duration 60 -f jsonl -o flows.jsonl
+  portclass live -i eth0 --no-view -f zeek -o /var/log/portclass --rotate 1h
   portclass live -i eth0 -i wlan0 --write-pcap seen.pcapng --count 100000
 
 exit codes:
   0    done: --duration or --count reached (or the capture program ended)
+  1    flagged flows were written (or reported), with --fail-on flagged
   2    cannot capture (permission, unknown interface, missing program, invalid filter), bad
-       arguments, or the capture failed while running (the report covers what was read)
-  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the report covers what was captured and is
-       marked partial; a second signal abandons the report (the output file stays untouched)"""
+       arguments, or the capture or the writing failed while running (disk full, directory
+       removed: what was written stays whole)
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the files/report cover what was captured and
+       are marked partial; a second signal abandons a json/html report (its file stays untouched)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
