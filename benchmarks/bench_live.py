@@ -63,6 +63,23 @@ def children_rss_kib(pid: int) -> int:
     return total
 
 
+def softnet_dropped() -> int:
+    """Packets the kernel dropped from its per-CPU input backlogs (all namespaces: /proc/net/softnet_stat)."""
+    rows = Path("/proc/net/softnet_stat").read_text().split("\n")
+    return sum(int(r.split()[1], 16) for r in rows if r.strip())
+
+
+def link_rx_dropped(ns: str, dev: str) -> int:
+    """The receiving veth end's rx drop counter."""
+    import json
+
+    r = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", dev], capture_output=True, text=True)
+    try:
+        return int(json.loads(r.stdout)[0]["stats64"]["rx"]["dropped"])
+    except (ValueError, KeyError, IndexError):
+        return -1
+
+
 def check_files(directory: Path) -> tuple[int, int, int, list[str]]:
     """(files, flows, packets of their flows, problems) of the rotated JSON Lines files."""
     import orjson
@@ -176,7 +193,10 @@ def main() -> int:
             replay = ["ip", "netns", "exec", tx, "tcpreplay", "-i", "pcs0", "--pps", str(args.rate)]
             replay += ["--pps-multi", "100", "--loop", "0", "--duration", str(int(seconds)), pcap]
             t0 = time.monotonic()
+            backlog0 = softnet_dropped()
             r = subprocess.run(replay, capture_output=True, text=True)
+            backlog = softnet_dropped() - backlog0
+            veth_dropped = link_rx_dropped(rx, "pcs1")
             wall = time.monotonic() - t0
             text = r.stdout + r.stderr
             m = re.search(r"Successful packets:\s+(\d+)", text)
@@ -209,7 +229,8 @@ def main() -> int:
     print(f"replay      {sent:,} packets sent in {wall:.0f} s at {pps:,.0f} packets/s (target {args.rate:,}); "
           f"tcpreplay failed {failed.group(1) if failed else '?'}")  # fmt: skip
     print(f"sensor      exit {rc} (143: SIGTERM); captured {captured:,} packets, {flows_seen:,} flows; "
-          f"dropped {dropped}; lost on the way {sent - captured:,}")  # fmt: skip
+          f"dropped {dropped} (dumpcap's kernel counters); not captured {sent - captured:,}, of which the "
+          f"kernel's input backlog dropped {backlog:,} (softnet_stat) and the veth {veth_dropped:,}")  # fmt: skip
     if after:
         print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
               f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%)")  # fmt: skip

@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
             view.update(snap)  # type: ignore[attr-defined]
 
     with stack:
-        result = session.run(on_ready=ready, on_refresh=refresh)
+        viewed = not args.no_view and view_console.is_terminal
+        result = session.run(on_ready=ready, on_refresh=refresh if viewed else None)
     a = result.analysis
     for w in a.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)

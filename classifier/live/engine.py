@@ -559,9 +559,10 @@ class LiveSession:
                 self._writing(log.rotate)
             if now >= next_refresh:
                 self._expire()
-                snap = self.snapshot()
-                if on_refresh is not None:
-                    on_refresh(snap)
+                if on_refresh is not None:  # no view: no snapshot (labelling the alive flows costs)
+                    on_refresh(self.snapshot())
+                else:
+                    self._note_lag()
                 next_refresh = max(next_refresh + opts.refresh, time.monotonic() + opts.refresh / 4)
         self._draining = True
         if self.stop_reason not in ("count", "capture ended", "error"):
@@ -585,11 +586,7 @@ class LiveSession:
             alive.labels.tshark_protocol = np.array(protocols + [None], dtype=object)[:-1]
         a = self._as_analysis(alive)
         a.stats, a.elapsed_s = stats, now_m - self.started_mono
-        done_ns = time.time_ns()
-        if self._new_min_ts is not None and self._new_max_ts is not None:
-            self.lag.label.append((done_ns - self._new_min_ts) / 1e9)
-            self.lag.label_newest.append((done_ns - self._new_max_ts) / 1e9)
-        self._new_min_ts = self._new_max_ts = None
+        self._note_lag()
         t_prev, n_prev = self._last_snap
         rate = (stats.packets - n_prev) / max(now_m - t_prev, 1e-9)
         self._last_snap = (now_m, stats.packets)
@@ -609,6 +606,14 @@ class LiveSession:
             running=self.running,
             recent=None if self.recent is None else self._as_analysis(self.recent),
         )
+
+    def _note_lag(self) -> None:
+        """Label lag of this refresh: now minus the oldest (and newest) packet it is the first to see."""
+        done_ns = time.time_ns()
+        if self._new_min_ts is not None and self._new_max_ts is not None:
+            self.lag.label.append((done_ns - self._new_min_ts) / 1e9)
+            self.lag.label_newest.append((done_ns - self._new_max_ts) / 1e9)
+        self._new_min_ts = self._new_max_ts = None
 
     def _finish(self, backend: Backend) -> LiveResult:
         elapsed = time.monotonic() - self.started_mono
