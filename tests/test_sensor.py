@@ -416,3 +416,50 @@ def test_rotate_needs_a_directory_and_a_streamed_format(tmp_path):
     ):
         r = run_cli("live", "-i", "lo", *args)
         assert r.returncode == 2 and what in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@live
+def test_filters_and_fail_on_in_live(tmp_path):
+    """--flagged-only writes the flagged flows only (totals count every flow); --fail-on flagged exits 1."""
+    out = tmp_path / "flows.jsonl"
+    proc = sensor("--duration", "3", "-f", "jsonl", "-o", str(out), "--flagged-only", "--fail-on", "flagged",
+                  "--bpf", "port 3478 or port 42000")  # fmt: skip
+    wait_started(proc)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(b"ping", ("127.0.0.1", 3478))  # stun: assigned, not flagged
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", 42000), timeout=2)  # refused: SYN, RST (nothing listens)
+    rc, stdout, err = finish(proc)
+    assert rc == 1, err
+    docs = [json.loads(x) for x in out.read_text().splitlines()][1:-1]
+    assert [d["destination"]["port"] for d in docs] == [42000]
+    assert "unauthorized-use-known" in docs[0]["portclass"]["flags"]
+    assert "kept by the filter --flagged-only" in stdout and re.search(r"Flows\s+2 ", stdout), stdout
+
+
+@live
+def test_the_view_follows_the_flows_alive(reg):
+    """A capture through the API: each refresh's snapshot holds the flows alive, not every flow seen."""
+    from classifier.engine import Timeouts
+    from classifier.live.engine import LiveOptions, LiveSession
+
+    opts = LiveOptions(["lo"], bpf=BPF, backend="scapy", refresh=0.2, timeouts=Timeouts.parse_idle("udp=0.3"))
+    session = LiveSession(opts, reg, keep_flows=False)
+    snaps: list[tuple[int, int]] = []
+
+    def ready(s: LiveSession) -> None:
+        def go() -> None:
+            with Traffic(rate=200):
+                time.sleep(4)
+            time.sleep(1)
+            s.request_stop("test")
+
+        threading.Thread(target=go, daemon=True).start()
+
+    result = session.run(on_ready=ready, on_refresh=lambda snap: snaps.append((len(snap.analysis.flows),
+                                                                              snap.running.flows)))  # fmt: skip
+    assert result.running.flows >= 300  # UDP flows of one datagram each, and TCP connections
+    assert len(result.analysis.flows) == 0  # nothing kept to the stop
+    alive_max = max(a for a, _ in snaps)
+    assert snaps[-1][1] >= 200 and alive_max < result.running.flows / 3, snaps
+    assert result.engine["peak_alive"] < result.running.flows / 3
