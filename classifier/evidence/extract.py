@@ -16,6 +16,7 @@ FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "dns": (("dns.question.name", 96), ("dns.question.type", 5)),
     "ssh": (("software", 120),),
     "greeting": (("greeting", 120),),
+    "tls": (("ja4", 36), ("alpn", 64)),
 }
 """Extractor -> its fields (ECS names where ECS has them) and their widths, in order."""
 EXTRACTOR: dict[str, str] = {
@@ -27,6 +28,7 @@ EXTRACTOR: dict[str, str] = {
     "dnscrypt-cert-query": "dns",
     "dnscrypt-cert-query-tcp": "dns",
     "ssh-banner": "ssh",
+    "tls-client-hello": "tls",
     "smtp-greeting": "greeting",
     "ftp-greeting": "greeting",
     "pop3-greeting": "greeting",
@@ -198,7 +200,16 @@ def greeting(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndar
     return _join([span(data, start, begin, _line_end(rows, begin, w), _FIELD["line"])])
 
 
-EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting}
+def tls_client(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """JA4 fingerprint and offered ALPN list of TLS ClientHellos (``classifier.evidence.ja4``)."""
+    from .ja4 import ALPN_WIDTH, client_hello
+
+    ja4, alpn = client_hello(data, start, length)
+    m = start.shape[0]
+    return _join([ja4.view(np.uint8).reshape(m, 36), alpn.view(np.uint8).reshape(m, ALPN_WIDTH)])
+
+
+EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting, "tls": tls_client}
 """Extractor -> function(data, payload starts, lengths) -> one bytes value (its ``FIELDS``) per row."""
 
 
