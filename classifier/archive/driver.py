@@ -204,6 +204,8 @@ def run(
                 progress(res)
     finally:
         close()
+    for tmp in root.glob("date=*/hour=*/.*.tmp"):  # left by a worker killed while writing (readers skip them)
+        tmp.unlink(missing_ok=True)
     tj = time.perf_counter()
     for tid, files, first_new in p.joins:
         new.merge(join_timeline(root, registry, timeouts, evidence, files, first_new, edges, manifest, tid))
@@ -220,7 +222,7 @@ def run(
 def _whole(manifest: dict[str, Any]) -> Aggregate:
     """The whole archive's aggregates: every input's, and every timeline's joined and end flows."""
     agg = Aggregate()
-    for entry in manifest["inputs"].values():
+    for entry in sorted(manifest["inputs"].values(), key=lambda e: e["path"]):
         agg.merge(Aggregate.from_json(entry["aggregate"]))
     for tl in manifest["timelines"].values():
         agg.merge(Aggregate.from_json(tl["join_aggregate"])).merge(Aggregate.from_json(tl["end_aggregate"]))
