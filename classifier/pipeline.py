@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class Analysis:
     payload_inspected: bool = True  # the evidence stage ran (False: labels from port numbers only)
     part: np.ndarray | None = None  # per flow: 0 whole, k >= 1 its k-th part (engine's active timeout)
     counters: Counters | None = None  # the engine's counters (flows ended per reason, alive at most)
+    aggregates: Any = None  # report.aggregates.Aggregates of the run when ``flows`` does not hold every flow
 
 
 def label_flows(flows: FlowTable, registry: CompiledRegistry) -> tuple[FlowTable, Labels]:

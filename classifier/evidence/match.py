@@ -373,16 +373,15 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
     rows = _candidates(b, c)
     if not rows.size:
         return
-    rows = rows[b.sig[rows] == 0]
-    if c.proto:
-        rows = rows[b.proto[rows] == c.proto]
-    plen = b.plen[rows]
-    keep = plen >= c.min_len
-    if c.sig.max_len:
-        keep &= plen <= c.sig.max_len
-    if c.lengths.size:
-        keep &= np.isin(plen, c.lengths)
-    rows = rows[keep]
+    rows = rows[b.sig[rows] == 0]  # (candidates are of the row's transport already)
+    if c.min_len > 1 or c.sig.max_len or c.lengths.size:
+        plen = b.plen[rows]
+        keep = plen >= c.min_len
+        if c.sig.max_len:
+            keep &= plen <= c.sig.max_len
+        if c.lengths.size:
+            keep &= np.isin(plen, c.lengths)
+        rows = rows[keep]
     rows = b.words_ok(rows, c.words)
     for alternatives in c.alts:
         if not rows.size:

@@ -300,6 +300,8 @@ SAID_COLUMNS: dict[str, tuple[str, str, str]] = {
     "portclass.ssh.client_software": ("ssh", "software", "c2s"),
     "portclass.ssh.server_software": ("ssh", "software", "s2c"),
     "portclass.server_greeting": ("greeting", "greeting", "s2c"),
+    "portclass.tls.client.ja4": ("tls", "ja4", "c2s"),
+    "portclass.tls.client.alpn": ("tls", "alpn", "c2s"),
 }
 """Column (ECS name where ECS has one) -> (extractor, its field, direction): what each flow said."""
 

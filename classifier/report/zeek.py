@@ -83,6 +83,8 @@ ZEEK_SAID: dict[str, str] = {
     "portclass_ssh_client": "portclass.ssh.client_software",
     "portclass_ssh_server": "portclass.ssh.server_software",
     "portclass_greeting": "portclass.server_greeting",
+    "portclass_ja4": "portclass.tls.client.ja4",
+    "portclass_alpn": "portclass.tls.client.alpn",
 }
 """What each flow said (``classifier.evidence.verdict.SAID_COLUMNS``), named after the fields of Zeek's
 http.log (method, host, uri, user_agent), dns.log (query, qtype_name) and ssh.log (client, server)."""
