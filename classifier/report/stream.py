@@ -248,7 +248,7 @@ def analyze_streamed(
         else:
             dst = sys.stdout.buffer
             dst.write(head)
-            shutil.copyfileobj(sink, dst, 1 << 20)
+            _copy(sink, dst)
             dst.write(tail)
             dst.flush()
     return a
