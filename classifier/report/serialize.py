@@ -24,15 +24,17 @@ _PLAIN_TEXT = frozenset(
 
 
 class _NoPandas:
-    """An import finder refusing pandas (see ``pyarrow_without_pandas``)."""
+    """An import finder refusing pandas (see ``pyarrow_for_writers``)."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
             raise ImportError("pandas is not needed here")
 
 
-def pyarrow_without_pandas() -> None:
-    """Let pyarrow's first conversion skip importing pandas (about 0.45 s), unless pandas is loaded already.
+def pyarrow_for_writers() -> None:
+    """Make pyarrow lighter for the streaming writers: the system allocator (it gives freed memory back;
+    about 20 MiB less at the peak than mimalloc's arenas, for the same speed), and its first conversion
+    skipping the pandas import (about 0.45 s and 50 MiB) unless pandas is loaded already.
 
     pyarrow imports pandas, when installed, the first time it converts Python values, only to
     recognise pandas objects; the writers never hand it any. Its explicit pandas uses
@@ -40,9 +42,12 @@ def pyarrow_without_pandas() -> None:
     """
     import sys
 
+    import pyarrow as pa
+
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
     if "pandas" in sys.modules:
         return
-    import pyarrow as pa
 
     finder = _NoPandas()
     sys.meta_path.insert(0, finder)

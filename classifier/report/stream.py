@@ -103,9 +103,9 @@ class _Body:
         self._queue: Any = None
         self._thread: Any = None
         self._error: BaseException | None = None
-        from .serialize import pyarrow_without_pandas
+        from .serialize import pyarrow_for_writers
 
-        pyarrow_without_pandas()
+        pyarrow_for_writers()
 
     def put(self, c: Analysis) -> None:
         """Hand a chunk to the writer thread (started at the first), which serializes it while the
@@ -116,7 +116,7 @@ class _Body:
             import queue
             import threading
 
-            self._queue = queue.Queue(maxsize=2)  # at most a few chunks wait: memory stays bounded
+            self._queue = queue.Queue(maxsize=1)  # one chunk waits at most: memory stays bounded
             self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
             self._thread.start()
         self._queue.put(c)
@@ -138,7 +138,7 @@ class _Body:
         if check and self._error is not None:
             raise self._error
 
-    def add(self, c: Analysis, rows: int = 32768) -> None:
+    def add(self, c: Analysis, rows: int = 8192) -> None:
         """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
         n = len(c.flows)
         if n > rows:
