@@ -133,14 +133,6 @@ class _Grouped:
         self.keys = self.keys[keep]
         self.cols = {n: v[keep] for n, v in self.cols.items()}
 
-    def keep_sources(self, sources: np.ndarray) -> None:
-        """Drop the rows whose first two key columns are not a row of the sorted ``sources``."""
-        self.fold()
-        if not self.keys.shape[0]:
-            return
-        found = _find_rows(sources, self.keys[:, :2])
-        self.keys = self.keys[found >= 0]
-        self.cols = {n: v[found >= 0] for n, v in self.cols.items()}
 
     def merge(self, other: _Grouped) -> None:
         """Fold in ``other``'s rows (as if added after this one's)."""
@@ -156,6 +148,43 @@ class _Grouped:
     def __getstate__(self) -> dict[str, Any]:
         self.fold()
         return self.__dict__.copy()
+
+
+class _Set:
+    """Distinct rows of ``width`` uint64 words, kept as sorted big-endian byte strings (they sort as the
+    rows do): each chunk's new rows are inserted in place, so the set never needs twice its size."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.rows = np.zeros(0, dtype=f"S{8 * width}")
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add the rows of ``keys`` (2-D uint64)."""
+        if keys.shape[0]:
+            self._insert(np.unique(np.ascontiguousarray(keys.astype(">u8")).view(self.rows.dtype).ravel()))
+
+    def merge(self, other: _Set) -> None:
+        """Add ``other``'s rows."""
+        self._insert(other.rows)
+
+    def _insert(self, b: np.ndarray) -> None:
+        if not b.size:
+            return
+        pos = np.searchsorted(self.rows, b)
+        hit = self.rows[np.minimum(pos, max(self.rows.size - 1, 0))] == b if self.rows.size else np.zeros(b.size, bool)
+        self.rows = np.insert(self.rows, pos[~hit], b[~hit])
+
+    def sources(self) -> np.ndarray:
+        """The first two words of each row, as ``_row_bytes`` strings (sorted)."""
+        return np.ascontiguousarray(self.rows.view(np.uint8).reshape(-1, 8 * self.width)[:, :16]).view("S16").ravel()
+
+    def keep_sources(self, sources: np.ndarray) -> None:
+        """Keep the rows whose first two words are a row of the sorted 2-column ``sources``."""
+        if self.rows.size:
+            self.rows = self.rows[_find_bytes(_row_bytes(sources), self.sources()) >= 0]
 
 
 # --------------------------------------------------------------------------- timeline
@@ -389,8 +418,8 @@ class Aggregates:
     svc: _Grouped = field(default=None)  # type: ignore[assignment]
     hosts: _Grouped = field(default=None)  # type: ignore[assignment]
     src: _Grouped = field(default=None)  # type: ignore[assignment]
-    src_port: _Grouped = field(default=None)  # type: ignore[assignment]
-    src_host: _Grouped = field(default=None)  # type: ignore[assignment]
+    src_port: _Set = field(default=None)  # type: ignore[assignment]
+    src_host: _Set = field(default=None)  # type: ignore[assignment]
     timeline: Timeline = field(default=None)  # type: ignore[assignment]
     worst: Worst = field(default=None)  # type: ignore[assignment]
 
@@ -418,9 +447,9 @@ class Aggregates:
             self.src = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"), self.max_hosts, rank)
         self._src_pruned = self.src.pruned
         if self.src_port is None:
-            self.src_port = _Grouped(3, {}, {})
+            self.src_port = _Set(3)
         if self.src_host is None:
-            self.src_host = _Grouped(4, {}, {})
+            self.src_host = _Set(4)
         if self.timeline is None:
             self.timeline = Timeline(self.timeline_exact)
         if self.worst is None:
@@ -481,10 +510,8 @@ class Aggregates:
         )  # fmt: skip
         if att.any():
             port = fl.server_port[att].astype(np.uint64)
-            self.src_port.add(np.stack([fl.client_hi[att], fl.client_lo[att], port], 1), {})
-            self.src_host.add(
-                np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1), {}
-            )
+            self.src_port.add(np.stack([fl.client_hi[att], fl.client_lo[att], port], 1))
+            self.src_host.add(np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1))
         self._sync_pairs()
         self.timeline.add(fl.first_ts_ns, _BAND_OF[lab.severity])
 
@@ -601,8 +628,8 @@ class Aggregates:
         if not s.keys.shape[0]:
             return []
         rej, nor, ans = s.cols["rejected"], s.cols["no_reply"], s.cols["answered"]
-        n_ports = _per_source(s.keys, self.src_port.fold().keys)
-        n_hosts = _per_source(s.keys, self.src_host.fold().keys)
+        n_ports = _per_source(s.keys, self.src_port)
+        n_hosts = _per_source(s.keys, self.src_host)
         total = rej + nor
         pick = np.flatnonzero((total >= SCAN_MIN_ATTEMPTS) & (np.maximum(n_ports, n_hosts) >= SCAN_MIN_TARGETS))
         pick = pick[np.argsort(-total[pick], kind="stable")]
@@ -665,9 +692,10 @@ class Aggregates:
     def nbytes(self) -> int:
         """Bytes of NumPy data held (the worst list's object columns not counted): a size check."""
         total = 0
-        for g in (self.svc, self.hosts, self.src, self.src_port, self.src_host):
+        for g in (self.svc, self.hosts, self.src):
             g.fold()
             total += g.keys.nbytes + sum(v.nbytes for v in g.cols.values())
+        total += self.src_port.rows.nbytes + self.src_host.rows.nbytes
         tl = self.timeline
         tl._fold()
         total += tl.ts.nbytes + tl.band.nbytes + tl.counts.nbytes
@@ -682,24 +710,20 @@ def _row_bytes(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, :2].astype(">u8")).view("S16").ravel()
 
 
-def _find_rows(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Index in the sorted unique 2-column ``table`` of each row of ``rows`` (-1 where absent)."""
-    out = np.full(rows.shape[0], -1, dtype=np.int64)
-    if not table.shape[0] or not rows.shape[0]:
-        return out
-    t, r = _row_bytes(table), _row_bytes(rows)
-    at = np.minimum(np.searchsorted(t, r), t.size - 1)
-    hit = t[at] == r
-    out[hit] = at[hit]
+def _find_bytes(table: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Index of each of ``b`` in the sorted unique byte strings ``table`` (-1 where absent)."""
+    out = np.full(b.size, -1, dtype=np.int64)
+    if table.size and b.size:
+        at = np.minimum(np.searchsorted(table, b), table.size - 1)
+        hit = table[at] == b
+        out[hit] = at[hit]
     return out
 
 
-def _per_source(sources: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """For each sorted source row (hi, lo): how many of the sorted unique ``pairs`` start with it."""
+def _per_source(sources: np.ndarray, pairs: _Set) -> np.ndarray:
+    """For each sorted source row (hi, lo): how many of the ``pairs`` start with it."""
     out = np.zeros(sources.shape[0], dtype=np.int64)
-    if not pairs.shape[0]:
-        return out
-    at = _find_rows(sources, pairs[:, :2])
+    at = _find_bytes(_row_bytes(sources), pairs.sources())
     np.add.at(out, at[at >= 0], 1)
     return out
 
