@@ -43,7 +43,7 @@ for _b, (_lo, _hi) in enumerate(SEVERITY_BANDS):
     _BAND_OF[_lo : _hi + 1] = _b
 TIMELINE_EXACT = 1 << 17
 """Flow start times a timeline keeps one by one before it counts them in bins (1.2 MB)."""
-MAX_HOSTS = 50_000
+MAX_HOSTS = 32_768
 """Hosts the talkers and scanners tables keep exactly; past that the busiest (most bytes; most unanswered
 attempts) are kept and the reports say the figures are approximate, and by how much at most."""
 TIMELINE_BINS = 4096
@@ -108,7 +108,7 @@ class _Grouped:
         k, c = _group(keys, cols, self.how)
         self._pending.append((k, c))
         self._rows += k.shape[0]
-        if self._rows > max(self.keys.shape[0], 1 << 16):
+        if self._rows > max(self.keys.shape[0], 1 << 14):
             self.fold()
 
     def fold(self) -> _Grouped:
@@ -151,12 +151,14 @@ class _Grouped:
 
 
 class _Set:
-    """Distinct rows of ``width`` uint64 words, kept as sorted big-endian byte strings (they sort as the
-    rows do): each chunk's new rows are inserted in place, so the set never needs twice its size."""
+    """Distinct rows of uint64 words, kept as sorted big-endian byte strings (they sort as the rows do;
+    ``nbytes`` the bytes kept of each row, e.g. 18 for an address and a port): each chunk's new rows are
+    inserted in place, so the set never needs twice its size."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, nbytes: int | None = None) -> None:
         self.width = width
-        self.rows = np.zeros(0, dtype=f"S{8 * width}")
+        self.nbytes = 8 * width if nbytes is None else nbytes
+        self.rows = np.zeros(0, dtype=f"S{self.nbytes}")
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -164,7 +166,9 @@ class _Set:
     def add(self, keys: np.ndarray) -> None:
         """Add the rows of ``keys`` (2-D uint64)."""
         if keys.shape[0]:
-            self._insert(np.unique(np.ascontiguousarray(keys.astype(">u8")).view(self.rows.dtype).ravel()))
+            raw = np.ascontiguousarray(keys.astype(">u8")).view(np.uint8)
+            raw = np.concatenate([raw[:, :16], raw[:, 8 * self.width - (self.nbytes - 16) :]], axis=1)  # low bytes
+            self._insert(np.unique(np.ascontiguousarray(raw).view(self.rows.dtype).ravel()))
 
     def merge(self, other: _Set) -> None:
         """Add ``other``'s rows."""
@@ -179,7 +183,7 @@ class _Set:
 
     def sources(self) -> np.ndarray:
         """The first two words of each row, as ``_row_bytes`` strings (sorted)."""
-        return np.ascontiguousarray(self.rows.view(np.uint8).reshape(-1, 8 * self.width)[:, :16]).view("S16").ravel()
+        return np.ascontiguousarray(self.rows.view(np.uint8).reshape(-1, self.nbytes)[:, :16]).view("S16").ravel()
 
     def keep_sources(self, sources: np.ndarray) -> None:
         """Keep the rows whose first two words are a row of the sorted 2-column ``sources``."""
@@ -447,7 +451,7 @@ class Aggregates:
             self.src = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"), self.max_hosts, rank)
         self._src_pruned = self.src.pruned
         if self.src_port is None:
-            self.src_port = _Set(3)
+            self.src_port = _Set(3, 18)
         if self.src_host is None:
             self.src_host = _Set(4)
         if self.timeline is None:
