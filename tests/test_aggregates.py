@@ -225,3 +225,27 @@ def test_cli_json_and_summary_from_aggregates(tmp_path, xml_path, reg) -> None:
     assert "Flows    380 (tcp 60, udp 320)" in r.stdout
     assert re.search(r"Flagged flows, worst first \(top 4 of \d+\)", r.stdout)
     assert "192.0.2.66" in r.stdout  # the scanners table
+
+
+def test_host_tables_past_their_cap_say_they_are_approximate(tmp_path, reg) -> None:
+    """With room for 10 hosts, the busiest talkers stay on top, the scanner is kept (most attempts), and
+    the reports say the figures are approximate and by how much at most."""
+    cap = tmp_path / "day.pcap"
+    _write_scan_day(cap)
+    whole = analyze([str(cap)], reg, idle_timeout_s=60)
+    agg = Aggregates(limit=20, max_hosts=10)
+    for c in _chunks(whole):
+        agg.add(c)
+    assert len(agg.hosts) <= 10 + 1 and agg.hosts.pruned > 0
+    exact = Aggregates.of(whole)
+    top = exact.talkers(3)
+    got = agg.talkers(3)
+    # the busiest hosts are kept; each figure is at most ``loss`` below the exact one
+    assert [g[:2] for g in got] == [t[:2] for t in top]
+    for g, t in zip(got, top, strict=True):
+        assert t[2] + t[3] - agg.hosts.loss <= g[2] + g[3] <= t[2] + t[3]
+    rows = agg.scanners()
+    assert [r.source for r in rows] == ["192.0.2.66"] and rows[0].attempts == 60
+    page = html_report.render(_with(whole, agg), generated=GENERATED)
+    assert 'id="pc-talkers-note">Top talkers approximate: more than 10 hosts' in page
+    assert _with(whole, Aggregates.of(whole)).aggregates.talkers_note() is None

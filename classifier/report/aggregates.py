@@ -43,6 +43,9 @@ for _b, (_lo, _hi) in enumerate(SEVERITY_BANDS):
     _BAND_OF[_lo : _hi + 1] = _b
 TIMELINE_EXACT = 1 << 17
 """Flow start times a timeline keeps one by one before it counts them in bins (1.2 MB)."""
+MAX_HOSTS = 32_768
+"""Hosts the talkers and scanners tables keep exactly; past that the busiest (most bytes; most unanswered
+attempts) are kept and the reports say the figures are approximate, and by how much at most."""
 TIMELINE_BINS = 4096
 """Bins of a timeline past ``TIMELINE_EXACT`` flows (their width a power of two nanoseconds)."""
 
@@ -75,12 +78,26 @@ def _group(keys: np.ndarray, cols: dict[str, np.ndarray], how: dict[str, str]) -
 
 class _Grouped:
     """Values per key, kept sorted by key; chunks pile up and are folded in once they outgrow the table
-    (each flow is sorted a bounded number of times: adding costs about a chunk's own size)."""
+    (each flow is sorted a bounded number of times: adding costs about a chunk's own size).
 
-    def __init__(self, width: int, dtypes: dict[str, Any], how: dict[str, str]) -> None:
-        self.how = how
+    With a ``cap``, a fold that leaves more keys keeps the ``cap`` keys of largest ``rank`` (the sum of
+    the ``rank`` columns): ``pruned`` keys were dropped, and any key's rank (kept or not) is at most
+    ``loss`` above its count here (each drop loses at most the largest rank dropped then).
+    """
+
+    def __init__(
+        self,
+        width: int,
+        dtypes: dict[str, Any],
+        how: dict[str, str],
+        cap: int | None = None,
+        rank: tuple[str, ...] = (),
+    ) -> None:
+        self.how, self.cap, self.rank = how, cap, rank
         self.keys = np.zeros((0, width), dtype=np.uint64)
         self.cols = {k: np.zeros(0, dtype=d) for k, d in dtypes.items()}
+        self.pruned = 0
+        self.loss = 0
         self._pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
         self._rows = 0
 
@@ -91,7 +108,7 @@ class _Grouped:
         k, c = _group(keys, cols, self.how)
         self._pending.append((k, c))
         self._rows += k.shape[0]
-        if self._rows > max(self.keys.shape[0], 1 << 16):
+        if self._rows > max(self.keys.shape[0], 1 << 14):
             self.fold()
 
     def fold(self) -> _Grouped:
@@ -102,11 +119,26 @@ class _Grouped:
             cols = {n: np.concatenate([p[1][n] for p in parts]) for n in self.cols}
             self.keys, self.cols = _group(keys, cols, self.how)
             self._pending, self._rows = [], 0
+            if self.cap is not None and self.keys.shape[0] > self.cap:
+                self._prune()
         return self
+
+    def _prune(self) -> None:
+        """Keep the ``cap`` keys of largest rank (ties: the lower key), in key order."""
+        rank = sum(self.cols[c] for c in self.rank)
+        order = np.lexsort((np.arange(rank.size), -rank))
+        keep, drop = np.sort(order[: self.cap]), order[self.cap :]  # type: ignore[misc]
+        self.pruned += int(drop.size)
+        self.loss += int(rank[drop].max())
+        self.keys = self.keys[keep]
+        self.cols = {n: v[keep] for n, v in self.cols.items()}
+
 
     def merge(self, other: _Grouped) -> None:
         """Fold in ``other``'s rows (as if added after this one's)."""
         other.fold()
+        self.pruned += other.pruned
+        self.loss += other.loss
         self.add(other.keys, other.cols)
         self.fold()
 
@@ -116,6 +148,47 @@ class _Grouped:
     def __getstate__(self) -> dict[str, Any]:
         self.fold()
         return self.__dict__.copy()
+
+
+class _Set:
+    """Distinct rows of uint64 words, kept as sorted big-endian byte strings (they sort as the rows do;
+    ``nbytes`` the bytes kept of each row, e.g. 18 for an address and a port): each chunk's new rows are
+    inserted in place, so the set never needs twice its size."""
+
+    def __init__(self, width: int, nbytes: int | None = None) -> None:
+        self.width = width
+        self.nbytes = 8 * width if nbytes is None else nbytes
+        self.rows = np.zeros(0, dtype=f"S{self.nbytes}")
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add the rows of ``keys`` (2-D uint64)."""
+        if keys.shape[0]:
+            raw = np.ascontiguousarray(keys.astype(">u8")).view(np.uint8)
+            raw = np.concatenate([raw[:, :16], raw[:, 8 * self.width - (self.nbytes - 16) :]], axis=1)  # low bytes
+            self._insert(np.unique(np.ascontiguousarray(raw).view(self.rows.dtype).ravel()))
+
+    def merge(self, other: _Set) -> None:
+        """Add ``other``'s rows."""
+        self._insert(other.rows)
+
+    def _insert(self, b: np.ndarray) -> None:
+        if not b.size:
+            return
+        pos = np.searchsorted(self.rows, b)
+        hit = self.rows[np.minimum(pos, max(self.rows.size - 1, 0))] == b if self.rows.size else np.zeros(b.size, bool)
+        self.rows = np.insert(self.rows, pos[~hit], b[~hit])
+
+    def sources(self) -> np.ndarray:
+        """The first two words of each row, as ``_row_bytes`` strings (sorted)."""
+        return np.ascontiguousarray(self.rows.view(np.uint8).reshape(-1, self.nbytes)[:, :16]).view("S16").ravel()
+
+    def keep_sources(self, sources: np.ndarray) -> None:
+        """Keep the rows whose first two words are a row of the sorted 2-column ``sources``."""
+        if self.rows.size:
+            self.rows = self.rows[_find_bytes(_row_bytes(sources), self.sources()) >= 0]
 
 
 # --------------------------------------------------------------------------- timeline
@@ -332,6 +405,7 @@ class Aggregates:
 
     limit: int = 50_000
     timeline_exact: int = TIMELINE_EXACT
+    max_hosts: int = MAX_HOSTS
     flows: int = 0
     by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
     by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
@@ -348,8 +422,8 @@ class Aggregates:
     svc: _Grouped = field(default=None)  # type: ignore[assignment]
     hosts: _Grouped = field(default=None)  # type: ignore[assignment]
     src: _Grouped = field(default=None)  # type: ignore[assignment]
-    src_port: _Grouped = field(default=None)  # type: ignore[assignment]
-    src_host: _Grouped = field(default=None)  # type: ignore[assignment]
+    src_port: _Set = field(default=None)  # type: ignore[assignment]
+    src_host: _Set = field(default=None)  # type: ignore[assignment]
     timeline: Timeline = field(default=None)  # type: ignore[assignment]
     worst: Worst = field(default=None)  # type: ignore[assignment]
 
@@ -369,14 +443,17 @@ class Aggregates:
             )  # fmt: skip
         if self.hosts is None:
             cols = ("client_bytes", "server_bytes", "client_flows", "server_flows")
-            self.hosts = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"))
+            rank = ("client_bytes", "server_bytes")
+            self.hosts = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"), self.max_hosts, rank)
         if self.src is None:
             cols = ("rejected", "no_reply", "answered")
-            self.src = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"))
+            rank = ("rejected", "no_reply")
+            self.src = _Grouped(2, dict.fromkeys(cols, i64), dict.fromkeys(cols, "sum"), self.max_hosts, rank)
+        self._src_pruned = self.src.pruned
         if self.src_port is None:
-            self.src_port = _Grouped(3, {}, {})
+            self.src_port = _Set(3, 18)
         if self.src_host is None:
-            self.src_host = _Grouped(4, {}, {})
+            self.src_host = _Set(4)
         if self.timeline is None:
             self.timeline = Timeline(self.timeline_exact)
         if self.worst is None:
@@ -437,11 +514,18 @@ class Aggregates:
         )  # fmt: skip
         if att.any():
             port = fl.server_port[att].astype(np.uint64)
-            self.src_port.add(np.stack([fl.client_hi[att], fl.client_lo[att], port], 1), {})
-            self.src_host.add(
-                np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1), {}
-            )
+            self.src_port.add(np.stack([fl.client_hi[att], fl.client_lo[att], port], 1))
+            self.src_host.add(np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1))
+        self._sync_pairs()
         self.timeline.add(fl.first_ts_ns, _BAND_OF[lab.severity])
+
+    def _sync_pairs(self) -> None:
+        """After sources were pruned, drop their (source, port) and (source, host) pairs too."""
+        if self.src.pruned != self._src_pruned:
+            self.src.fold()
+            self.src_port.keep_sources(self.src.keys)
+            self.src_host.keep_sources(self.src.keys)
+            self._src_pruned = self.src.pruned
 
     def merge(self, other: Aggregates) -> Aggregates:
         """Fold in the aggregates of flows that ended after this one's (associative); returns self."""
@@ -458,6 +542,7 @@ class Aggregates:
         self.key_group_any = self.key_group_any or other.key_group_any
         for name in ("svc", "hosts", "src", "src_port", "src_host"):
             getattr(self, name).merge(getattr(other, name))
+        self._sync_pairs()
         self.timeline.merge(other.timeline)
         return self
 
@@ -543,11 +628,12 @@ class Aggregates:
         from .summary import SCAN_MIN_ATTEMPTS, SCAN_MIN_TARGETS, ScannerRow
 
         s = self.src.fold()
+        self._sync_pairs()
         if not s.keys.shape[0]:
             return []
         rej, nor, ans = s.cols["rejected"], s.cols["no_reply"], s.cols["answered"]
-        n_ports = _per_source(s.keys, self.src_port.fold().keys)
-        n_hosts = _per_source(s.keys, self.src_host.fold().keys)
+        n_ports = _per_source(s.keys, self.src_port)
+        n_hosts = _per_source(s.keys, self.src_host)
         total = rej + nor
         pick = np.flatnonzero((total >= SCAN_MIN_ATTEMPTS) & (np.maximum(n_ports, n_hosts) >= SCAN_MIN_TARGETS))
         pick = pick[np.argsort(-total[pick], kind="stable")]
@@ -564,6 +650,29 @@ class Aggregates:
             )
             for k, i in enumerate(pick.tolist())
         ]
+
+    def talkers_note(self) -> str | None:
+        """What the talkers chart cannot say exactly (None: every host counted)."""
+        h = self.hosts
+        h.fold()
+        if not h.pruned:
+            return None
+        return (
+            f"approximate: more than {h.cap:,} hosts; the busiest kept ({h.pruned:,} dropped on the way), "
+            f"a host's bytes may be undercounted by up to {h.loss:,}"
+        )
+
+    def scanners_note(self) -> str | None:
+        """What the scanners table cannot say exactly (None: every source counted)."""
+        s = self.src
+        s.fold()
+        if not s.pruned:
+            return None
+        return (
+            f"approximate: more than {s.cap:,} sources; those with the most unanswered attempts kept "
+            f"({s.pruned:,} dropped on the way), a source's attempts may be undercounted by up to {s.loss:,} "
+            "and its ports and hosts too"
+        )
 
     def talkers(self, top: int) -> list[tuple[int, int, int, int, int, int]]:
         """The ``top`` hosts by bytes: (hi, lo, bytes as client, as server, flows as client, as server)."""
@@ -587,9 +696,10 @@ class Aggregates:
     def nbytes(self) -> int:
         """Bytes of NumPy data held (the worst list's object columns not counted): a size check."""
         total = 0
-        for g in (self.svc, self.hosts, self.src, self.src_port, self.src_host):
+        for g in (self.svc, self.hosts, self.src):
             g.fold()
             total += g.keys.nbytes + sum(v.nbytes for v in g.cols.values())
+        total += self.src_port.rows.nbytes + self.src_host.rows.nbytes
         tl = self.timeline
         tl._fold()
         total += tl.ts.nbytes + tl.band.nbytes + tl.counts.nbytes
@@ -599,25 +709,26 @@ class Aggregates:
         return total
 
 
-def _per_source(sources: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """For each sorted source row (hi, lo): how many of the sorted unique ``pairs`` start with it."""
-    if not pairs.shape[0]:
-        return np.zeros(sources.shape[0], dtype=np.int64)
-    # the pairs' sources are among ``sources`` (every attempt's source is counted there), both sorted
-    ps = pairs[:, :2]
-    new = np.ones(ps.shape[0], dtype=bool)
-    new[1:] = (ps[1:] != ps[:-1]).any(axis=1)
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, ps.shape[0]))
-    uniq = ps[starts]
-    # locate each unique pair source among the sources (lexicographic search on two uint64 columns)
-    comb = np.lexsort((np.concatenate([sources[:, 1], uniq[:, 1]]), np.concatenate([sources[:, 0], uniq[:, 0]])))
+def _row_bytes(x: np.ndarray) -> np.ndarray:
+    """Rows of a 2-column uint64 array as 16-byte big-endian strings: they sort as the rows do."""
+    return np.ascontiguousarray(x[:, :2].astype(">u8")).view("S16").ravel()
+
+
+def _find_bytes(table: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Index of each of ``b`` in the sorted unique byte strings ``table`` (-1 where absent)."""
+    out = np.full(b.size, -1, dtype=np.int64)
+    if table.size and b.size:
+        at = np.minimum(np.searchsorted(table, b), table.size - 1)
+        hit = table[at] == b
+        out[hit] = at[hit]
+    return out
+
+
+def _per_source(sources: np.ndarray, pairs: _Set) -> np.ndarray:
+    """For each sorted source row (hi, lo): how many of the ``pairs`` start with it."""
     out = np.zeros(sources.shape[0], dtype=np.int64)
-    is_src = comb < sources.shape[0]
-    # in the merged order each pair source follows its equal source (stable lexsort: sources first)
-    last_src = np.maximum.accumulate(np.where(is_src, comb, -1))
-    pos = comb[~is_src] - sources.shape[0]
-    out[last_src[~is_src]] = counts[pos]
+    at = _find_bytes(_row_bytes(sources), pairs.sources())
+    np.add.at(out, at[at >= 0], 1)
     return out
 
 

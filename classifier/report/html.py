@@ -322,7 +322,9 @@ def talkers_chart(a: Analysis, bars: int) -> str:
     fl = a.flows
     n = len(fl)
     if a.aggregates is not None:
-        return _talker_bars(a.aggregates.talkers(bars))
+        note = a.aggregates.talkers_note()
+        cap = f'<p class="cap" id="pc-talkers-note">Top talkers {_esc(note)}.</p>' if note else ""
+        return cap + _talker_bars(a.aggregates.talkers(bars))
     if n == 0:
         return _empty_chart()
     tot = fl.bytes_c2s.astype(np.float64) + fl.bytes_s2c
@@ -790,9 +792,11 @@ def _outcomes_html(a: Analysis) -> str:
             f"<td class=num>{r.answered:,}</td></tr>"
             for r in rows[:50]
         )
+        note = a.aggregates.scanners_note() if a.aggregates is not None else None
+        note = f" ({_esc(note)})" if note else ""
         out.append(
             f'<table class="scanners" id="pc-scanners"><caption>Scanners: sources of {SCAN_MIN_ATTEMPTS}+ '
-            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts</caption>"
+            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts{note}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
     return "".join(out)

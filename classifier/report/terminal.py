@@ -207,8 +207,10 @@ def scanners_table(a: Analysis, top: int, codes: np.ndarray | None = None) -> Ta
     rows = scanners(a, codes)
     if not rows:
         return None
+    note = a.aggregates.scanners_note() if a.aggregates is not None else None
     tbl = Table(
         title=f"Scanners: sources of {SCAN_MIN_ATTEMPTS}+ unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts",
+        caption=note,
         box=box.SIMPLE,
     )
     for col, just in [
