@@ -63,6 +63,28 @@ def children_rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds ``pid`` used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_caught_up(pid: int, limit: float = 300.0) -> float:
+    """Wait until the sensor is nearly idle (it read every packet the kernel holds for it); seconds waited."""
+    t0 = time.monotonic()
+    prev = cpu_s(pid)
+    while time.monotonic() - t0 < limit:
+        time.sleep(2.0)
+        now = cpu_s(pid)
+        if now - prev < 0.2:  # under 10% of a core: only refreshes left
+            break
+        prev = now
+    return time.monotonic() - t0
+
+
 def softnet_dropped() -> int:
     """Packets the kernel dropped from its per-CPU input backlogs (all namespaces: /proc/net/softnet_stat)."""
     rows = Path("/proc/net/softnet_stat").read_text().split("\n")
@@ -204,7 +226,7 @@ def main() -> int:
             m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", text)
             pps = float(m.group(1)) if m else 0.0
             failed = re.search(r"Failed packets:\s+(\d+)", text)
-            time.sleep(3)  # the last packets through dumpcap's buffers
+            caught_up = wait_caught_up(sensor.pid)  # a stop drops what dumpcap still holds in the kernel
             stop.set()
             sensor.send_signal(signal.SIGTERM)
             rc = sensor.wait(600)
@@ -225,15 +247,20 @@ def main() -> int:
     lo = min((s[1] for s in after), default=0)
     hi = max((s[1] for s in after), default=0)
     flat = bool(after) and hi <= 1.10 * lo
+    third = max(len(after) // 3, 1)
+    early = sum(x[1] for x in after[:third]) / third / 1024 if after else 0.0
+    late = sum(x[1] for x in after[-third:]) / third / 1024 if after else 0.0
     print()
     print(f"replay      {sent:,} packets sent in {wall:.0f} s at {pps:,.0f} packets/s (target {args.rate:,}); "
           f"tcpreplay failed {failed.group(1) if failed else '?'}")  # fmt: skip
+    print(f"catch-up    the sensor was idle {caught_up:.0f} s after the replay ended (then SIGTERM)")
     print(f"sensor      exit {rc} (143: SIGTERM); captured {captured:,} packets, {flows_seen:,} flows; "
           f"dropped {dropped} (dumpcap's kernel counters); not captured {sent - captured:,}, of which the "
           f"kernel's input backlog dropped {backlog:,} (softnet_stat) and the veth {veth_dropped:,}")  # fmt: skip
     if after:
         print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
-              f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%)")  # fmt: skip
+              f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%); mean of "
+              f"the first third {early:.0f} MiB, of the last third {late:.0f} MiB")  # fmt: skip
     else:
         print("memory      no sample after the warm-up (run longer)")
     print(f"files       {files} rotated files, {flows:,} flows carrying {packets:,} packets; the summary says "

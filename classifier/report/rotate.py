@@ -41,6 +41,9 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "zeek": "log", "parquet": "parquet
 STAMP = "%Y-%m-%d-%H-%M-%S"
 """Time format of a rotated file's span (UTC): ``conn.2026-11-27-14-00-00_2026-11-27-15-00-00.log``."""
 
+WRITE_ROWS = 4096
+"""Flows serialized at a time: a sensor's memory should not jump with a large pass of ended flows."""
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -267,7 +270,7 @@ class FlowLog:
             try:
                 if self._pq_tmp is not None:
                     _still_linked(self._pq_file.fileno())
-                self._body.add(c)
+                self._body.add(c)  # row groups of the writer's size
                 self._pq_file.flush()
             except OSError as exc:
                 self._drop_parquet()
@@ -277,7 +280,7 @@ class FlowLog:
             sink = self._body.sink
             sink.seek(0)
             sink.truncate()
-            self._body.add(c)
+            self._body.add(c, rows=WRITE_ROWS)
             self._append(sink.getvalue())
         self.running.add(e)
         self.file_running.add(e)
