@@ -236,6 +236,8 @@ def main() -> int:
             sensor.kill()
         for ns in (tx, rx):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    m = re.search(r"at most ([\d,]+) alive at once", err)
+    peak_alive = m.group(1) if m else "?"
     m = re.search(r"captured ([\d,]+) packets, ([\d,]+) flows .* dropped (\S+?);?\s", err)
     captured = int(m.group(1).replace(",", "")) if m else -1
     flows_seen = int(m.group(2).replace(",", "")) if m else -1
@@ -249,6 +251,9 @@ def main() -> int:
     lo = min((s[1] for s in after), default=0)
     hi = max((s[1] for s in after), default=0)
     flat = bool(after) and hi <= 1.10 * lo
+    minute_peaks = [max((x[1] for x in after if warmup + 60 * i <= x[0] < warmup + 60 * (i + 1)), default=0)
+                    for i in range(int((seconds - warmup) // 60) + 1)]  # fmt: skip
+    minute_peaks = [p for p in minute_peaks if p]
     third = max(len(after) // 3, 1)
     early = sum(x[1] for x in after[:third]) / third / 1024 if after else 0.0
     late = sum(x[1] for x in after[-third:]) / third / 1024 if after else 0.0
@@ -256,13 +261,15 @@ def main() -> int:
     print(f"replay      {sent:,} packets sent in {wall:.0f} s at {pps:,.0f} packets/s (target {args.rate:,}); "
           f"tcpreplay failed {failed.group(1) if failed else '?'}")  # fmt: skip
     print(f"catch-up    the sensor was idle {caught_up:.0f} s after the replay ended (then SIGTERM)")
-    print(f"sensor      exit {rc} (143: SIGTERM); captured {captured:,} packets, {flows_seen:,} flows; "
+    print(f"sensor      exit {rc} (143: SIGTERM); captured {captured:,} packets, {flows_seen:,} flows (at most "
+          f"{peak_alive} alive at once); "
           f"dropped {dropped} (dumpcap's kernel counters); captured - sent {captured - sent:+,} (the veth's own "
           f"packets count too); kernel input backlog drops {backlog:,}, veth rx drops {veth_dropped:,}")  # fmt: skip
     if after:
         print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
               f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%); mean of "
-              f"the first third {early:.0f} MiB, of the last third {late:.0f} MiB")  # fmt: skip
+              f"the first third {early:.0f} MiB, of the last third {late:.0f} MiB; peak per minute "
+              f"{', '.join(f'{p / 1024:.0f}' for p in minute_peaks)} MiB")  # fmt: skip
     else:
         print("memory      no sample after the warm-up (run longer)")
     adds_up = packets == in_flows == captured - no_ports and not problems
