@@ -352,7 +352,9 @@ def test_sigterm_during_rotation_leaves_every_file_whole(fmt, tmp_path):
 
 
 @live
-@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private tmpfs")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (util-linux) for a private tmpfs"
+)
 def test_disk_full_stops_cleanly_with_whole_files(tmp_path):
     """A 64 KiB tmpfs in the sensor's own mount namespace fills up: one line naming the file, exit 2,
     and every file on it whole (rotated ones closed, the current one cut at a line)."""
@@ -463,3 +465,18 @@ def test_the_view_follows_the_flows_alive(reg):
     alive_max = max(a for a, _ in snaps)
     assert snaps[-1][1] >= 200 and alive_max < result.running.flows / 3, snaps
     assert result.engine["peak_alive"] < result.running.flows / 3
+
+
+def test_a_current_file_left_by_a_killed_sensor_is_kept(sample_chunks, tmp_path):
+    """The next start keeps an unclosed conn.jsonl (SIGKILL, power loss) aside instead of truncating it."""
+    chunks, a, _ = sample_chunks
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "conn.jsonl").write_text('{"flow": 1}\n')
+    os.utime(d / "conn.jsonl", (1_795_000_000, 1_795_000_000))
+    log = FlowLog("jsonl", d, a, rotate_s=3600)
+    log.open()
+    log.write(chunks[0])
+    log.close()
+    assert (d / "conn.unclosed-2026-11-18-11-06-40.jsonl").read_text() == '{"flow": 1}\n'
+    assert len(read_flows(log.finished[0], "jsonl")) == len(chunks[0])

@@ -227,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     lag_text = f"; label lag p50 {lag['p50']:.2f} s, max {lag['max']:.2f} s" if lag["max"] is not None else ""
     dropped = result.dropped
     print(
-        f"portclass: captured {a.stats.packets:,} packets, {result.running.flows:,} flows on "
+        f"portclass: captured {a.stats.packets:,} packets, {result.running.flows:,} flows "
+        f"(at most {result.engine.get('peak_alive', 0):,} alive at once) on "
         f"{', '.join(opts.interfaces)} in {a.elapsed_s:.1f} s with {result.backend} (stopped by "
         f"{result.stopped_by}); dropped {'unknown' if dropped is None else f'{dropped:,}'}{lag_text}",
         file=sys.stderr,

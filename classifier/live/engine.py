@@ -21,6 +21,7 @@ import signal
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,22 +65,44 @@ class LiveOptions:
 
 
 @dataclass
-class LagStats:
-    """How long packets wait for their label, in seconds, one sample per refresh (or batch)."""
+class Samples(deque):
+    """The last ``LAG_SAMPLES`` values (a sensor runs for days: memory stays bounded), their count and maximum."""
 
-    label: list[float] = field(default_factory=list)  # refresh time - oldest packet first labelled then
-    label_newest: list[float] = field(default_factory=list)  # refresh time - newest packet labelled then
-    batch: list[float] = field(default_factory=list)  # batch in the flow stage - its oldest packet (until stop)
+    def __init__(self) -> None:
+        super().__init__(maxlen=LAG_SAMPLES)
+        self.n = 0
+        self.peak: float | None = None
+
+    def append(self, x: float) -> None:
+        """Keep ``x`` (the oldest sample goes when full)."""
+        super().append(x)
+        self.n += 1
+        self.peak = x if self.peak is None else max(self.peak, x)
+
+
+LAG_SAMPLES = 10_000
+
+
+@dataclass
+class LagStats:
+    """How long packets wait for their label, in seconds, one sample per refresh (or batch).
+
+    Percentiles are over the last ``LAG_SAMPLES`` samples, the maximum over the whole capture.
+    """
+
+    label: Samples = field(default_factory=Samples)  # refresh time - oldest packet first labelled then
+    label_newest: Samples = field(default_factory=Samples)  # refresh time - newest packet labelled then
+    batch: Samples = field(default_factory=Samples)  # batch in the flow stage - its oldest packet (until stop)
 
     @staticmethod
-    def _summary(xs: list[float]) -> dict[str, float | None]:
+    def _summary(xs: Samples | list[float]) -> dict[str, float | None]:
         if not xs:
             return {"p50": None, "p95": None, "max": None}
         s = sorted(xs)
         return {
             "p50": round(statistics.median(s), 4),
             "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 4),
-            "max": round(s[-1], 4),
+            "max": round(max(s[-1], getattr(xs, "peak", None) or s[-1]), 4),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +111,7 @@ class LagStats:
             "label_oldest_s": self._summary(self.label),
             "label_newest_s": self._summary(self.label_newest),
             "batch_s": self._summary(self.batch),
-            "refreshes": len(self.label),
+            "refreshes": getattr(self.label, "n", len(self.label)),
         }
 
 

@@ -45,7 +45,7 @@ def status_line(snap: Snapshot) -> Text:
     else:
         drops = Text(f"drops: {snap.drops:,}", style="bold red" if snap.drops else "green")
     lag = snap.lag.label[-1] if snap.lag.label else None
-    worst = max(snap.lag.label) if snap.lag.label else None
+    worst = max(getattr(snap.lag.label, "peak", None) or 0, max(snap.lag.label)) if snap.lag.label else None
     t = Text()
     t.append(f"live on {', '.join(o.interfaces)}", style="bold")
     t.append(f" ({snap.backend}{'; filter: ' + o.bpf if o.bpf else ''})  ")

@@ -41,6 +41,9 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "zeek": "log", "parquet": "parquet
 STAMP = "%Y-%m-%d-%H-%M-%S"
 """Time format of a rotated file's span (UTC): ``conn.2026-11-27-14-00-00_2026-11-27-15-00-00.log``."""
 
+WRITE_ROWS = 4096
+"""Flows serialized at a time: a sensor's memory should not jump with a large pass of ended flows."""
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -124,6 +127,7 @@ class FlowLog:
             self.next_rotation = (now // self.rotate_s + 1) * self.rotate_s
         if self.dir is not None and not self._started:  # made once: a directory removed later is an error
             self._guard(lambda: self.dir.mkdir(parents=True, exist_ok=True), self.dir)  # type: ignore[union-attr]
+            self._keep_leftover()
         self._started = True
         if self.fmt == "parquet":
             self._open_parquet()
@@ -135,6 +139,19 @@ class FlowLog:
             self._fd = self._guard(lambda: os.open(self.path, flags, 0o644), self.path)  # type: ignore[arg-type]
         self._body = _Body(self.fmt, io.BytesIO())
         self._append(self._head())
+
+    def _keep_leftover(self) -> None:
+        """A current file left by a sensor that could not close it (SIGKILL, power loss) is kept aside as
+        ``conn.unclosed-<its last change, UTC>.<ext>`` rather than overwritten."""
+        assert self.path is not None and self.dir is not None
+        if self.fmt == "parquet" or not self.path.exists():  # a Parquet file without its footer is unreadable
+            return
+        stamp = _stamp(self.path.stat().st_mtime)
+        name, k = self.dir / f"conn.unclosed-{stamp}.{EXTENSIONS[self.fmt]}", 1
+        while name.exists():
+            k += 1
+            name = self.dir / f"conn.unclosed-{stamp}-{k}.{EXTENSIONS[self.fmt]}"
+        self._guard(lambda: os.rename(self.path, name), name)  # type: ignore[arg-type]
 
     def _open_parquet(self) -> None:
         if self.to_stdout:  # a pipe: row groups straight into it, the footer at the end
@@ -253,7 +270,7 @@ class FlowLog:
             try:
                 if self._pq_tmp is not None:
                     _still_linked(self._pq_file.fileno())
-                self._body.add(c)
+                self._body.add(c)  # row groups of the writer's size
                 self._pq_file.flush()
             except OSError as exc:
                 self._drop_parquet()
@@ -263,7 +280,7 @@ class FlowLog:
             sink = self._body.sink
             sink.seek(0)
             sink.truncate()
-            self._body.add(c)
+            self._body.add(c, rows=WRITE_ROWS)
             self._append(sink.getvalue())
         self.running.add(e)
         self.file_running.add(e)
