@@ -346,8 +346,9 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
                 sel = bucket[(w0 & np.uint64(m)) == np.uint64(val)] if w == 0 else b.words_ok(bucket, tests[:1])
                 parts.append(b.words_ok(sel, rest))
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        if len(parts) > 1:  # a row may pass two alternatives (one a prefix of the other)
-            rows = np.unique(rows)
+        if len(parts) > 1 and rows.size > 1:  # a row may pass two alternatives (one a prefix of the other)
+            rows.sort()
+            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
         b.alt0_rows[key] = rows
     elif c.key_vals.size <= _FEW_BUCKETS and _KEY_USERS[c.key_off] >= _BUCKET_USERS:
         parts = [b.bucket(int(v), c.key_off, c.proto) for v in c.key_vals]
