@@ -1,0 +1,256 @@
+"""The driver: plan tasks over an archive, run them (in this process or on Dask), join timelines' edges.
+
+Each input file is one task (``task.run_task``) that writes its ended flows as parts named by the
+file's identity.  For a timeline of several files (a ring buffer), the driver then folds the edges
+the tasks sent back in timeline order with ``Engine.join``: a flow open at the end of file k merges
+with its continuation at the start of file k+1 (which task k+1 held back rather than wrote), and
+the flows that ends are written in a part named after file k+1 (``<ident>.join``); what is open
+after the last file is written as ended by the end of input (``<ident>.end``) and kept as the
+timeline's carry, for the next run to continue.  The dataset equals, flow for flow, what one
+process reading the files in order writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..capture.columns import CaptureStats
+from ..engine import Edge, Engine, Timeouts
+from ..registry.compile import CompiledRegistry
+from . import state
+from .aggregate import Aggregate
+from .inputs import Input, discover, timeline_id, timelines
+from .parts import PartWriter, dataset_schema
+from .task import TaskResult, TaskSpec, run_task
+
+FILE_COLUMNS = ("file_index", "payload_file_c2s", "payload_file_s2c", "evidence_file_c2s", "evidence_file_s2c")
+"""Flow columns that index a run's file list (a task's file is index 0)."""
+
+
+@dataclass
+class Plan:
+    """The tasks of one run and the timelines the driver joins."""
+
+    specs: list[TaskSpec] = field(default_factory=list)
+    joins: list[tuple[str, list[Input], int]] = field(default_factory=list)  # (timeline id, files, first new)
+    skipped: int = 0  # inputs already in the dataset
+
+
+@dataclass
+class Outcome:
+    """What a run did, for the summary and the benchmarks."""
+
+    aggregate: Aggregate  # the whole archive (earlier runs included)
+    new: Aggregate  # this run's inputs
+    tasks: int
+    skipped: int
+    seconds: float
+    task_seconds: list[float] = field(default_factory=list)
+    result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result
+    join_seconds: float = 0.0
+
+
+def plan(inputs: Sequence[Input], manifest: dict[str, Any], root: Path, timeouts: Timeouts, evidence: bool,
+         one_timeline: bool = False) -> Plan:  # fmt: skip
+    """Tasks for the inputs not in the dataset yet; timelines to join (continuing stored ones)."""
+    p = Plan()
+    done = manifest["inputs"]
+    for files in timelines(inputs, one_timeline):
+        several = len(files) > 1
+        tid = timeline_id(files)
+        stored = manifest["timelines"].get(tid)
+        idents = [f.ident for f in files]
+        first_new = next((k for k, i in enumerate(idents) if i not in done), len(files))
+        if first_new == len(files) and (not several or (stored and stored["files"] == idents)):
+            p.skipped += len(files)
+            continue
+        resume = stored is not None and stored["files"] == idents[:first_new] and stored.get("carry")
+        if several and not resume:
+            first_new = 0  # a timeline regrouped (or never joined): label all of it again, same part names
+        p.skipped += first_new
+        for k in range(first_new, len(files)):
+            f = files[k]
+            p.specs.append(TaskSpec(f.path, f.ident, str(root), timeouts, evidence, hold_heads=several and k > 0,
+                                    export=several))  # fmt: skip
+        if several:
+            p.joins.append((tid, files, first_new))
+    return p
+
+
+def _remap(edge: Edge, k: int) -> Edge:
+    """An edge of a task (its file is index 0) with file indices of the timeline (file ``k``)."""
+    t = edge.table.copy()
+    for name in FILE_COLUMNS:
+        col = getattr(t, name)
+        col += np.asarray(k, dtype=col.dtype)
+    return Edge(t, edge.done, edge.clock_ns)
+
+
+def join_timeline(
+    root: Path, registry: CompiledRegistry, timeouts: Timeouts, evidence: bool, files: list[Input],
+    first_new: int, edges: dict[str, Edge], manifest: dict[str, Any], tid: str,
+) -> Aggregate:  # fmt: skip
+    """Fold the edges of a timeline's files in order; writes the joined flows; returns their aggregates."""
+    schema = dataset_schema(registry)
+    eng = Engine(registry, timeouts, evidence=evidence)
+    eng.stats = eng._agg.stats = CaptureStats(files=[f.path for f in files])
+    stored = manifest["timelines"].get(tid)
+    resume = first_new > 0 and stored is not None
+    if stored is not None:  # the flows the last run wrote as ended by the end of input: they go on now
+        for part in stored["end_parts"] + ([] if resume else stored["join_parts"]):
+            (root / part).unlink(missing_ok=True)
+    joined = Aggregate.from_json(stored["join_aggregate"]) if resume else Aggregate()
+    parts: list[str] = list(stored["join_parts"]) if resume else []
+    if resume:  # continue the flows left open by the previous run
+        eng._alive, eng.clock_ns = state.load_carry(root, stored["carry"])
+    new = Aggregate()
+
+    def write(name: str, ended: Any, into: Aggregate) -> list[str]:
+        w = PartWriter(root, name, schema, registry)
+        try:
+            into.add(ended)
+            new.add(ended)
+            w.add(ended)
+            return w.close()
+        except BaseException:
+            w.abort()
+            raise
+
+    for k in range(first_new, len(files)):
+        parts += write(f"{files[k].ident}.join", eng.join(_remap(edges[files[k].ident], k)), joined)
+    carry, clock = eng._absorb().copy(), eng.clock_ns
+    end = Aggregate()
+    end_parts = write(f"{files[-1].ident}.end", eng.flush(), end)
+    manifest["timelines"][tid] = {
+        "files": [f.ident for f in files],
+        "paths": [f.path for f in files],
+        "join_parts": sorted(set(parts)),
+        "end_parts": end_parts,
+        "join_aggregate": joined.to_json(),
+        "end_aggregate": end.to_json(),
+        "carry": state.save_carry(root, f"carry-{tid}.npz", carry, clock),
+    }
+    return new
+
+
+def executor(dask: str | None) -> tuple[Callable[..., Iterator[tuple[TaskSpec, TaskResult, int]]], Callable[[], None]]:
+    """(run, close): ``run(specs, blob, sha)`` yields (spec, result, result bytes) as tasks finish."""
+    if dask is None:
+
+        def run_here(specs: list[TaskSpec], blob: bytes, sha: str) -> Iterator[tuple[TaskSpec, TaskResult, int]]:
+            import pickle
+
+            for s in specs:
+                r = run_task(s, blob, sha)
+                yield s, r, len(pickle.dumps(r))
+
+        return run_here, lambda: None
+    from .cluster import connect
+
+    return connect(dask)
+
+
+def run(
+    paths: Sequence[str],
+    out: str | Path,
+    registry: CompiledRegistry,
+    *,
+    timeouts: Timeouts | None = None,
+    evidence: bool = True,
+    dask: str | None = None,
+    one_timeline: bool = False,
+    progress: Callable[[TaskResult], None] | None = None,
+) -> Outcome:
+    """Label every capture under ``paths`` into the dataset ``out`` (see the module docstring)."""
+    import hashlib
+
+    from ..registry import cache
+
+    t0 = time.perf_counter()
+    timeouts = timeouts or Timeouts()
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = state.load_manifest(root)
+    sha_reg = registry.provenance.sha256
+    if manifest.get("registry_sha256") not in (None, sha_reg):
+        raise ValueError(
+            f"{root}: labelled with registry sha256 {manifest['registry_sha256'][:16]}, not this one "
+            f"({sha_reg[:16]}): label into a new dataset"
+        )
+    inputs = discover(paths)
+    p = plan(inputs, manifest, root, timeouts, evidence, one_timeline)
+    blob = b"".join(cache.dumps(registry))
+    sha = hashlib.sha256(blob).hexdigest()
+    run_tasks, close = executor(dask)
+    new = Aggregate()
+    edges: dict[str, Edge] = {}
+    oc = Outcome(Aggregate(), new, len(p.specs), p.skipped, 0.0)
+    try:
+        for spec, res, nbytes in run_tasks(p.specs, blob, sha):
+            new.merge(res.aggregate)
+            oc.task_seconds.append(res.seconds)
+            oc.result_bytes.append(nbytes)
+            if res.edge is not None:
+                edges[spec.ident] = res.edge
+            entry = {"path": spec.path, "parts": res.parts, "aggregate": res.aggregate.to_json()}
+            manifest["inputs"][spec.ident] = entry
+            if progress is not None:
+                progress(res)
+    finally:
+        close()
+    for tmp in root.glob("date=*/hour=*/.*.tmp"):  # left by a worker killed while writing (readers skip them)
+        tmp.unlink(missing_ok=True)
+    tj = time.perf_counter()
+    for tid, files, first_new in p.joins:
+        new.merge(join_timeline(root, registry, timeouts, evidence, files, first_new, edges, manifest, tid))
+    oc.join_seconds = time.perf_counter() - tj
+    manifest.update(format=state.FORMAT, registry_sha256=sha_reg)
+    manifest["archive"] = _whole(manifest).to_json()
+    _write_common_metadata(root, registry, manifest, timeouts)
+    state.save_manifest(root, manifest)
+    oc.aggregate = _whole(manifest)
+    oc.seconds = time.perf_counter() - t0
+    return oc
+
+
+def _whole(manifest: dict[str, Any]) -> Aggregate:
+    """The whole archive's aggregates: every input's, and every timeline's joined and end flows."""
+    agg = Aggregate()
+    for entry in sorted(manifest["inputs"].values(), key=lambda e: e["path"]):
+        agg.merge(Aggregate.from_json(entry["aggregate"]))
+    for tl in manifest["timelines"].values():
+        agg.merge(Aggregate.from_json(tl["join_aggregate"])).merge(Aggregate.from_json(tl["end_aggregate"]))
+    return agg
+
+
+def analysis_of(agg: Aggregate, registry: CompiledRegistry, timeouts: Timeouts, inputs: list[str]) -> Any:
+    """An ``Analysis`` without flows whose totals are the archive's (for the summary and the metadata)."""
+    from ..engine import Ended
+    from ..pipeline import Analysis
+
+    e = Ended.empty()
+    a = Analysis(e.flows, e.labels, agg.stats, registry, idle_timeout_s=timeouts.idle_s, inputs=inputs, part=e.part)
+    a.running = agg.running.totals(a)  # type: ignore[attr-defined]
+    return a
+
+
+def _write_common_metadata(
+    root: Path, registry: CompiledRegistry, manifest: dict[str, Any], timeouts: Timeouts
+) -> None:
+    """``_common_metadata``: the dataset's schema with the registry's warning and provenance (atomic)."""
+    import pyarrow.parquet as pq
+
+    from ..report.parquet import metadata
+
+    whole = _whole(manifest)
+    a = analysis_of(whole, registry, timeouts, sorted(i["path"] for i in manifest["inputs"].values()))
+    schema = dataset_schema(registry).with_metadata(metadata(a))
+    tmp = root / f"._common_metadata.{time.time_ns()}.tmp"
+    pq.write_metadata(schema, tmp)
+    tmp.replace(root / "_common_metadata")

@@ -1,0 +1,98 @@
+"""One task: label one capture file into the dataset's parts, return its aggregates and open edges.
+
+Runs on a Dask worker (or in the driver's process without ``--dask``).  What goes back to the driver
+is small and does not grow with the file: the aggregates (``Aggregate``), and, for a file of a
+timeline of several files, the flows left open at its edges (``engine.Edge``: the flows alive at its
+last packet, and the first flows of each key within one idle timeout of its first packet, which may
+continue the previous file's flows and so are not written here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from ..engine import Edge, Engine, Timeouts
+from ..registry.compile import CompiledRegistry
+from .aggregate import Aggregate
+from .parts import PartWriter
+
+_REGISTRIES: dict[str, CompiledRegistry] = {}
+"""Registries decoded on this worker, by the sha256 of their compiled bytes."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task reads and where it writes."""
+
+    path: str
+    ident: str  # the input's identity: names its parts
+    root: str  # the dataset directory
+    timeouts: Timeouts
+    evidence: bool = True
+    hold_heads: bool = False  # a file after the first of its timeline
+    export: bool = False  # a file of a timeline of several: open flows go back instead of being flushed
+
+
+@dataclass
+class TaskResult:
+    """What a task sends back: its aggregates, the parts it wrote and its edge (timelines only)."""
+
+    ident: str
+    aggregate: Aggregate
+    parts: list[str]
+    edge: Edge | None = None
+    seconds: float = 0.0
+    engine: dict[str, int] = field(default_factory=dict)  # flows ended per reason
+
+
+def registry_from(blob: bytes, sha256: str) -> CompiledRegistry:
+    """The registry the driver sent, checked: its bytes must have the sha256 the driver computed."""
+    reg = _REGISTRIES.get(sha256)
+    if reg is not None:
+        return reg
+    from ..registry import cache
+
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise RuntimeError(f"registry received does not match its sha256 {sha256[:16]}: refusing to label")
+    reg = cache.loads(blob)
+    if reg is None:
+        raise RuntimeError("registry received cannot be decoded by this worker's portclass")
+    _REGISTRIES.clear()  # one edition at a time
+    _REGISTRIES[sha256] = reg
+    return reg
+
+
+def run_task(spec: TaskSpec, blob: bytes, sha256: str) -> TaskResult:
+    """Read ``spec.path`` with the engine, writing flows as they end; see the module docstring."""
+    from ..capture.reader import read_batches
+    from ..pipeline import CHUNK_BYTES
+    from .parts import dataset_schema
+
+    t0 = time.perf_counter()
+    registry = registry_from(blob, sha256)
+    eng = Engine(registry, spec.timeouts, evidence=spec.evidence, hold_heads=spec.hold_heads)
+    agg = Aggregate()
+    writer = PartWriter(spec.root, spec.ident, dataset_schema(registry), registry)
+    try:
+        for batch in read_batches([spec.path], CHUNK_BYTES, errors="warn"):
+            for ended in eng.add(batch):
+                agg.add(ended)
+                writer.add(ended)
+        edge = None
+        if spec.export:
+            last = eng.expire()  # a pass at the file's last packet: what ended there is this task's
+            agg.add(last)
+            writer.add(last)
+            edge = eng.export()
+        else:
+            last = eng.flush()
+            agg.add(last)
+            writer.add(last)
+        parts = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    agg.stats = eng.stats
+    return TaskResult(spec.ident, agg, parts, edge, time.perf_counter() - t0, dict(eng.counters.ended))
