@@ -161,7 +161,7 @@ def test_ja4_agrees_with_ndpi_on_the_corpus(reg) -> None:
     assert same >= compared * 0.75, (same, compared)
 
 
-def test_real_openssl_handshake_gives_sni_alpn_and_ja4(tmp_path) -> None:
+def test_real_openssl_handshake_gives_sni_application_alpn_and_ja4(tmp_path) -> None:
     (openssl,) = need("openssl")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
@@ -171,13 +171,14 @@ def test_real_openssl_handshake_gives_sni_alpn_and_ja4(tmp_path) -> None:
     cmd = [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key", str(key),
            "-alpn", "h2,http/1.1", "-naccept", "2", "-quiet"]  # fmt: skip
     with server(cmd, port), capture(tmp_path / "tls.pcap", f"tcp port {port}") as pcap:
-        subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "www.portclass.test",
+        subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "media.whatsapp.net",
                         "-alpn", "h2,http/1.1"], input="", capture_output=True, text=True, timeout=30)  # fmt: skip
     rows = [r for r in classify([pcap]) if r["destination.port"] == port and r["portclass.tls.client.ja4"]]
     assert len(rows) == 1, rows
     row = rows[0]
     assert row["network.protocol"] == "tls"
-    assert row["tls.client.server_name"] == "www.portclass.test"
+    assert row["tls.client.server_name"] == "media.whatsapp.net"
+    assert row["network.application"] == "whatsapp"  # TLS carrying an application known by its server name
     assert row["portclass.tls.client.alpn"] == "h2,http/1.1"
     theirs = tshark_hellos(pcap)
     k = (row["source.ip"], row["source.port"], row["destination.ip"], row["destination.port"])

@@ -51,22 +51,39 @@ def _u16_list(data: np.ndarray, start: np.ndarray, count: np.ndarray, width: int
     return vals
 
 
+_WEIGHTS = np.random.default_rng(0x4A34).integers(1, 1 << 62, size=256, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+"""Odd 64-bit weights: a row's weighted sum (mod 2**64) keys its list (distinct lists collide with ~2**-64)."""
+_SEEN: dict[tuple[int, int], str] = {}
+"""(list key, sep_at) -> hash digits, across batches (a capture repeats a handful of fingerprints)."""
+_SEEN_MAX = 1 << 14
+
+
 def _hash12(lists: np.ndarray, sep_at: int | None = None) -> np.ndarray:
     """First 12 hex digits of SHA-256 of each row's values as 4-digit hex joined by commas (``_NONE`` left
-    out); with ``sep_at``, columns from there are a second list joined after ``_`` (left out when empty)."""
+    out); with ``sep_at``, columns from there are a second list joined after ``_`` (left out when empty).
+    Rows are keyed by a weighted sum and each distinct list is hashed once (and remembered)."""
     out = np.empty(lists.shape[0], dtype=object)
     if not lists.shape[0]:
         return out
-    uniq, inv = np.unique(lists, axis=0, return_inverse=True)
+    with np.errstate(over="ignore"):
+        keys = (lists.astype(np.uint64) * _WEIGHTS[: lists.shape[1]]).sum(axis=1, dtype=np.uint64)
+    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     done = []
-    for row in uniq.tolist():
-        first = row if sep_at is None else row[:sep_at]
-        text = ",".join(f"{v:04x}" for v in first if v != _NONE)
-        if sep_at is not None:
-            second = ",".join(f"{v:04x}" for v in row[sep_at:] if v != _NONE)
-            if second:
-                text += "_" + second
-        done.append(hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000")
+    for key, at in zip(uniq.tolist(), first.tolist(), strict=True):
+        got = _SEEN.get((key, sep_at or 0))
+        if got is None:
+            row = lists[at].tolist()
+            first_list = row if sep_at is None else row[:sep_at]
+            text = ",".join(f"{v:04x}" for v in first_list if v != _NONE)
+            if sep_at is not None:
+                second = ",".join(f"{v:04x}" for v in row[sep_at:] if v != _NONE)
+                if second:
+                    text += "_" + second
+            got = hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[(key, sep_at or 0)] = got
+        done.append(got)
     return np.array(done, dtype=object)[inv.reshape(-1)]
 
 

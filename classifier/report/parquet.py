@@ -106,6 +106,7 @@ def _types() -> dict[str, Any]:
         "ecs.version": pa.string(),
         # payload evidence (classifier.evidence.verdict.flow_evidence_columns)
         "network.protocol": pa.string(),
+        "network.application": pa.string(),
         "portclass.verdict": pa.string(),
         "portclass.verdict_note": pa.string(),
         "portclass.evidence.signature": pa.string(),

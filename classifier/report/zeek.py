@@ -85,6 +85,7 @@ ZEEK_SAID: dict[str, str] = {
     "portclass_greeting": "portclass.server_greeting",
     "portclass_ja4": "portclass.tls.client.ja4",
     "portclass_alpn": "portclass.tls.client.alpn",
+    "portclass_application": "network.application",
 }
 """What each flow said (``classifier.evidence.verdict.SAID_COLUMNS``), named after the fields of Zeek's
 http.log (method, host, uri, user_agent), dns.log (query, qtype_name) and ssh.log (client, server)."""
