@@ -34,11 +34,21 @@ FILE_COLUMNS = ("file_index", "payload_file_c2s", "payload_file_s2c", "evidence_
 
 
 @dataclass
+class Join:
+    """A timeline the driver joins: its files, the first one labelled this run, the stored timeline it continues."""
+
+    tid: str
+    files: list[Input]
+    first_new: int
+    resume: bool
+
+
+@dataclass
 class Plan:
     """The tasks of one run and the timelines the driver joins."""
 
     specs: list[TaskSpec] = field(default_factory=list)
-    joins: list[tuple[str, list[Input], int]] = field(default_factory=list)  # (timeline id, files, first new)
+    joins: list[Join] = field(default_factory=list)
     skipped: int = 0  # inputs already in the dataset
 
 
@@ -58,29 +68,59 @@ class Outcome:
 
 def plan(inputs: Sequence[Input], manifest: dict[str, Any], root: Path, timeouts: Timeouts, evidence: bool,
          one_timeline: bool = False) -> Plan:  # fmt: skip
-    """Tasks for the inputs not in the dataset yet; timelines to join (continuing stored ones)."""
+    """Tasks for the inputs not in the dataset yet; timelines to join (continuing stored ones).
+
+    A stored timeline goes on where its last file is followed by new files only (a ring buffer that
+    grew, its oldest files possibly deleted since); any other change to a timeline labels its files again.
+    """
     p = Plan()
     done = manifest["inputs"]
+    last_of = {tl["files"][-1]: tid for tid, tl in manifest["timelines"].items()}
     for files in timelines(inputs, one_timeline):
-        several = len(files) > 1
-        tid = timeline_id(files)
-        stored = manifest["timelines"].get(tid)
+        several = len(files) > 1 or ring_name(files[0].path)
         idents = [f.ident for f in files]
-        first_new = next((k for k, i in enumerate(idents) if i not in done), len(files))
-        if first_new == len(files) and (not several or (stored and stored["files"] == idents)):
+        old = [k for k, i in enumerate(idents) if i in done]
+        j = old[-1] if old else -1  # the last file labelled before
+        tid = last_of.get(idents[j]) if j >= 0 else None
+        resume = several and tid is not None and old == list(range(j + 1))
+        if not several and old:
+            p.skipped += 1
+            continue
+        if resume and j == len(files) - 1:
             p.skipped += len(files)
             continue
-        resume = stored is not None and stored["files"] == idents[:first_new] and stored.get("carry")
-        if several and not resume:
-            first_new = 0  # a timeline regrouped (or never joined): label all of it again, same part names
+        first_new = j + 1 if resume else 0
         p.skipped += first_new
         for k in range(first_new, len(files)):
             f = files[k]
             p.specs.append(TaskSpec(f.path, f.ident, str(root), timeouts, evidence, hold_heads=several and k > 0,
                                     export=several))  # fmt: skip
         if several:
-            p.joins.append((tid, files, first_new))
+            p.joins.append(Join(tid if resume and tid else timeline_id(files), files, first_new, resume))
     return p
+
+
+def ring_name(path: str) -> bool:
+    """True for a file named as a part of a dumpcap ring buffer (``prefix_NNNNN_YYYYMMDDHHMMSS.ext``)."""
+    from ..flows import _DUMPCAP_RING
+
+    return _DUMPCAP_RING.match(Path(path).name) is not None
+
+
+def forget(root: Path, manifest: dict[str, Any], relabel: set[str], current: dict[str, str]) -> None:
+    """Drop what earlier runs wrote for inputs labelled again (``relabel``), or changed since (another
+    identity at the same path in ``current``), and for the timelines they were part of: no flow twice."""
+    for ident, entry in list(manifest["inputs"].items()):
+        if ident in relabel or current.get(entry["path"], ident) != ident:
+            for part in entry["parts"]:
+                (root / part).unlink(missing_ok=True)
+            del manifest["inputs"][ident]
+    for tid, tl in list(manifest["timelines"].items()):
+        if not set(tl["files"]) <= set(manifest["inputs"]):
+            for part in tl["join_parts"] + tl["end_parts"]:
+                (root / part).unlink(missing_ok=True)
+            (root / state.STATE_DIR / tl["carry"]).unlink(missing_ok=True)
+            del manifest["timelines"][tid]
 
 
 def _remap(edge: Edge, k: int) -> Edge:
@@ -93,15 +133,19 @@ def _remap(edge: Edge, k: int) -> Edge:
 
 
 def join_timeline(
-    root: Path, registry: CompiledRegistry, timeouts: Timeouts, evidence: bool, files: list[Input],
-    first_new: int, edges: dict[str, Edge], manifest: dict[str, Any], tid: str,
+    root: Path, registry: CompiledRegistry, timeouts: Timeouts, evidence: bool, job: Join, edges: dict[str, Edge],
+    manifest: dict[str, Any],
 ) -> Aggregate:  # fmt: skip
     """Fold the edges of a timeline's files in order; writes the joined flows; returns their aggregates."""
     schema = dataset_schema(registry)
-    eng = Engine(registry, timeouts, evidence=evidence)
-    eng.stats = eng._agg.stats = CaptureStats(files=[f.path for f in files])
+    tid, first_new = job.tid, job.first_new
     stored = manifest["timelines"].get(tid)
-    resume = first_new > 0 and stored is not None
+    resume = job.resume and stored is not None
+    new_files = job.files[first_new:]
+    paths = (stored["paths"] if resume else []) + [f.path for f in new_files]
+    base = len(paths) - len(new_files)  # file index of the first new file in the timeline's list
+    eng = Engine(registry, timeouts, evidence=evidence)
+    eng.stats = eng._agg.stats = CaptureStats(files=paths)
     if stored is not None:  # the flows the last run wrote as ended by the end of input: they go on now
         for part in stored["end_parts"] + ([] if resume else stored["join_parts"]):
             (root / part).unlink(missing_ok=True)
@@ -122,14 +166,14 @@ def join_timeline(
             w.abort()
             raise
 
-    for k in range(first_new, len(files)):
-        parts += write(f"{files[k].ident}.join", eng.join(_remap(edges[files[k].ident], k)), joined)
+    for k, f in enumerate(new_files):
+        parts += write(f"{f.ident}.join", eng.join(_remap(edges[f.ident], base + k)), joined)
     carry, clock = eng._absorb().copy(), eng.clock_ns
     end = Aggregate()
-    end_parts = write(f"{files[-1].ident}.end", eng.flush(), end)
+    end_parts = write(f"{job.files[-1].ident}.end", eng.flush(), end)
     manifest["timelines"][tid] = {
-        "files": [f.ident for f in files],
-        "paths": [f.path for f in files],
+        "files": (stored["files"] if resume else []) + [f.ident for f in new_files],
+        "paths": paths,
         "join_parts": sorted(set(parts)),
         "end_parts": end_parts,
         "join_aggregate": joined.to_json(),
@@ -185,6 +229,7 @@ def run(
         )
     inputs = discover(paths)
     p = plan(inputs, manifest, root, timeouts, evidence, one_timeline)
+    forget(root, manifest, {s.ident for s in p.specs}, {i.path: i.ident for i in inputs})
     blob = b"".join(cache.dumps(registry))
     sha = hashlib.sha256(blob).hexdigest()
     run_tasks, close = executor(dask)
@@ -202,13 +247,16 @@ def run(
             manifest["inputs"][spec.ident] = entry
             if progress is not None:
                 progress(res)
+    except BaseException:
+        state.save_manifest(root, manifest)  # the inputs done so far: running again goes on from there
+        raise
     finally:
         close()
     for tmp in root.glob("date=*/hour=*/.*.tmp"):  # left by a worker killed while writing (readers skip them)
         tmp.unlink(missing_ok=True)
     tj = time.perf_counter()
-    for tid, files, first_new in p.joins:
-        new.merge(join_timeline(root, registry, timeouts, evidence, files, first_new, edges, manifest, tid))
+    for job in p.joins:
+        new.merge(join_timeline(root, registry, timeouts, evidence, job, edges, manifest))
     oc.join_seconds = time.perf_counter() - tj
     manifest.update(format=state.FORMAT, registry_sha256=sha_reg)
     manifest["archive"] = _whole(manifest).to_json()
