@@ -12,6 +12,7 @@ process reading the files in order writes.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from . import state
 from .aggregate import Aggregate
 from .inputs import Input, discover, timeline_id, timelines
 from .parts import PartWriter, dataset_schema
-from .task import TaskResult, TaskSpec, run_task
+from .task import Keys, TaskResult, TaskSpec, finish, keys_of, run_task
 
 FILE_COLUMNS = ("file_index", "payload_file_c2s", "payload_file_s2c", "evidence_file_c2s", "evidence_file_s2c")
 """Flow columns that index a run's file list (a task's file is index 0)."""
@@ -183,21 +184,84 @@ def join_timeline(
     return new
 
 
-def executor(dask: str | None) -> tuple[Callable[..., Iterator[tuple[TaskSpec, TaskResult, int]]], Callable[[], None]]:
-    """(run, close): ``run(specs, blob, sha)`` yields (spec, result, result bytes) as tasks finish."""
-    if dask is None:
+class Runner:
+    """Runs the tasks in this process (``cluster.DaskRunner`` runs them on Dask): label, then finish."""
 
-        def run_here(specs: list[TaskSpec], blob: bytes, sha: str) -> Iterator[tuple[TaskSpec, TaskResult, int]]:
-            import pickle
+    def __init__(self, blob: bytes, sha: str) -> None:
+        self.blob, self.sha = blob, sha
+        self.results: dict[str, TaskResult] = {}
 
-            for s in specs:
-                r = run_task(s, blob, sha)
-                yield s, r, len(pickle.dumps(r))
+    def label(self, specs: list[TaskSpec]) -> Iterator[Keys]:
+        """Label each file; yields the small summaries as tasks finish (the edges stay with the runner)."""
+        for s in specs:
+            r = run_task(s, self.blob, self.sha)
+            if r.edge is not None:
+                self.results[s.ident] = r
+            yield keys_of(r)
 
-        return run_here, lambda: None
-    from .cluster import connect
+    def finish(self, specs: dict[str, TaskSpec], give: dict[str, tuple[np.ndarray, np.ndarray]]
+               ) -> dict[str, tuple[Edge, list[str], Aggregate, int]]:  # fmt: skip
+        """Per file of a timeline: write the edge rows nobody continues, return the others (and their size)."""
+        out = {}
+        for ident, (hk, tk) in give.items():
+            edge, parts, agg = finish(self.results.pop(ident), specs[ident], self.blob, self.sha, hk, tk)
+            out[ident] = (edge, parts, agg, len(pickle.dumps(edge)))
+        return out
 
-    return connect(dask)
+    def close(self) -> None:
+        """Nothing to release in this process."""
+
+
+def _dask_runner(spec: str, blob: bytes, sha: str) -> Runner:
+    from .cluster import DaskRunner
+
+    return DaskRunner(spec, blob, sha)  # type: ignore[return-value]
+
+
+def _give(job: Join, keys: dict[str, Keys], manifest: dict[str, Any], root: Path, timeouts: Timeouts
+          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per new file of a timeline: (head keys, tail keys) whose rows may join another file's flows.
+
+    Files j < k are *near* when k = j + 1 or k's first packet comes within one idle timeout of j's last:
+    only then can a flow alive at the end of j go on at the start of k.  Heads of k whose key is a tail of
+    a near earlier file go to the driver, and tails of j whose key is a head of a near later file, and
+    every tail of the files near the timeline's end (the carry a next run continues).
+    """
+    idle = timeouts.batch_idle_ns
+    files = job.files[job.first_new :]
+    ks = [keys[f.ident] for f in files]
+    heads = [k.heads for k in ks]
+    tails = [k.tails for k in ks]
+    firsts = [k.first_ns for k in ks]
+    clocks = [k.clock_ns for k in ks]
+    stored = manifest["timelines"].get(job.tid) if job.resume else None
+    if stored is not None:  # the flows the last run left open act as a file before the first new one
+        carry, clock = state.load_carry(root, stored["carry"])
+        heads, tails = [np.zeros(0, np.uint64)] + heads, [np.unique(carry.key_hash)] + tails
+        firsts, clocks = [None] + firsts, [clock] + clocks
+    n = len(heads)
+    want_h = [[] for _ in range(n)]
+    want_t = [[] for _ in range(n)]
+    for j in range(n):  # a loop over files
+        for k in range(j + 1, n):
+            near = k == j + 1 or idle == 0 or (
+                firsts[k] is not None and clocks[j] is not None and firsts[k] - clocks[j] <= idle
+            )
+            if not near:
+                break
+            want_h[k].append(tails[j])
+            want_t[j].append(heads[k])
+    for j in range(n):  # flows alive at the timeline's end all go to the driver: a next run may continue them
+        if j == n - 1 or idle == 0 or (clocks[j] is not None and clocks[-1] is not None
+                                       and clocks[-1] - clocks[j] <= idle):  # fmt: skip
+            want_t[j].append(tails[j])
+    off = n - len(files)
+    out = {}
+    for i, f in enumerate(files):
+        h = np.intersect1d(heads[i + off], np.concatenate(want_h[i + off] or [np.zeros(0, np.uint64)]))
+        t = np.intersect1d(tails[i + off], np.concatenate(want_t[i + off] or [np.zeros(0, np.uint64)]))
+        out[f.ident] = (h, t)
+    return out
 
 
 def run(
@@ -209,7 +273,7 @@ def run(
     evidence: bool = True,
     dask: str | None = None,
     one_timeline: bool = False,
-    progress: Callable[[TaskResult], None] | None = None,
+    progress: Callable[[Keys], None] | None = None,
 ) -> Outcome:
     """Label every capture under ``paths`` into the dataset ``out`` (see the module docstring)."""
     import hashlib
@@ -232,26 +296,38 @@ def run(
     forget(root, manifest, {s.ident for s in p.specs}, {i.path: i.ident for i in inputs})
     blob = b"".join(cache.dumps(registry))
     sha = hashlib.sha256(blob).hexdigest()
-    run_tasks, close = executor(dask)
+    runner = Runner(blob, sha) if dask is None else _dask_runner(dask, blob, sha)
     new = Aggregate()
-    edges: dict[str, Edge] = {}
     oc = Outcome(Aggregate(), new, len(p.specs), p.skipped, 0.0)
+    keys: dict[str, Keys] = {}
+    specs = {s.ident: s for s in p.specs}
+    edges: dict[str, Edge] = {}
     try:
-        for spec, res, nbytes in run_tasks(p.specs, blob, sha):
-            new.merge(res.aggregate)
-            oc.task_seconds.append(res.seconds)
-            oc.result_bytes.append(nbytes)
-            if res.edge is not None:
-                edges[spec.ident] = res.edge
-            entry = {"path": spec.path, "parts": res.parts, "aggregate": res.aggregate.to_json()}
-            manifest["inputs"][spec.ident] = entry
+        for k in runner.label(p.specs):  # as tasks finish
+            keys[k.ident] = k
+            new.merge(k.aggregate)
+            oc.task_seconds.append(k.seconds)
+            oc.result_bytes.append(len(pickle.dumps(k)))
+            if k.clock_ns is None:  # a file of its own: done
+                manifest["inputs"][k.ident] = {"path": specs[k.ident].path, "parts": k.parts,
+                                               "aggregate": k.aggregate.to_json()}  # fmt: skip
             if progress is not None:
-                progress(res)
+                progress(k)
+        give = {}
+        for job in p.joins:
+            give.update(_give(job, keys, manifest, root, timeouts))
+        for ident, (edge, parts, agg, nbytes) in runner.finish(specs, give).items():
+            k = keys[ident]
+            edges[ident] = edge
+            oc.result_bytes[list(keys).index(ident)] += nbytes
+            new.merge(agg)
+            manifest["inputs"][ident] = {"path": specs[ident].path, "parts": sorted(k.parts + parts),
+                                         "aggregate": k.aggregate.merge(agg).to_json()}  # fmt: skip
     except BaseException:
         state.save_manifest(root, manifest)  # the inputs done so far: running again goes on from there
         raise
     finally:
-        close()
+        runner.close()
     for tmp in root.glob("date=*/hour=*/.*.tmp"):  # left by a worker killed while writing (readers skip them)
         tmp.unlink(missing_ok=True)
     tj = time.perf_counter()
