@@ -113,3 +113,17 @@ def test_timeline_option_joins_files_named_anyhow(flows, tmp_path, reg):
 
     assert joined.aggregate.running.flows == ref.num_rows < apart.aggregate.running.flows
     assert rows(got) == rows(ref)
+
+
+def test_worker_refuses_a_registry_whose_bytes_do_not_match(reg):
+    import hashlib
+
+    from classifier.archive import task
+    from classifier.registry import cache
+
+    blob = b"".join(cache.dumps(reg))
+    sha = hashlib.sha256(blob).hexdigest()
+    task._REGISTRIES.clear()
+    with pytest.raises(RuntimeError, match="does not match its sha256"):
+        task.registry_from(blob[:-1] + bytes([blob[-1] ^ 1]), sha)
+    assert task.registry_from(blob, sha).provenance.sha256 == reg.provenance.sha256

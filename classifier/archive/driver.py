@@ -1,13 +1,16 @@
 """The driver: plan tasks over an archive, run them (in this process or on Dask), join timelines' edges.
 
 Each input file is one task (``task.run_task``) that writes its ended flows as parts named by the
-file's identity.  For a timeline of several files (a ring buffer), the driver then folds the edges
-the tasks sent back in timeline order with ``Engine.join``: a flow open at the end of file k merges
-with its continuation at the start of file k+1 (which task k+1 held back rather than wrote), and
-the flows that ends are written in a part named after file k+1 (``<ident>.join``); what is open
-after the last file is written as ended by the end of input (``<ident>.end``) and kept as the
-timeline's carry, for the next run to continue.  The dataset equals, flow for flow, what one
-process reading the files in order writes.
+file's identity.  A file of a timeline (a ring buffer) keeps two kinds of flows back: its *heads* (the
+first flow of each key starting within one idle timeout of its first packet: it may continue the
+previous file's flow) and its *tails* (alive at its last packet: they may go on in the next file).
+Only their key hashes go to the driver (``task.Keys``), which matches tails of each file with heads of
+the files near it (``_give``); a second, small task per file (``task.finish``, where the file's result
+is) writes the edge rows nobody can continue (``<ident>.edge``) and sends back the others.  The driver
+folds those in timeline order with ``Engine.join`` (the flow engine's own merge): the flows that end
+are written in ``<ident>.join``; what is open after the last file is written as ended by the end of
+input (``<ident>.end``) and kept as the timeline's carry, for the next run to continue.  The dataset
+equals, flow for flow, what one process reading the files in order writes.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Outcome:
     task_seconds: list[float] = field(default_factory=list)
     result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result
     join_seconds: float = 0.0
+    label_seconds: float = 0.0  # wall time of the labelling tasks (first to last)
+    finish_seconds: float = 0.0  # wall time of the edge tasks
 
 
 def plan(inputs: Sequence[Input], manifest: dict[str, Any], root: Path, timeouts: Timeouts, evidence: bool,
@@ -300,11 +305,14 @@ def run(
     new = Aggregate()
     oc = Outcome(Aggregate(), new, len(p.specs), p.skipped, 0.0)
     keys: dict[str, Keys] = {}
+    pos: dict[str, int] = {}
     specs = {s.ident: s for s in p.specs}
     edges: dict[str, Edge] = {}
+    t_label = time.perf_counter()
     try:
         for k in runner.label(p.specs):  # as tasks finish
             keys[k.ident] = k
+            pos[k.ident] = len(pos)
             new.merge(k.aggregate)
             oc.task_seconds.append(k.seconds)
             oc.result_bytes.append(len(pickle.dumps(k)))
@@ -313,16 +321,19 @@ def run(
                                                "aggregate": k.aggregate.to_json()}  # fmt: skip
             if progress is not None:
                 progress(k)
+        tf = time.perf_counter()
+        oc.label_seconds = tf - t_label
         give = {}
         for job in p.joins:
             give.update(_give(job, keys, manifest, root, timeouts))
         for ident, (edge, parts, agg, nbytes) in runner.finish(specs, give).items():
             k = keys[ident]
             edges[ident] = edge
-            oc.result_bytes[list(keys).index(ident)] += nbytes
+            oc.result_bytes[pos[ident]] += nbytes
             new.merge(agg)
             manifest["inputs"][ident] = {"path": specs[ident].path, "parts": sorted(k.parts + parts),
                                          "aggregate": k.aggregate.merge(agg).to_json()}  # fmt: skip
+        oc.finish_seconds = time.perf_counter() - tf
     except BaseException:
         state.save_manifest(root, manifest)  # the inputs done so far: running again goes on from there
         raise

@@ -1,10 +1,10 @@
-"""One task: label one capture file into the dataset's parts, return its aggregates and open edges.
+"""One task: label one capture file into the dataset's parts, then (timelines) finish its edge.
 
-Runs on a Dask worker (or in the driver's process without ``--dask``).  What goes back to the driver
-is small and does not grow with the file: the aggregates (``Aggregate``), and, for a file of a
-timeline of several files, the flows left open at its edges (``engine.Edge``: the flows alive at its
-last packet, and the first flows of each key within one idle timeout of its first packet, which may
-continue the previous file's flows and so are not written here).
+Runs on a Dask worker (or in the driver's process without ``--dask``).  ``run_task`` reads the file
+with the engine and writes flows as they end; for a file of a timeline of several files it keeps the
+flows open at its edges (``engine.Edge``) in its result, of which only the key hashes go to the driver
+(``keys_of``).  ``finish`` then writes the edge rows no near file can continue and returns the few that
+may.  What crosses the network is small: aggregates, key hashes, and the flows that cross files.
 """
 
 from __future__ import annotations
