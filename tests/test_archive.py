@@ -192,3 +192,12 @@ def test_second_run_adds_only_the_new_files(archive_dir, tmp_path, env):
     r = _portclass("archive", str(src), "-o", str(out), "--no-progress", env=env)
     assert "0 file(s) labelled this run, 9 already" in " ".join(r.stdout.split())
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == after
+    # the ring rotates: its oldest file is deleted as the next one comes; the dataset keeps both
+    (src / "ring" / ring[0].name).unlink()
+    shutil.copy2(ring[7], src / "ring" / ring[7].name)
+    r = _portclass("archive", str(src), "-o", str(out), "--no-progress", env=env)
+    assert "1 file(s) labelled this run, 8 already" in " ".join(r.stdout.split()), r.stderr
+    shutil.copy2(ring[0], src / "ring" / ring[0].name)
+    shutil.rmtree(fresh)
+    assert _portclass("archive", str(src), "-o", str(fresh), "--no-progress", env=env).returncode == 0
+    assert rows(dataset(out)) == rows(dataset(fresh))

@@ -90,3 +90,40 @@ def test_bad_arguments_one_line(tmp_path, capsys, xml_path, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_timeline_option_joins_files_named_anyhow(flows, tmp_path, reg):
+    """``--timeline``: the ring's files under names no ring rule knows give the same flows once joined."""
+    ring = sorted((flows.parent / "caps" / "ring").iterdir())
+    named = tmp_path / "named"
+    named.mkdir()
+    for i, f in enumerate(ring):  # names sort backwards: the order comes from the first packets
+        shutil.copy2(f, named / f"cap-{len(ring) - i:02d}.pcap")
+    apart = run([str(named)], tmp_path / "apart", reg)
+    joined = run([str(named)], tmp_path / "joined", reg, one_timeline=True)
+    ref = ds.dataset(flows, format="parquet", partitioning="hive").to_table()
+    ref = ref.filter(ds.field("date") == "2026-01-01")
+    cols = [c for c in ref.column_names if c not in ("log.file.path", "portclass.evidence.file", "date", "hour",
+                                                     "portclass.missed_bytes", "portclass.history")]  # fmt: skip
+    got = ds.dataset(tmp_path / "joined", format="parquet", partitioning="hive").to_table()
+
+    def rows(t):
+        d = t.select(cols).to_pydict()
+        return sorted(tuple(str(d[c][i]) for c in cols) for i in range(t.num_rows))
+
+    assert joined.aggregate.running.flows == ref.num_rows < apart.aggregate.running.flows
+    assert rows(got) == rows(ref)
+
+
+def test_worker_refuses_a_registry_whose_bytes_do_not_match(reg):
+    import hashlib
+
+    from classifier.archive import task
+    from classifier.registry import cache
+
+    blob = b"".join(cache.dumps(reg))
+    sha = hashlib.sha256(blob).hexdigest()
+    task._REGISTRIES.clear()
+    with pytest.raises(RuntimeError, match="does not match its sha256"):
+        task.registry_from(blob[:-1] + bytes([blob[-1] ^ 1]), sha)
+    assert task.registry_from(blob, sha).provenance.sha256 == reg.provenance.sha256

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from .task import TaskResult, TaskSpec, run_task
+from .task import Keys, TaskResult, TaskSpec, finish, keys_of, run_task
 
 RETRIES = 3
 
@@ -31,44 +31,68 @@ def parse(spec: str) -> tuple[str, int | None]:
     return spec, None
 
 
-def connect(spec: str) -> tuple[Callable[..., Iterator[tuple[TaskSpec, TaskResult, int]]], Callable[[], None]]:
-    """(run, close) over a Dask client; see ``driver.executor``."""
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise ValueError("--dask needs Dask: pip install 'portclass[cluster]'") from None
-    address, n = parse(spec)
-    cluster = None
-    if address == "local":
-        cluster = LocalCluster(
-            n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(address, timeout="20s")
-        except OSError as exc:
-            raise ValueError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+class DaskRunner:
+    """``driver.Runner`` on a Dask cluster: task results (with their edges) stay on the workers."""
 
-    def run(specs: list[TaskSpec], blob: bytes, sha: str) -> Iterator[tuple[TaskSpec, TaskResult, int]]:
-        if not specs:
-            return
-        reg = client.scatter(blob, broadcast=True, hash=False)
-        futures: dict[Any, TaskSpec] = {}
+    def __init__(self, spec: str, blob: bytes, sha: str) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError("--dask needs Dask: pip install 'portclass[cluster]'") from None
+        address, n = parse(spec)
+        self.cluster = None
+        if address == "local":
+            self.cluster = LocalCluster(
+                n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0"
+            )
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(address, timeout="20s")
+            except OSError as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+        self.dashboard = self.client.dashboard_link
+        self.sha = sha
+        self.reg = self.client.scatter(blob, broadcast=True, hash=False)
+        self.futures: dict[str, Any] = {}
+
+    def label(self, specs: list[TaskSpec]) -> Iterator[Keys]:
+        """Submit one task per file; yields their summaries as they finish."""
+        from distributed import as_completed
+
+        summaries = []
         for s in specs:
             name = os.path.basename(s.path).replace(" ", "_")
-            fut = client.submit(run_task, s, reg, sha, key=f"portclass-{name}-{s.ident}", retries=RETRIES, pure=False)
-            futures[fut] = s
-        for fut in as_completed(futures):
-            res = fut.result()
-            yield futures[fut], res, len(pickle.dumps(res))
+            fut = self.client.submit(run_task, s, self.reg, self.sha, key=f"portclass-{name}-{s.ident}",
+                                     retries=RETRIES, pure=False)  # fmt: skip
+            if s.export:
+                self.futures[s.ident] = fut
+            summaries.append(self.client.submit(keys_of, fut, key=f"portclass-keys-{s.ident}", retries=RETRIES))
+        for fut in as_completed(summaries):
+            yield fut.result()
             fut.release()
 
-    def close() -> None:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    def finish(self, specs: dict[str, TaskSpec], give: dict[str, tuple[Any, Any]]) -> dict[str, tuple]:
+        """The finishing tasks, where the files' results are (Dask runs them on the worker holding them)."""
+        futs = {
+            ident: self.client.submit(finish_sized, self.futures[ident], specs[ident], self.reg, self.sha, hk, tk,
+                                      key=f"portclass-edge-{ident}", retries=RETRIES)  # fmt: skip
+            for ident, (hk, tk) in give.items()
+        }
+        out = {ident: fut.result() for ident, fut in futs.items()}
+        for fut in [*futs.values(), *self.futures.values()]:
+            fut.release()
+        self.futures = {}
+        return out
 
-    run.dashboard = client.dashboard_link  # type: ignore[attr-defined]
-    return run, close
+    def close(self) -> None:
+        """Disconnect (and stop the local cluster)."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
+
+def finish_sized(res: TaskResult, spec: TaskSpec, blob: bytes, sha: str, hk: Any, tk: Any) -> tuple:
+    """``task.finish`` and the pickled size of the edge it sends back."""
+    edge, parts, agg = finish(res, spec, blob, sha, hk, tk)
+    return edge, parts, agg, len(pickle.dumps(edge))
