@@ -35,8 +35,8 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 """portclass runs as an installed package does: its bytecode cached (``warm_up`` writes it once)."""
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of ``cmd`` under GNU time -v; exits on failure."""
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MiB, CPU seconds user + system) of ``cmd`` under GNU time -v; exits on failure."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as rep:
         proc = subprocess.run(
             ["/usr/bin/time", "-v", "-o", rep.name, *cmd],
@@ -54,7 +54,8 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     secs = int(h or 0) * 3600 + int(m) * 60 + float(s)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     assert rss is not None, text
-    return secs, int(rss.group(1)) / 1024
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
+    return secs, int(rss.group(1)) / 1024, cpu
 
 
 def build(script: str, out: Path, *extra: str) -> None:
@@ -70,10 +71,10 @@ def warm_up(out_dir: Path) -> None:
         subprocess.run(cmd, stdout=subprocess.DEVNULL, env=ENV, check=False)
 
 
-def run_formats(capture: Path, out_dir: Path, repeat: int) -> dict[str, tuple[float, float]]:
+def run_formats(capture: Path, out_dir: Path, repeat: int) -> dict[str, tuple[float, float, float]]:
     """Best of ``repeat`` wall times (and the peak of that run) per format, summary first."""
     warm_up(out_dir)
-    res: dict[str, tuple[float, float]] = {}
+    res: dict[str, tuple[float, float, float]] = {}
     for fmt in ("summary", *FORMATS):
         cmd = [*PORTCLASS, str(capture), "--no-progress"]
         if fmt != "summary":
@@ -89,11 +90,13 @@ def bench(args: argparse.Namespace) -> None:
         res = run_formats(cap, Path(d), args.repeat)
     base = res["summary"][0]
     print(f"bench capture {cap} ({cap.stat().st_size / 2**20:.0f} MiB), best of {args.repeat}\n")
-    print("| run | wall s | x summary | peak MiB | target |")
-    print("| --- | --- | --- | --- | --- |")
-    for fmt, (wall, rss) in res.items():
+    cpu0 = res["summary"][2]
+    print("| run | wall s | x summary | CPU s | CPU x summary | peak MiB | target (wall) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for fmt, (wall, rss, cpu) in res.items():
         ok = "" if fmt == "summary" else ("ok" if wall <= 1.3 * base else "MISSED (<= 1.3x)")
-        print(f"| {fmt} | {wall:.2f} | {wall / base:.2f} | {rss:.0f} | {ok} |")
+        print(f"| {fmt} | {wall:.2f} | {wall / base:.2f} | {cpu:.2f} | {cpu / cpu0:.2f} | {rss:.0f} | {ok} |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def day(args: argparse.Namespace) -> None:
@@ -110,7 +113,7 @@ def day(args: argparse.Namespace) -> None:
     print("| run | small wall s | small peak MiB | big wall s | big peak MiB | peak ratio | targets |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for fmt in rb:
-        (ws, ms), (wb, mb) = rs[fmt], rb[fmt]
+        (ws, ms, _), (wb, mb, _) = rs[fmt], rb[fmt]
         notes = ["peak ok" if mb <= 300 else "peak > 300 MiB", "flat" if mb <= 1.2 * ms else "not flat"]
         if ndpi is not None:
             notes.append(f"{wb / ndpi[0]:.3f}x ndpiReader" + ("" if wb <= 0.15 * ndpi[0] else " (> 0.15x)"))
