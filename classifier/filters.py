@@ -254,7 +254,7 @@ def apply(a: Analysis, flt: FlowFilter) -> Analysis:
         total_flagged=int(np.count_nonzero(whole.labels.severity)),
     )
     kept = {f.name: getattr(a, f.name) for f in fields(Analysis)}  # every run setting carries over
-    kept.update(flows=a.flows.take(idx), labels=labels, inputs=list(a.inputs))
+    kept.update(flows=a.flows.take(idx), labels=labels, inputs=list(a.inputs), aggregates=None)
     if a.part is not None:
         kept.update(part=a.part[idx])
     return FilteredAnalysis(**kept, selection=selection, whole=whole)

@@ -56,12 +56,14 @@ from .summary import (
     SCAN_MIN_TARGETS,
     ServiceRow,
     Totals,
+    flow_count,
     flow_outcomes,
     outcome_counts,
     scanners,
     services,
     totals,
     verdict_counts,
+    worst_view,
 )
 from .terminal import PORTCLASS_NOTE, human_bytes, notice_text
 
@@ -299,10 +301,10 @@ def status_chart(t: Totals, a: Analysis) -> str:
         (s, [(float(v), STATUS_COLORS.get(s, _OTHER_COLOR))], f"{v:,} ({100 * v / n:.0f}%)", f"{s}: {v:,} flows")
         for s, v in sorted(t.flows_by_status.items(), key=lambda kv: -kv[1])
     ]
-    flags = a.labels.flags
+    agg = a.aggregates
     sev_color = {6: "#b71c1c", 5: "#b71c1c", 4: "#e65100", 3: "#ef6c00", 2: "#9575cd", 1: "#90a4ae"}
     for bit, name in FLAG_NAMES.items():
-        c = int(np.count_nonzero(flags & bit))
+        c = int(np.count_nonzero(a.labels.flags & bit) if agg is None else agg.by_flag[bit.bit_length() - 1])
         if c:
             items.append(
                 (
@@ -319,6 +321,10 @@ def talkers_chart(a: Analysis, bars: int) -> str:
     """SVG bars: hosts by bytes (as client and as server), over every flow."""
     fl = a.flows
     n = len(fl)
+    if a.aggregates is not None:
+        note = a.aggregates.talkers_note()
+        cap = f'<p class="cap" id="pc-talkers-note">Top talkers {_esc(note)}.</p>' if note else ""
+        return cap + _talker_bars(a.aggregates.talkers(bars))
     if n == 0:
         return _empty_chart()
     tot = fl.bytes_c2s.astype(np.float64) + fl.bytes_s2c
@@ -331,15 +337,27 @@ def talkers_chart(a: Analysis, bars: int) -> str:
     fs = np.bincount(inv[n:], minlength=len(uniq))
     total = as_client + as_server
     top = np.lexsort((np.arange(len(uniq)), -total))[:bars]
-    names = format_addresses(uniq[top, 0], uniq[top, 1])
+    return _talker_bars(
+        [(int(uniq[i, 0]), int(uniq[i, 1]), int(as_client[i]), int(as_server[i]), int(fc[i]), int(fs[i])) for i in top]
+    )
+
+
+def _talker_bars(rows: list[tuple[int, int, int, int, int, int]]) -> str:
+    """The talkers chart of rows (address hi, lo, bytes as client, as server, flows as client, as server)."""
+    if not rows:
+        return _empty_chart()
+    names = format_addresses(
+        np.array([r[0] for r in rows], dtype=np.uint64), np.array([r[1] for r in rows], dtype=np.uint64)
+    )
     items = []
-    for k, i in enumerate(top.tolist()):
+    for k, (_, _, as_client, as_server, fc, fs) in enumerate(rows):
+        total = as_client + as_server
         tip = (
-            f"{names[k]}: {int(total[i]):,} bytes; as client {int(as_client[i]):,} bytes in {int(fc[i]):,} flows, "
-            f"as server {int(as_server[i]):,} bytes in {int(fs[i]):,} flows"
+            f"{names[k]}: {total:,} bytes; as client {as_client:,} bytes in {fc:,} flows, "
+            f"as server {as_server:,} bytes in {fs:,} flows"
         )
-        segs = [(float(as_client[i]), "#3572b0"), (float(as_server[i]), "#26a69a")]
-        items.append((str(names[k]), segs, human_bytes(float(total[i])), tip))
+        segs = [(float(as_client), "#3572b0"), (float(as_server), "#26a69a")]
+        items.append((str(names[k]), segs, human_bytes(float(total)), tip))
     return hbar_chart(items, "Top talkers by bytes")
 
 
@@ -348,7 +366,7 @@ def verdict_chart(a: Analysis) -> str:
     counts = verdict_counts(a)
     if counts is None:
         return _empty_chart("Payload not inspected (--dissect none)")
-    n = len(a.flows)
+    n = flow_count(a)
     if not n:
         return _empty_chart()
     items = []
@@ -372,10 +390,13 @@ def protocol_chart(a: Analysis, bars: int) -> str:
         return _empty_chart("Payload not inspected (--dissect none)")
     lab = a.labels
     seen = lab.protocol > 0
-    if not seen.any():
+    if a.aggregates is not None:
+        per = a.aggregates.by_protocol.copy()
+    else:
+        per = np.zeros((len(PROTOCOLS) + 1, len(VERDICTS)), dtype=np.int64)
+        np.add.at(per, (lab.protocol[seen].astype(np.int64), lab.verdict[seen].astype(np.int64)), 1)
+    if not per.any():
         return _empty_chart("No protocol recognised in any payload")
-    per = np.zeros((len(PROTOCOLS) + 1, len(VERDICTS)), dtype=np.int64)
-    np.add.at(per, (lab.protocol[seen].astype(np.int64), lab.verdict[seen].astype(np.int64)), 1)
     totals_ = per.sum(axis=1)
     codes = [int(c) for c in np.lexsort((np.arange(len(totals_)), -per[:, V_MISMATCH], -totals_)) if totals_[c]]
     items = []
@@ -420,26 +441,50 @@ def _axis_label_cut(t0: int, t1: int) -> slice:
 
 
 def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
-    """SVG columns: flows started per time bin, stacked by severity band (flagged at the bottom)."""
+    """SVG columns: flows started per time bin, stacked by severity band (flagged at the bottom).
+
+    From a run's running aggregates past ``aggregates.TIMELINE_EXACT`` flows, the columns are whole
+    multiples of the bins the aggregates counted in, and a caption says how wide those are.
+    """
     fl, lab = a.flows, a.labels
-    if len(fl) == 0:
+    caption = ""
+    if a.aggregates is not None:
+        got = a.aggregates.timeline.chart_bins()
+        if got is None:
+            return _empty_chart()
+        t0, bin_ns, counts, res = got
+        nbins = counts.shape[1]
+        t1 = int(a.aggregates.timeline.tmax)
+        span = max(t1 - t0, 1)
+        stacks = [(counts[b], color) for b, (_, _, _, color) in enumerate(_SEV_GROUPS)]
+        if res:
+            span = nbins * bin_ns - 1  # the axis covers the columns
+            caption = (
+                f'<p class="cap" id="pc-timeline-note">{int(counts.sum()):,} flow starts counted in bins of '
+                f"{_esc(_fmt_duration(res / 1e9))} (too many to keep each start time): each column is a whole "
+                "number of them.</p>"
+            )
+    elif len(fl) == 0:
         return _empty_chart()
-    ts = fl.first_ts_ns.astype(np.int64)
-    t0, t1 = int(ts.min()), int(ts.max())
-    span = max(t1 - t0, 1)
-    nbins = 60 if span > 60 * 10**9 else 30
-    idx = time_bins(ts, t0, span, nbins)
-    sev = lab.severity.astype(np.int64)
-    stacks = []
-    for _, lo, hi, color in _SEV_GROUPS:
-        m = (sev >= lo) & (sev <= hi)
-        stacks.append((np.bincount(idx[m], minlength=nbins), color))
+    else:
+        ts = fl.first_ts_ns.astype(np.int64)
+        t0, t1 = int(ts.min()), int(ts.max())
+        span = max(t1 - t0, 1)
+        nbins = 60 if span > 60 * 10**9 else 30
+        idx = time_bins(ts, t0, span, nbins)
+        sev = lab.severity.astype(np.int64)
+        stacks = []
+        for _, lo, hi, color in _SEV_GROUPS:
+            m = (sev >= lo) & (sev <= hi)
+            stacks.append((np.bincount(idx[m], minlength=nbins), color))
+        bin_ns = span // nbins + 1  # as time_bins cuts them
     totals_per_bin = sum(c for c, _ in stacks)
     ymax = 4 * _nice_step(float(totals_per_bin.max()) / 4)  # four gridlines at whole counts
     left, right, top, bottom = 48, 12, 10, 28
     pw, ph = width - left - right, height - top - bottom
     bw = pw / nbins
     out = [
+        caption,
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="Flows over time by severity" '
         f'preserveAspectRatio="xMinYMin meet">'
     ]
@@ -448,7 +493,6 @@ def timeline_chart(a: Analysis, width: int = 1140, height: int = 220) -> str:
         y = top + ph - ph * k / 4
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="ay">{v:,.0f}</text>')
-    bin_ns = span // nbins + 1  # as time_bins cuts them
     cut = _axis_label_cut(t0, t1)
     flagged_per_bin = totals_per_bin - stacks[-1][0]
     for b in range(nbins):
@@ -494,10 +538,12 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     Zeek's conn_state (index into ``states``). Hosts are numbered in address order and services in
     name order, so sorting by index sorts by value.
     """
+    t = totals(a)
+    n = t.flows
+    a = worst_view(a)  # the run's worst flows, when the run kept only those (report.aggregates)
     fl, lab, reg = a.flows, a.labels, a.registry
-    n = len(fl)
-    sel = worst_first(a)[: max(int(max_rows), 0)] if n else np.zeros(0, dtype=np.int64)
-    base_ms = int(fl.first_ts_ns.min()) // 1_000_000 if n else 0
+    sel = worst_first(a)[: max(int(max_rows), 0)] if len(fl) else np.zeros(0, dtype=np.int64)
+    base_ms = int(t.first_ts_ns) // 1_000_000 if n else 0  # type: ignore[arg-type]
     # hosts: one table for clients and servers, in numeric address order
     k = len(sel)
     pair = np.stack(
@@ -563,7 +609,7 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
     return {
         "base_ms": base_ms,
         "total": n,
-        "flagged": int(np.count_nonzero(lab.severity)),
+        "flagged": t.flagged_flows,
         "hosts": hosts,
         "services": [names[j] for j in by_name],
         "descs": [descs[j] for j in by_name],
@@ -584,7 +630,7 @@ def table_payload(a: Analysis, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, An
         "state_meanings": [CONN_STATE_MEANINGS[s] for s in CONN_STATES],
         # the day of every flow's first packet when the capture stays within one UTC day (the table
         # then shows times only, the date in the column's header); None when it spans days
-        "day": _one_day(a),
+        "day": _one_day(t),
         "rows": rows,
     }
 
@@ -595,13 +641,12 @@ ROW_FIELDS = ("sev", "client", "cport", "server", "sport", "transport", "service
 """Field order of each row in ``table_payload``."""
 
 
-def _one_day(a: Analysis) -> str | None:
+def _one_day(t: Totals) -> str | None:
     """The UTC date (YYYY-MM-DD) of the capture's flows when they all fall on that one day, else None."""
-    fl = a.flows
-    if not len(fl):
+    if not t.flows or t.first_ts_ns is None or t.last_ts_ns is None:
         return None
-    day = _fmt_ts(int(fl.first_ts_ns.min()))[:10]
-    return day if _fmt_ts(int(fl.last_ts_ns.max()))[:10] == day else None
+    day = _fmt_ts(t.first_ts_ns)[:10]
+    return day if _fmt_ts(t.last_ts_ns)[:10] == day else None
 
 
 def _state_index(states: np.ndarray) -> np.ndarray:
@@ -747,9 +792,11 @@ def _outcomes_html(a: Analysis) -> str:
             f"<td class=num>{r.answered:,}</td></tr>"
             for r in rows[:50]
         )
+        note = a.aggregates.scanners_note() if a.aggregates is not None else None
+        note = f" ({_esc(note)})" if note else ""
         out.append(
             f'<table class="scanners" id="pc-scanners"><caption>Scanners: sources of {SCAN_MIN_ATTEMPTS}+ '
-            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts</caption>"
+            f"unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts{note}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
     return "".join(out)

@@ -5,7 +5,9 @@
   carries ``portclass.label_basis``. Every document has ``ecs.version``; absent values are left out
   (never null: what a SIEM expects); per-capture names (IP protocol names...) are values, never keys.
 - ``json``: one document with ``notice``, ``registry``, ``totals`` and ``flows``; in each flow, as in
-  ``jsonl``, a field without a value is left out (never null).
+  ``jsonl``, a field without a value is left out (never null).  A run read into running aggregates
+  (the command line's ``-f json``) keeps at most ``--max-flows`` flows: the worst ones, by start time;
+  when that bound leaves flows out, ``flows_shown`` says how many of how many (``jsonl`` has them all).
 - ``csv``: ``#`` comment lines with the warning and provenance, then a header with ECS column names
   (read with ``pandas.read_csv(path, comment="#")``): the same columns as the Parquet output.
 """
@@ -13,21 +15,27 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import interrupt
+from ..atomic import atomic_file
 from ..filters import selection_of, whole_totals
 from ..interrupt import partial_fields, partial_note
 from ..output import emit
 from ..pipeline import Analysis
 from .rows import ECS_VERSION, LABEL_BASIS, iso_times, rows, table_columns
+from .summary import flow_count, worst_view
 from .terminal import PORTCLASS_NOTE, notice_text
 
 
@@ -65,9 +73,57 @@ def notice_timestamp(a: Analysis) -> str:
     running = getattr(whole, "running", None)
     if running is not None and running.first_ts_ns is not None:
         return str(iso_times(np.array([running.first_ts_ns], dtype=np.int64))[0])
+    if whole.aggregates is not None and whole.aggregates.first_ts_ns is not None:
+        return str(iso_times(np.array([whole.aggregates.first_ts_ns], dtype=np.int64))[0])
     if len(whole.flows):
         return str(iso_times(whole.flows.first_ts_ns.min(keepdims=True))[0])
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def flows_shown(a: Analysis, shown: int) -> dict[str, Any]:
+    """``{"flows_shown": ...}`` saying how many flows a bounded list left out, or nothing when none."""
+    total = flow_count(a)
+    if shown >= total:
+        return {}
+    return {
+        "flows_shown": {
+            "flows": shown,
+            "of": total,
+            "left_out": total - shown,
+            "which": f"the {shown:,} worst of {total:,} flows (flagged first, then most bytes), by start time; "
+            "--format jsonl, csv, zeek or parquet write every flow",
+        }
+    }
+
+
+def json_parts(a: Analysis, rows_per_part: int = 2048) -> Iterator[str]:
+    """The ``json`` document in parts, ``rows_per_part`` flows at a time (never every flow's dict at once):
+    the text ``json.dumps(doc, indent=1)`` gives."""
+    from ..filters import take_labels
+
+    shown = worst_view(a)
+    doc = {
+        "notice": notice_text(a),
+        "portclass_note": PORTCLASS_NOTE,
+        "label_basis": LABEL_BASIS,
+        **_meta(a),
+        "totals": whole_totals(a),
+        **flows_shown(a, len(shown.flows)),
+        "flows": [],
+    }
+    head, _, tail = json.dumps(doc, ensure_ascii=False, indent=1).rpartition('"flows": []')
+    yield head + '"flows": ['
+    n = len(shown.flows)
+    by_start = np.argsort(shown.flows.first_ts_ns, kind="stable")  # the order ``rows`` gives
+    for lo in range(0, n, rows_per_part):
+        idx = by_start[lo : lo + rows_per_part]
+        part = None if shown.part is None else shown.part[idx]
+        sub = dataclasses.replace(shown, flows=shown.flows.take(idx), labels=take_labels(shown.labels, idx), part=part)
+        items = [
+            "  " + json.dumps(r, ensure_ascii=False, indent=1).replace("\n", "\n  ") for r in rows(sub, omit_nulls=True)
+        ]
+        yield ("\n" if lo == 0 else ",\n") + ",\n".join(items)
+    yield ("\n ]" if n else "]") + tail + "\n"
 
 
 def render(a: Analysis, fmt: str) -> str:
@@ -87,15 +143,7 @@ def render(a: Analysis, fmt: str) -> str:
         lines += [json.dumps(r, ensure_ascii=False) for r in rows(a, omit_nulls=True)]
         return "\n".join(lines) + "\n"
     if fmt == "json":
-        doc = {
-            "notice": notice,
-            "portclass_note": PORTCLASS_NOTE,
-            "label_basis": LABEL_BASIS,
-            **_meta(a),
-            "totals": whole_totals(a),
-            "flows": rows(a, omit_nulls=True),
-        }
-        return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+        return "".join(json_parts(a))
     if fmt == "csv":
         cols = table_columns(a)
         buf = io.StringIO()
@@ -117,5 +165,15 @@ def render(a: Analysis, fmt: str) -> str:
 
 
 def write(a: Analysis, fmt: str, out: str | Path | None, **_: object) -> None:
-    """Write the report to ``out`` atomically (or stdout)."""
-    emit(render(a, fmt), out)
+    """Write the report to ``out`` atomically (or stdout); ``json`` part by part."""
+    if fmt != "json":
+        emit(render(a, fmt), out)
+    elif out is None or str(out) == "-":
+        for part in json_parts(a):
+            sys.stdout.write(part)
+        sys.stdout.flush()
+        interrupt.ending()
+    else:
+        with atomic_file(Path(out), then=interrupt.ending) as fh:
+            for part in json_parts(a):
+                fh.write(part.encode())

@@ -1,5 +1,10 @@
 """Aggregates every report shares: capture totals, services by server port, status breakdown,
-connection outcomes (answered or attempts) and scanners."""
+connection outcomes (answered or attempts) and scanners.
+
+Each is computed over the analysis' flow table, or, for a run whose flows were not kept (the CLI's
+summary, ``-f json`` and ``-f html``), read from the run's running aggregates
+(``Analysis.aggregates``, ``report.aggregates``): the same figures.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ def totals(a: Analysis) -> Totals:
     running = getattr(a, "running", None)
     if running is not None:
         return running
+    if a.aggregates is not None:
+        return a.aggregates.totals(a)
     fl, lab = a.flows, a.labels
     n = len(fl)
     return totals_of(
@@ -136,6 +143,9 @@ def outcome_counts(a: Analysis, codes: np.ndarray | None = None) -> dict[str, in
     """Flows per outcome: answered, rejected, no reply, other."""
     from ..conn import OUTCOMES
 
+    if a.aggregates is not None:
+        return a.aggregates.outcome_counts()
+
     codes = flow_outcomes(a) if codes is None else codes
     counts = np.bincount(codes, minlength=len(OUTCOMES))
     return {name: int(counts[i]) for i, name in enumerate(OUTCOMES)}
@@ -179,6 +189,8 @@ def scanners(a: Analysis, codes: np.ndarray | None = None) -> list[ScannerRow]:
     from ..conn import OUT_ANSWERED, OUT_NO_REPLY, OUT_REJECTED
     from .addr import format_addresses
 
+    if a.aggregates is not None:
+        return a.aggregates.scanners()
     fl = a.flows
     codes = flow_outcomes(a) if codes is None else codes
     if not len(fl):
@@ -218,7 +230,10 @@ def services(a: Analysis, attempts: bool = False) -> list[ServiceRow]:
 
     Connection attempts that were rejected or never answered are left out unless ``attempts``: a
     port label on a connection that never happened is noise (``outcome_counts`` counts them apart).
+    A run read into running aggregates has the rows without attempts only.
     """
+    if a.aggregates is not None and not attempts:
+        return a.aggregates.services(a.registry)
     if not attempts:
         from ..conn import OUT_NO_REPLY, OUT_REJECTED
 
@@ -277,5 +292,18 @@ def verdict_counts(a: Analysis) -> dict[str, int] | None:
 
     if not a.payload_inspected:
         return None
+    if a.aggregates is not None:
+        return a.aggregates.verdict_counts(True)
     counts = np.bincount(a.labels.verdict, minlength=len(VERDICTS))
     return {VERDICTS[c]: int(counts[c]) for c in (1, 2, 3, 0)}
+
+
+def worst_view(a: Analysis) -> Analysis:
+    """The flows a flows table may show, in the run's order: all of ``a``'s, or for a run read into
+    running aggregates the worst flows they kept (``Aggregates.worst``)."""
+    return a if a.aggregates is None else a.aggregates.worst_view(a)
+
+
+def flow_count(a: Analysis) -> int:
+    """Flows of the run (also those a bounded list left out)."""
+    return len(a.flows) if a.aggregates is None else int(a.aggregates.flows)

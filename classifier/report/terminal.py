@@ -33,12 +33,14 @@ from .summary import (
     SCAN_MIN_ATTEMPTS,
     SCAN_MIN_TARGETS,
     ServiceRow,
+    flow_count,
     flow_outcomes,
     outcome_counts,
     scanners,
     services,
     totals,
     verdict_counts,
+    worst_view,
 )
 
 FALLBACK_NOTICE = (
@@ -112,7 +114,8 @@ def _totals_block(a: Analysis) -> Group:
         apart = "flows of different files kept apart" + (
             " (ring-buffer parts joined)" if np.unique(groups).size < len(files) else ""
         )
-        if len(a.flows) and not a.flows.key_group.any():
+        agg = a.aggregates
+        if (agg.flows and not agg.key_group_any) if agg is not None else (len(a.flows) and not a.flows.key_group.any()):
             apart = "flows joined across files (--merge-files)"
         shown = ", ".join(Path(f).name for f in files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
         lines.append(Text(f"Files    {shown}; {apart}"))
@@ -204,8 +207,10 @@ def scanners_table(a: Analysis, top: int, codes: np.ndarray | None = None) -> Ta
     rows = scanners(a, codes)
     if not rows:
         return None
+    note = a.aggregates.scanners_note() if a.aggregates is not None else None
     tbl = Table(
         title=f"Scanners: sources of {SCAN_MIN_ATTEMPTS}+ unanswered attempts to {SCAN_MIN_TARGETS}+ ports or hosts",
+        caption=note,
         box=box.SIMPLE,
     )
     for col, just in [
@@ -341,23 +346,27 @@ def flows_table(a: Analysis, order: np.ndarray, title: str, top: int, width: int
 
 
 def _flagged_table(a: Analysis, top: int, width: int) -> tuple[Table, Text | None]:
-    order = worst_first(a)
-    order = order[a.labels.severity[order] > 0]
-    title = f"Flagged flows, worst first (top {min(top, len(order))} of {len(order)})"
-    return flows_table(a, order, title, top, width)
+    """The worst flagged flows (of the run's worst flows kept, ``summary.worst_view``), saying of how many."""
+    v = worst_view(a)
+    order = worst_first(v)
+    order = order[v.labels.severity[order] > 0]
+    title = f"Flagged flows, worst first (top {min(top, len(order))} of {totals(a).flagged_flows})"
+    return flows_table(v, order, title, top, width)
 
 
 def _kept_table(a: Analysis, top: int, width: int) -> tuple[Table, Text | None]:
     """A filtered run's kept flows, worst first (flagged or not), saying how many ``top`` left out."""
     from ..filters import selection_of
 
-    order = worst_first(a)
+    v = worst_view(a)
+    order = worst_first(v)
+    total = flow_count(a)
     shown = min(top, len(order))
-    left = f"; {len(order) - shown:,} more left out (--top)" if len(order) > shown else ""
+    left = f"; {total - shown:,} more left out (--top)" if total > shown else ""
     sel = selection_of(a)
     what = sel.line() if sel is not None else "kept flows"
-    title = f"Flows kept by the {what}, worst first (top {shown} of {len(order)}{left})"
-    return flows_table(a, order, title, top, width)
+    title = f"Flows kept by the {what}, worst first (top {shown} of {total}{left})"
+    return flows_table(v, order, title, top, width)
 
 
 _VERDICT_STYLE = {"consistent": "green", "mismatch": "bold red", "unregistered": "yellow", "unverified": "dim"}
