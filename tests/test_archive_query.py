@@ -141,3 +141,11 @@ def test_local_cluster_writes_what_one_process_writes(flows, tmp_path, reg):
         return sorted(tuple(str(d[c][i]) for c in sorted(d)) for i in range(t.num_rows))
 
     assert rows(tmp_path / "local") == rows(flows)
+
+
+def test_nothing_readable_is_the_runs_error(tmp_path, capsys, xml_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"garbage, not a capture")
+    code = main(["archive", str(bad), "-o", str(tmp_path / "out"), "--registry", str(xml_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"portclass: {bad}: not a pcap or pcapng capture (it starts with 67 61 72 62)\n"
