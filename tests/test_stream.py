@@ -113,25 +113,3 @@ def test_jobs_is_ignored_with_one_line(tmp_path: Path, xml_path: Path, capsys) -
     assert err == ["portclass: --jobs is ignored: the two-process reader was removed (one process reads)"]
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
-
-def test_writer_thread_hands_its_error_back(reg) -> None:
-    """A chunk the writer thread cannot write (disk full) fails the run where it reads on, not in the thread."""
-    import errno
-    import io as _io
-
-    from classifier.report.stream import _Body
-
-    class Full(_io.RawIOBase):
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: object) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    a = analyze([Path("captures/sample.pcap")], reg)
-    body = _Body("jsonl", Full())
-    body.put(a)
-    with pytest.raises(OSError, match="No space left"):
-        body.finish()
-    with pytest.raises(OSError, match="No space left"):
-        body.put(a)

@@ -101,50 +101,12 @@ class _Body:
         self.fmt, self.sink = fmt, sink
         self.parquet: Any = None
         self.pandas = b""
-        self._queue: Any = None
-        self._thread: Any = None
-        self._error: BaseException | None = None
         from .serialize import pyarrow_for_writers
 
         pyarrow_for_writers()
 
-    def put(self, c: Analysis, rows: int = 8192) -> None:
-        """Hand a chunk, ``rows`` flows at a time, to the writer thread (started at the first), which
-        serializes them while the engine reads on: Arrow's kernels run outside the GIL. At most one
-        slice waits, so memory stays that of the chunk being handed over. Raises what the thread raised."""
-        if self._thread is None:
-            import queue
-            import threading
-
-            self._queue = queue.Queue(maxsize=1)
-            self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
-            self._thread.start()
-        for piece in self._slices(c, rows):
-            if self._error is not None:
-                raise self._error
-            self._queue.put(piece)
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while (c := self._queue.get()) is not None:
-            if self._error is None:  # after an error the rest is dropped (the run fails with it)
-                try:
-                    self._add(c)
-                except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-                    self._error = exc
-
-    def finish(self, check: bool = True) -> None:
-        """Wait until the writer thread has written every slice; ``check``: raise what it raised."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        if check and self._error is not None:
-            raise self._error
-
     def add(self, c: Analysis, rows: int = 8192) -> None:
-        """Write the flows of ``c`` now, ``rows`` at a time (bounds the text held at once)."""
+        """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
         for piece in self._slices(c, rows):
             self._add(piece)
 
@@ -212,12 +174,11 @@ def analyze_streamed(
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
-        stack.callback(body.finish, False)  # on the way out, an error or not: the writer thread is done
         holder: dict[str, Analysis] = {}
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            body.put(_chunk(e, holder["a"]))
+            body.add(_chunk(e, holder["a"]))
 
         holder["a"] = Analysis(
             flows=Ended.empty().flows,
@@ -232,7 +193,6 @@ def analyze_streamed(
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
-        body.finish()
         a.running = running.totals(a)  # type: ignore[attr-defined]
         head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
