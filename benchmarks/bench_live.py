@@ -1,202 +1,287 @@
 #!/usr/bin/env python3
-"""Live capture benchmark: the highest packet rate each backend sustains on loopback without drops.
+"""Sensor benchmark: ``portclass live -f jsonl -o DIR --rotate`` on a replayed day of traffic, for minutes.
 
-For each backend the rate is ramped: ``tcpreplay -i lo --pps N`` replays a capture onto the
-loopback interface of a network namespace made for the run (so nothing leaves it, and no other
-traffic mixes in) while ``portclass``'s live engine captures there; a rate passes when every
-packet sent was captured, none was dropped, and 95% of the batches reached the flow stage within
-two seconds (no growing backlog).  Label lag is the time from a packet's kernel
-timestamp until a refresh has labelled it (refresh every second), and batch lag the time until
-its batch reached the flow stage.
+Two network namespaces made for the run, joined by a veth pair: ``tcpreplay`` sends the day capture
+(``../shared/bench/make_day_pcap.py``; looped) from one at ``--rate`` packets/s for ``--minutes``,
+the sensor captures on the other end (dumpcap backend, no view) and writes rotated JSON Lines files.
+Every ``--sample`` seconds the sensor's resident memory is read from /proc (the Python process; the
+dumpcap child apart).  At the end (SIGTERM, as a service manager stops it) the benchmark prints:
 
-Needs root, ``ip`` (iproute2) and ``tcpreplay`` (``apt-get install tcpreplay``).
+- resident memory after warm-up: flat when max/min <= 1.10 (warm-up: the first ``--warmup`` s, by
+  default the longest idle timeout plus 30 s, the time flows need to start ending);
+- packets sent (tcpreplay), captured and dropped (dumpcap's kernel counters): no drops at the rate;
+- the rotated files: each one whole (every line parses, closing line present), and the packets of
+  their flows adding up to the packets captured with ports (the summary's flow packets).
 
-usage: sudo .venv/bin/python benchmarks/bench_live.py [--backends dumpcap,scapy,pyshark]
-           [--pcap /tmp/bench1m.pcap] [--seconds 3] [--rates dumpcap=100000,200000,...]
-The capture is any Ethernet pcap; the default is benchmarks/out/bench1m.pcap (made by
-../shared/bench/make_bench_pcap.py: real flows from the nDPI corpus, ~290 bytes a packet).
+The replay squeezes 24 hours of traffic into about a minute per loop, so the idle timeouts are
+short (``--idle-timeout tcp=30,udp=10,default=10``) for flows to end at the replayed pace.  Needs
+root, ``ip`` (iproute2) and ``tcpreplay`` (``bash benchmarks/setup``).
+
+usage: sudo .venv/bin/python benchmarks/bench_live.py [--pcap /tmp/engine_day10m.pcap] [--minutes 5]
+           [--rate 200000] [--rotate 1m] [--sample 5] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import resource
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-DEFAULT_RATES = {
-    "dumpcap": [50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 700_000],
-    "scapy": [5_000, 10_000, 20_000, 40_000, 80_000, 120_000, 160_000, 200_000],
-    "pyshark": [500, 1_000, 2_000, 4_000, 6_000, 8_000],
-}
-PCAPS = [ROOT / "benchmarks" / "out" / "bench1m.pcap", Path("/tmp/bench1m.pcap"), ROOT / "captures" / "sample.pcap"]
+PCAPS = [Path("/tmp/engine_day10m.pcap"), ROOT / "benchmarks" / "out" / "day10m.pcap", Path("/tmp/day10000000.pcap")]
+IDLE = "tcp=30,udp=10,default=10"
 
 
-def _registry_path() -> str | None:
-    shared = ROOT.parent / "shared" / "registry" / "service-names-port-numbers.xml"
-    return str(shared) if shared.is_file() else None
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of ``pid`` in KiB (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
-def trial(backend: str, rate: int, seconds: float, pcap: str, refresh: float = 1.0) -> dict:
-    """One capture at one rate (runs inside the namespace): a dict of figures."""
-    from classifier.live.engine import LiveOptions, LiveSession
-    from classifier.registry.sources import load_registry
-
-    reg = load_registry(_registry_path())
-    count = int(rate * seconds)
-    opts = LiveOptions(["lo"], refresh=refresh, backend=backend, idle_timeout=300)
-    session = LiveSession(opts, reg)
-    replay: dict = {}
-
-    def send(s: LiveSession) -> None:
-        def run() -> None:
-            time.sleep(0.3)
-            cmd = ["tcpreplay", "-i", "lo", "--pps", str(rate), "-L", str(count), "--loop", "100", pcap]
-            if rate >= 100_000:
-                cmd[3:3] = ["--pps-multi", "20"]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            out = r.stdout + r.stderr
-            m = re.search(r"Successful packets:\s+(\d+)", out)
-            replay["sent"] = int(m.group(1)) if m else 0
-            m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out)
-            replay["pps"] = float(m.group(1)) if m else 0.0
-            time.sleep(1.0 if backend != "pyshark" else 3.0)  # let the last packets through
-            s.request_stop("replay done")
-
-        threading.Thread(target=run, daemon=True).start()
-
-    t0 = time.perf_counter()
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = session.run(on_ready=send)
-    wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    lag = result.lag.to_dict()
-    return {
-        "backend": backend,
-        "rate": rate,
-        "achieved_pps": round(replay.get("pps", 0.0)),
-        "sent": replay.get("sent", 0),
-        "captured": int(result.analysis.stats.packets),
-        "dropped": result.dropped,
-        "flows": len(result.analysis.flows),
-        "label_lag_p50": lag["label_oldest_s"]["p50"],
-        "label_lag_max": lag["label_oldest_s"]["max"],
-        "batch_lag_p50": lag["batch_s"]["p50"],
-        "batch_lag_p95": lag["batch_s"]["p95"],
-        "batch_lag_max": lag["batch_s"]["max"],
-        "portclass_cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2),
-        "children_cpu_s": round(rc1.ru_utime + rc1.ru_stime - rc0.ru_utime - rc0.ru_stime, 2),
-        "wall_s": round(wall, 2),
-        "error": result.error,
-    }
+def children_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid``'s children (dumpcap), KiB."""
+    total = 0
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0
+    for k in kids:
+        total += rss_kib(int(k)) or 0
+    return total
 
 
-MAX_BATCH_LAG_S = 2.0
-"""A rate is sustained only if 95% of batches reached the flow stage within this (no growing backlog)."""
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds ``pid`` used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _passed(r: dict) -> bool:
-    kept_up = r["batch_lag_p95"] is not None and r["batch_lag_p95"] <= MAX_BATCH_LAG_S
-    return r["dropped"] == 0 and r["sent"] > 0 and r["captured"] >= r["sent"] and kept_up and not r["error"]
+def wait_caught_up(pid: int, limit: float = 300.0) -> float:
+    """Wait until the sensor is nearly idle (it read every packet the kernel holds for it); seconds waited."""
+    t0 = time.monotonic()
+    prev = cpu_s(pid)
+    while time.monotonic() - t0 < limit:
+        time.sleep(2.0)
+        now = cpu_s(pid)
+        if now - prev < 0.2:  # under 10% of a core: only refreshes left
+            break
+        prev = now
+    return time.monotonic() - t0
+
+
+def softnet_dropped() -> int:
+    """Packets the kernel dropped from its per-CPU input backlogs (all namespaces: /proc/net/softnet_stat)."""
+    rows = Path("/proc/net/softnet_stat").read_text().split("\n")
+    return sum(int(r.split()[1], 16) for r in rows if r.strip())
+
+
+def link_rx_dropped(ns: str, dev: str) -> int:
+    """The receiving veth end's rx drop counter."""
+    import json
+
+    r = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", dev], capture_output=True, text=True)
+    try:
+        return int(json.loads(r.stdout)[0]["stats64"]["rx"]["dropped"])
+    except (ValueError, KeyError, IndexError):
+        return -1
+
+
+def check_files(directory: Path) -> tuple[int, int, int, list[str]]:
+    """(files, flows, packets of their flows, problems) of the rotated JSON Lines files."""
+    import orjson
+
+    name = re.compile(r"^conn\.\d{4}(-\d\d){5}_\d{4}(-\d\d){5}(-\d+)?\.jsonl$")
+    files = flows = packets = 0
+    problems: list[str] = []
+    for f in sorted(directory.iterdir()):
+        if not name.match(f.name):
+            problems.append(f"{f.name}: not a rotated file's name (left behind?)")
+            continue
+        files += 1
+        n = p = 0
+        last = None
+        with f.open("rb") as fh:
+            data = fh.read()
+        if not data.endswith(b"\n"):
+            problems.append(f"{f.name}: ends inside a line")
+        lines = data.splitlines()
+        try:
+            head = orjson.loads(lines[0])
+            assert head["event"]["dataset"] == "portclass.notice"
+            for line in lines[1:-1]:
+                d = orjson.loads(line)
+                n += 1
+                p += d["network"]["packets"]
+            last = orjson.loads(lines[-1])
+        except Exception as exc:  # noqa: BLE001 - any damage is a finding
+            problems.append(f"{f.name}: {exc}")
+            continue
+        if last["event"]["dataset"] != "portclass.close":
+            problems.append(f"{f.name}: no closing line")
+        elif last["portclass"]["live"]["file"]["flows"] != n or last["portclass"]["live"]["file"]["packets"] != p:
+            problems.append(f"{f.name}: closing line says {last['portclass']['live']['file']}, lines hold {n}/{p}")
+        flows += n
+        packets += p
+    return files, flows, packets, problems
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backends", default="dumpcap,scapy,pyshark")
-    ap.add_argument("--pcap", default=None, help="Ethernet capture to replay (default: bench1m.pcap)")
-    ap.add_argument("--seconds", type=float, default=3.0, help="seconds of replay per rate")
-    ap.add_argument("--refresh", type=float, default=1.0, help="seconds between labelled snapshots (as --refresh)")
-    ap.add_argument("--rates", action="append", default=[], metavar="BACKEND=N,N,...")
-    ap.add_argument("--trial", nargs=2, metavar=("BACKEND", "RATE"), help=argparse.SUPPRESS)
+    ap.add_argument("--pcap", default=None, help="Ethernet capture to replay (default: the day capture)")
+    ap.add_argument("--minutes", type=float, default=5.0, help="minutes of replay (default 5)")
+    ap.add_argument("--rate", type=int, default=200_000, help="packets/s sent (default 200,000)")
+    ap.add_argument("--rotate", default="1m", help="the sensor's --rotate (default 1m)")
+    ap.add_argument("--sample", type=float, default=5.0, help="seconds between memory samples")
+    ap.add_argument("--warmup", type=float, default=None, help="seconds before memory must be flat")
+    ap.add_argument("--backend", default="dumpcap")
+    ap.add_argument("--keep", default=None, help="write the rotated files here (default: a temporary directory)")
     args = ap.parse_args()
     pcap = args.pcap or next((str(p) for p in PCAPS if p.is_file()), None)
     if pcap is None:
-        sys.exit("no capture to replay: make one with ../shared/bench/make_bench_pcap.py benchmarks/out/bench1m.pcap")
-    if args.trial:
-        print(json.dumps(trial(args.trial[0], int(args.trial[1]), args.seconds, pcap, args.refresh)), flush=True)
-        return 0
+        sys.exit("no day capture: make one with ../shared/bench/make_day_pcap.py /tmp/engine_day10m.pcap")
     if os.geteuid() != 0:
-        sys.exit("run as root: the benchmark makes a network namespace and replays packets into it")
+        sys.exit("run as root: the benchmark makes network namespaces and replays packets into them")
     for prog in ("ip", "tcpreplay"):
         if shutil.which(prog) is None:
             sys.exit(f"{prog} not found: apt-get install {'iproute2' if prog == 'ip' else 'tcpreplay'}")
-    rates = dict(DEFAULT_RATES)
-    for spec in args.rates:
-        name, _, values = spec.partition("=")
-        rates[name] = [int(v) for v in values.split(",")]
-    ns = f"portclass-bench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    rows: list[dict] = []
-    best: dict[str, dict | None] = {}
+    seconds = args.minutes * 60
+    warmup = args.warmup if args.warmup is not None else 60.0
+    out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="portclass-sensor-"))
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
+    if logs.exists():
+        shutil.rmtree(logs)
+    tx, rx = f"pcsend{os.getpid()}", f"pcsense{os.getpid()}"
+
+    def ip(*a: str) -> None:
+        subprocess.run(["ip", *a], check=True, capture_output=True, timeout=30)
+
+    ip("netns", "add", tx)
+    ip("netns", "add", rx)
+    sensor = None
     try:
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        print(
-            f"replaying {pcap} onto lo of network namespace {ns}, {args.seconds:g} s per rate, "
-            f"labels refreshed every {args.refresh:g} s",
-            file=sys.stderr,
-        )
-        for backend in args.backends.split(","):
-            best[backend] = None
-            for rate in rates[backend]:
-                cmd = ["ip", "netns", "exec", ns, sys.executable, __file__, "--trial", backend, str(rate)]
-                cmd += ["--seconds", str(args.seconds), "--pcap", pcap, "--refresh", str(args.refresh)]
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                line = res.stdout.strip().splitlines()[-1:] or ["{}"]
-                try:
-                    r = json.loads(line[0])
-                except json.JSONDecodeError:
-                    print(res.stderr[-2000:], file=sys.stderr)
-                    break
-                r["ok"] = _passed(r)
-                rows.append(r)
-                print(
-                    f"  {backend:8} {rate:>9,} pps: sent {r['sent']:,} at {r['achieved_pps']:,}/s, captured "
-                    f"{r['captured']:,}, dropped {r['dropped']}, label lag p50 {r['label_lag_p50']} s "
-                    f"-> {'ok' if r['ok'] else 'FAIL'}",
-                    file=sys.stderr,
-                )
-                if not r["ok"] or r["achieved_pps"] < 0.9 * rate:
-                    break
-                best[backend] = r
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    print()
-    head = (
-        f"{'backend':8} {'target pps':>10} {'sent pps':>9} {'sent':>9} {'captured':>9} {'dropped':>8} {'flows':>7} "
-        f"{'label lag p50/max s':>20} {'batch lag p50/max s':>20} {'cpu s (py+child)':>17} ok"
-    )
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        lag = f"{r['label_lag_p50']}/{r['label_lag_max']}"
-        blag = f"{r['batch_lag_p50']}/{r['batch_lag_max']}"
-        cpu = f"{r['portclass_cpu_s']}+{r['children_cpu_s']}"
-        print(
-            f"{r['backend']:8} {r['rate']:>10,} {r['achieved_pps']:>9,} {r['sent']:>9,} {r['captured']:>9,} "
-            f"{str(r['dropped']):>8} {r['flows']:>7,} {lag:>20} {blag:>20} {cpu:>17} {'yes' if r['ok'] else 'NO'}"
-        )
-    print()
-    for backend, r in best.items():
-        if r is None:
-            print(f"{backend}: no rate passed")
-        else:
+        ip("link", "add", "pcs0", "netns", tx, "type", "veth", "peer", "name", "pcs1", "netns", rx)
+        for ns, dev in ((tx, "pcs0"), (rx, "pcs1")):
+            ip("-n", ns, "link", "set", dev, "mtu", "9000", "up")
+        xml = ROOT.parent / "shared" / "registry" / "service-names-port-numbers.xml"
+        reg = ["--registry", str(xml)] if xml.is_file() else []
+        cmd = ["ip", "netns", "exec", rx, sys.executable, "-m", "classifier", *reg, "live", "-i", "pcs1"]
+        cmd += ["--backend", args.backend, "--no-view", "-f", "jsonl", "-o", str(logs), "--rotate", args.rotate]
+        cmd += ["--idle-timeout", IDLE, "--buffer-size", "256"]
+        err_path, out_path = out / "sensor.stderr", out / "sensor.stdout"
+        with err_path.open("w") as err_fh, out_path.open("w") as out_fh:
+            sensor = subprocess.Popen(cmd, stdout=out_fh, stderr=err_fh, cwd=ROOT)
+            deadline = time.monotonic() + 60
+            while "capturing on" not in err_path.read_text():
+                if sensor.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"the sensor did not start: {err_path.read_text()}")
+                time.sleep(0.1)
             print(
-                f"{backend}: sustains {r['achieved_pps']:,} packets/s without drops; labels lag "
-                f"{r['label_lag_p50']} s (p50), {r['label_lag_max']} s (max) behind the packets"
+                f"replaying {pcap} at {args.rate:,} packets/s for {seconds:g} s into namespace {rx}; sensor pid "
+                f"{sensor.pid}, files in {logs} (rotate {args.rotate}); load {os.getloadavg()[0]:.2f}",
+                file=sys.stderr,
             )
-    return 0
+            samples: list[tuple[float, int, int]] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                t0 = time.monotonic()
+                while not stop.wait(args.sample):
+                    r = rss_kib(sensor.pid)
+                    if r is None:
+                        return
+                    samples.append((time.monotonic() - t0, r, children_rss_kib(sensor.pid)))
+                    t, kid = samples[-1][0], samples[-1][2] / 1024
+                    print(f"  {t:6.0f} s  RSS {r / 1024:7.1f} MiB (dumpcap {kid:.0f} MiB)", file=sys.stderr)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            replay = ["ip", "netns", "exec", tx, "tcpreplay", "-i", "pcs0", "--pps", str(args.rate)]
+            replay += ["--pps-multi", "100", "--loop", "0", "--duration", str(int(seconds)), pcap]
+            t0 = time.monotonic()
+            backlog0 = softnet_dropped()
+            r = subprocess.run(replay, capture_output=True, text=True)
+            backlog = softnet_dropped() - backlog0
+            veth_dropped = link_rx_dropped(rx, "pcs1")
+            wall = time.monotonic() - t0
+            text = r.stdout + r.stderr
+            m = re.search(r"Successful packets:\s+(\d+)", text)
+            sent = int(m.group(1)) if m else 0
+            m = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", text)
+            pps = float(m.group(1)) if m else 0.0
+            failed = re.search(r"Failed packets:\s+(\d+)", text)
+            caught_up = wait_caught_up(sensor.pid)  # a stop drops what dumpcap still holds in the kernel
+            stop.set()
+            sensor.send_signal(signal.SIGTERM)
+            rc = sensor.wait(600)
+        err, summary = err_path.read_text(), out_path.read_text()
+    finally:
+        if sensor is not None and sensor.poll() is None:
+            sensor.kill()
+        for ns in (tx, rx):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    m = re.search(r"at most ([\d,]+) alive at once", err)
+    peak_alive = m.group(1) if m else "?"
+    m = re.search(r"captured ([\d,]+) packets, ([\d,]+) flows .* dropped (\S+?);?\s", err)
+    captured = int(m.group(1).replace(",", "")) if m else -1
+    flows_seen = int(m.group(2).replace(",", "")) if m else -1
+    dropped = m.group(3) if m else "?"
+    m = re.search(r"carrying ([\d,]+) packets", summary)
+    in_flows = int(m.group(1).replace(",", "")) if m else -1
+    m = re.search(r"Without ports \(not in flows\): (.*)", summary)
+    no_ports = sum(int(x.replace(",", "")) for x in re.findall(r" ([\d,]+)(?:,|$)", m.group(1))) if m else 0
+    files, flows, packets, problems = check_files(logs)
+    after = [s for s in samples if s[0] >= warmup]
+    lo = min((s[1] for s in after), default=0)
+    hi = max((s[1] for s in after), default=0)
+    flat = bool(after) and hi <= 1.10 * lo
+    minute_peaks = [max((x[1] for x in after if warmup + 60 * i <= x[0] < warmup + 60 * (i + 1)), default=0)
+                    for i in range(int((seconds - warmup) // 60) + 1)]  # fmt: skip
+    minute_peaks = [p for p in minute_peaks if p]
+    third = max(len(after) // 3, 1)
+    early = sum(x[1] for x in after[:third]) / third / 1024 if after else 0.0
+    late = sum(x[1] for x in after[-third:]) / third / 1024 if after else 0.0
+    print()
+    print(f"replay      {sent:,} packets sent in {wall:.0f} s at {pps:,.0f} packets/s (target {args.rate:,}); "
+          f"tcpreplay failed {failed.group(1) if failed else '?'}")  # fmt: skip
+    print(f"catch-up    the sensor was idle {caught_up:.0f} s after the replay ended (then SIGTERM)")
+    print(f"sensor      exit {rc} (143: SIGTERM); captured {captured:,} packets, {flows_seen:,} flows (at most "
+          f"{peak_alive} alive at once); "
+          f"dropped {dropped} (dumpcap's kernel counters); captured - sent {captured - sent:+,} (the veth's own "
+          f"packets count too); kernel input backlog drops {backlog:,}, veth rx drops {veth_dropped:,}")  # fmt: skip
+    if after:
+        print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
+              f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%); mean of "
+              f"the first third {early:.0f} MiB, of the last third {late:.0f} MiB; peak per minute "
+              f"{', '.join(f'{p / 1024:.0f}' for p in minute_peaks)} MiB")  # fmt: skip
+    else:
+        print("memory      no sample after the warm-up (run longer)")
+    adds_up = packets == in_flows == captured - no_ports and not problems
+    print(f"files       {files} rotated files, {flows:,} flows carrying {packets:,} packets; the summary says "
+          f"{in_flows:,} packets in flows, and {no_ports:,} without ports (not in flows), of {captured:,} captured: "
+          f"{'adds up' if adds_up else 'DOES NOT add up'}")  # fmt: skip
+    for p in problems[:20]:
+        print(f"  problem: {p}")
+    print(f"load        {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared with other work)")
+    ok = flat and adds_up and dropped == "0" and captured >= sent
+    print("verdict     " + ("ok" if ok else "see above"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

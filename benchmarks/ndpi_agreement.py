@@ -24,7 +24,12 @@ Figures printed (the issue's targets in brackets):
    DPI names a different protocol [<= 1 %];
 3. precision per protocol both name: of the joined DPI flows portclass names P, the share
    nDPI names P too [>= 98 %];
-4. coverage: of all joined DPI-classified flows, the share whose protocol portclass names.
+4. coverage: of all joined DPI-classified flows, the share whose protocol portclass names;
+5. applications: of the joined DPI flows where portclass names an application (``network.application``:
+   a carried protocol such as Elasticsearch over HTTP, or a TLS server name of
+   ``classifier.evidence.apps``) and nDPI names one (``ntop`` of ``TLS.ntop``), the share where
+   they agree; and of the flows nDPI names with an application portclass has a record for, the
+   share portclass names.
 
     python benchmarks/ndpi_agreement.py [--pcap DIR] [--result DIR] [--json]
 """
@@ -119,6 +124,30 @@ def _family(proto: str | None) -> set[str]:
     return out
 
 
+def app_names() -> dict[str, set[str]]:
+    """portclass application (``network.application``) -> the nDPI names that name the same service."""
+    from classifier.evidence.apps import APPS
+    from classifier.evidence.table import PROTOCOLS
+
+    out = {a.name: set(a.ndpi) for a in APPS}
+    out.update({p.name: set(p.ndpi) for p in PROTOCOLS if p.over})
+    return out
+
+
+def _count_app(res: Result, app_ndpi: dict[str, set[str]], mine: str | None, theirs: str) -> None:
+    """Count one joined DPI flow for the application figures."""
+    known = set().union(*app_ndpi.values())
+    if theirs in known:
+        res.app_known += 1
+        res.app_found += mine is not None and theirs in app_ndpi.get(mine, set())
+    if mine is not None and theirs:
+        res.app_named += 1
+        if theirs in app_ndpi.get(mine, set()):
+            res.app_agree += 1
+        else:
+            res.app_wrong[(mine, theirs)] += 1
+
+
 @dataclass
 class Row:
     """Counts for one protocol (joined, DPI-classified flows)."""
@@ -150,12 +179,17 @@ class Result:
     flagged: int = 0  # portclass mismatch on joined DPI flows
     flagged_other: int = 0  # ... nDPI names a different protocol
     flagged_other_list: list = field(default_factory=list)
+    app_named: int = 0  # portclass names an application and nDPI names one
+    app_agree: int = 0  # ... the same
+    app_wrong: Counter = field(default_factory=Counter)  # (portclass app, nDPI app) where they differ
+    app_known: int = 0  # nDPI names an application portclass has a record for
+    app_found: int = 0  # ... and portclass names it
 
 
 def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") -> Result:
     """Run portclass on every capture with an nDPI result and count agreement (see the module docstring)."""
     from classifier.evidence.match import PROTOCOL_CODE
-    from classifier.evidence.verdict import V_MISMATCH, VERDICTS, carried, carrier_index, protocol_names
+    from classifier.evidence.verdict import V_MISMATCH, VERDICTS, applications, carried, carrier_index, protocol_names
     from classifier.pipeline import analyze
     from classifier.registry.compile import NPORTS
     from classifier.registry.sources import compile_file
@@ -164,6 +198,7 @@ def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") 
     reg = compile_file(REGISTRY, use_cache=False)
     idx = carrier_index(reg)
     to_pc = ndpi_names()
+    app_ndpi = app_names()
     res = Result()
     for out in sorted(result_dir.glob("*.out")):
         pcap = pcap_dir / out.name[: -len(".out")]
@@ -183,6 +218,7 @@ def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") 
             k = (int(fl.proto[i]), *sorted(((cip[i], int(fl.client_port[i])), (sip[i], int(fl.server_port[i])))))
             mine[k].append(i)
         names = protocol_names(lab.protocol)
+        apps = applications(lab.protocol, fl.server_name)
         for f in theirs:
             hits = mine.get(f.key, [])
             if tcount[f.key] != 1 or len(hits) != 1:
@@ -210,6 +246,7 @@ def compare(pcap_dir: Path = NDPI / "pcap", result_dir: Path = NDPI / "result") 
                 res.guessed += 1
                 continue
             res.dpi += 1
+            _count_app(res, app_ndpi, apps[i], f.app)
             agree = bool(fam & theirs_pc)
             res.dpi_named += agree
             if not theirs_pc:
@@ -275,6 +312,10 @@ def summary(res: Result) -> str:
         f"({pct(res.dpi_named, res.dpi).strip()} %)",
         "   most frequent nDPI protocols portclass has no record for: "
         + ", ".join(f"{k} {v}" for k, v in res.unknown_to_portclass.most_common(15)),
+        f"5. applications both name: {res.app_named}, the same {res.app_agree} "
+        f"({pct(res.app_agree, res.app_named).strip()} %); nDPI names one portclass has a record for: "
+        f"{res.app_known}, portclass names it {res.app_found} ({pct(res.app_found, res.app_known).strip()} %)",
+        "   differing (portclass, nDPI): " + ", ".join(f"{a}/{b} {v}" for (a, b), v in res.app_wrong.most_common(8)),
     ]
     return "\n".join(out)
 

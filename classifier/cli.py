@@ -39,7 +39,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (sub-commands: analyze (default), registry, live)."""
+    """The full argument parser (sub-commands: analyze (default), registry, live, archive)."""
     parser = argparse.ArgumentParser(
         prog="portclass",
         description="Label network flows with the services the IANA port registry assigns to their ports.",
@@ -52,16 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from .commands import analyze as analyze_cmd
+    from .commands import archive as archive_cmd
     from .commands import live as live_cmd
     from .commands import registry as reg_cmd
 
     analyze_cmd.add_parser(sub)
     reg_cmd.add_parser(sub)
     live_cmd.add_parser(sub)
+    archive_cmd.add_parser(sub)
     return parser
 
 
-_COMMANDS = {"analyze", "registry", "live"}
+_COMMANDS = {"analyze", "registry", "live", "archive"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,6 +121,10 @@ def _dispatch(argv: list[str]) -> int:
         from .commands import live as live_cmd
 
         return live_cmd.run(args)
+    if args.command == "archive":
+        from .commands import archive as archive_cmd
+
+        return archive_cmd.run(args)
     from .commands import analyze as analyze_cmd
 
     return analyze_cmd.run(args)

@@ -90,6 +90,23 @@ def community_id_v1(
     ...                 col(s[0]), col(s[1]), np.array([80]))
     ['1:LQU9qZlK+B5F3KDmev6m5PMibrg=']
     """
+    m = _id_matrix(ip_version, proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port, seed)
+    s = m.tobytes().decode("ascii")
+    return [s[i : i + 30] for i in range(0, 30 * m.shape[0], 30)]
+
+
+def _id_matrix(
+    ip_version: np.ndarray,
+    proto: np.ndarray,
+    a_hi: np.ndarray,
+    a_lo: np.ndarray,
+    a_port: np.ndarray,
+    b_hi: np.ndarray,
+    b_lo: np.ndarray,
+    b_port: np.ndarray,
+    seed: int = 0,
+) -> np.ndarray:
+    """Community IDs as an (n, 30) ASCII byte matrix (fixed width: no string per flow)."""
     if not 0 <= int(seed) <= 0xFFFF:
         raise ValueError(f"Community ID seed must fit in 16 bits, not {seed}")
     cols = [np.asarray(c) for c in (ip_version, proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port)]
@@ -111,8 +128,18 @@ def community_id_v1(
     # base64 of 21 bytes = 28 chars whose last one encodes only the zero byte: it becomes the "=" pad
     text = np.frombuffer(base64.b64encode(digests.tobytes()), dtype=np.uint8).reshape(n, 28).copy()
     text[:, 27] = ord("=")
-    s = text.tobytes().decode("ascii")
-    return ["1:" + s[i : i + 28] for i in range(0, 28 * n, 28)]
+    out = np.empty((n, 30), dtype=np.uint8)
+    out[:, :2] = np.frombuffer(b"1:", dtype=np.uint8)
+    out[:, 2:] = text
+    return out
+
+
+def community_id_text(table: FlowTable, seed: int = 0) -> np.ndarray:
+    """Community IDs of ``table`` as an (n, 30) ASCII byte matrix (fixed width: no string per flow)."""
+    t = table
+    return _id_matrix(
+        t.ip_version, t.proto, t.client_hi, t.client_lo, t.client_port, t.server_hi, t.server_lo, t.server_port, seed
+    )
 
 
 def community_id(table: FlowTable, seed: int = 0) -> list[str]:

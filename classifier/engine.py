@@ -39,11 +39,14 @@ import numpy as np
 
 from .capture.columns import PROTO_TCP, PROTO_UDP, CaptureStats, PacketBatch
 from .flows import (
+    START_OPEN,
+    START_SOFT,
     TCP_FIN,
     TCP_RST,
     FlowAggregator,
     FlowTable,
     _keys_differ,
+    canonical,
     finalize,
     merge,
 )
@@ -158,6 +161,22 @@ class Ended:
 
 
 @dataclass
+class Edge:
+    """The flows a run over one file left open at its edges, as raw partial rows, for a later join.
+
+    ``table`` (canonical, unoriented, unfinalized where held) holds the *heads*, the first flow of each
+    key that started within one idle timeout of the file's first packet (they may continue a flow of
+    the previous file of the same timeline) and the flows still alive at the file's last packet (they
+    may go on in the next file). ``done`` marks rows whose key had a later flow handed out already
+    (they cannot go on). ``Engine.join`` folds edges of consecutive files in order (``classifier.archive``).
+    """
+
+    table: FlowTable
+    done: np.ndarray  # bool per row
+    clock_ns: int | None = None  # the file's last packet's timestamp
+
+
+@dataclass
 class Counters:
     """What the engine did: flows ended per reason, flows alive now and at most."""
 
@@ -186,6 +205,7 @@ class Engine:
         min_packets: int = 1 << 16,
         expire: bool = True,
         separate_files: bool = True,
+        hold_heads: bool = False,
     ) -> None:
         self.registry = registry
         self.timeouts = timeouts or Timeouts()
@@ -201,6 +221,9 @@ class Engine:
         self._cont_key = np.zeros(0, dtype=np.uint64)  # keys of flows cut by the active timeout
         self._cont_part = np.zeros(0, dtype=np.int32)  # ... and the part number they reached
         self._cont_clock = np.zeros(0, dtype=np.int64)  # ... and when they were cut
+        self.hold_heads = hold_heads  # the input may continue an earlier file: heads stay for ``export``
+        self._hold_until: int | None = None  # heads: first flows of a key starting up to this time
+        self._gone_keys: list[np.ndarray] = []  # keys handed out while heads are held
         self._scan = None
         if evidence:
             from .evidence.match import scan
@@ -219,6 +242,9 @@ class Engine:
         self._agg.add(batch, tags)  # type: ignore[arg-type]
         self.stats = self._agg.stats
         if len(batch):
+            if self.hold_heads and self._hold_until is None:
+                idle = self.timeouts.batch_idle_ns
+                self._hold_until = int(batch.ts_ns[0]) + idle if idle else np.iinfo(np.int64).max
             self.clock_ns = int(batch.ts_ns[-1])
         # a pass when the pool turned into flow rows: as often as flows are built anyway
         if self.expire_enabled and len(batch) and self._agg.pending < before + len(batch):
@@ -253,6 +279,10 @@ class Engine:
             return self._label(FlowTable.empty(), np.zeros(0, np.uint8))
         reason = self._reasons(t, clock)
         gone = reason < R_FLUSH
+        if self._hold_until is not None:
+            held = _held(t, self._hold_until)
+            self._gone_keys.append(t.key_hash[gone & ~held])
+            gone &= ~held
         ended = t.take(gone)
         self._alive = t.take(~gone)
         self._note_alive()
@@ -268,6 +298,37 @@ class Engine:
     def flush(self) -> Ended:
         """Every flow still alive, as ended by the end of input; the engine is empty afterwards."""
         return self._end_all(R_FLUSH)
+
+    def export(self) -> Edge:
+        """Instead of ``flush``: the held heads and the flows alive now, raw, for ``join`` (the engine empties)."""
+        t = self._absorb()
+        done = np.zeros(len(t), dtype=bool)
+        if len(t) and self._gone_keys:
+            # a held row whose key had a later flow handed out, and no later row here: that key ended
+            done = _last_of_key(t) & _held(t, self._hold_until) & np.isin(t.key_hash, np.concatenate(self._gone_keys))
+        self._alive, self._gone_keys = FlowTable.empty(), []
+        self._note_alive()
+        return Edge(t, done, self.clock_ns)
+
+    def join(self, edge: Edge) -> Ended:
+        """Fold the edge of the next file of a timeline in (file indices already this engine's);
+        returns the flows that ended at its end (those of the previous edge it did not continue,
+        its heads that ended, by the usual rules at the edge's clock); call ``flush`` after the last.
+        """
+        t = self._absorb()
+        done_keys = edge.table.key_hash[edge.done]
+        self._alive = finalize(merge(t, edge.table, self.timeouts.batch_idle_ns))
+        if edge.clock_ns is not None:
+            self.clock_ns = edge.clock_ns
+        t = self._alive
+        if not len(t) or self.clock_ns is None:
+            return self._label(FlowTable.empty(), np.zeros(0, np.uint8))
+        reason = self._reasons(t, self.clock_ns)
+        reason[_last_of_key(t) & np.isin(t.key_hash, done_keys)] = R_SPLIT
+        gone = reason < R_FLUSH
+        self._alive = t.take(~gone)
+        self._note_alive()
+        return self._label(t.take(gone), reason[gone])
 
     def snapshot(self) -> Ended:
         """The flows alive now, labelled (they stay in the engine; ``reason`` is flush)."""
@@ -289,7 +350,9 @@ class Engine:
             stats = self._agg.stats
             self._agg = FlowAggregator(self.timeouts.batch_idle_ns, self.min_packets, self.separate_files)
             self._agg.stats = stats
-            self._alive = finalize(merge(self._alive, part, self.timeouts.batch_idle_ns))
+            merged = merge(self._alive, part, self.timeouts.batch_idle_ns)
+            until = self._hold_until
+            self._alive = finalize(merged) if until is None else _finalize_unheld(merged, until)
         return self._alive
 
     def _note_alive(self) -> None:
@@ -361,3 +424,22 @@ def _last_of_key(t: FlowTable) -> np.ndarray:
         i = np.arange(n - 1)
         last[:-1] = (t.key_hash[1:] != t.key_hash[:-1]) | _keys_differ(t, i, t, i + 1)
     return last
+
+
+def _held(t: FlowTable, until: int | None) -> np.ndarray:
+    """Mask of held heads in a table: a key's first (open) row starting by ``until`` and its soft successor."""
+    head = (t.start_kind == START_OPEN) & (t.head_ts_ns <= (until if until is not None else -1))
+    nxt = np.flatnonzero(head[:-1]) + 1
+    nxt = nxt[(t.start_kind[nxt] == START_SOFT) & (t.key_hash[nxt] == t.key_hash[nxt - 1])]
+    head[nxt] = True
+    return head
+
+
+def _finalize_unheld(t: FlowTable, until: int) -> FlowTable:
+    """``finalize`` except the held heads (``_held``), which stay open to join an earlier file's flows."""
+    t = canonical(t)
+    keep = _held(t, until)
+    if not keep.any():
+        return finalize(t)
+    # held rows come first within their key: stable by key, held before the rest
+    return canonical(FlowTable.concat([t.take(keep), finalize(t.take(~keep))]))

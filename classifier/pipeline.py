@@ -6,7 +6,6 @@ tested, timed and later parallelised on its own.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +64,6 @@ def analyze(
     *,
     evidence: bool = True,
     tshark: bool = False,
-    jobs: int | None = None,
     timeouts: Timeouts | None = None,
     hold: bool = False,
     on_ended: Callable[[Ended], None] | None = None,
@@ -77,9 +75,8 @@ def analyze(
     ``evidence`` looks at each flow's first payload bytes and gives it a verdict against the
     registry (``classifier.evidence``; flag ``service-mismatch``); ``tshark`` also asks
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
-    ``jobs`` > 1 reads a single large plain capture file with two processes
-    (``classifier.capture.parallel``); flows are then held to the end, the same result as ``hold=True``
-    (no flow ends before the input does, as a whole-capture view; default: they end on the wire).
+    ``hold`` keeps every flow to the end of the input (no flow ends before the input does, as a
+    whole-capture view; default: they end on the wire).
     A thin caller of ``classifier.engine.Engine``: ``timeouts`` (default: ``idle_timeout_s``
     with the engine's other defaults) says when flows end; ``on_ended`` receives the flows as
     they end (a streaming writer), and the returned analysis then has no flows, only counters.
@@ -90,41 +87,25 @@ def analyze(
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
     'http'
     """
-    from .capture.reader import DEFAULT_CHUNK_BYTES, read_batches
+    from .capture.reader import read_batches
     from .engine import Ended, Engine, Timeouts
 
     t0 = time.perf_counter()
     if timeouts is None:
         timeouts = Timeouts(idle_s=idle_timeout_s)
-    plan = _parallel_plan(paths, jobs)
-    # --dissect tshark reads the files again per flow, two processes build one table: flows held to the end
-    eng = Engine(
-        registry,
-        timeouts,
-        evidence=evidence,
-        expire=not (hold or tshark or plan is not None),
-        separate_files=not merge_files,
-    )
+    # --dissect tshark reads the files again per flow: flows held to the end
+    eng = Engine(registry, timeouts, evidence=evidence, expire=not (hold or tshark), separate_files=not merge_files)
     chunks: list[Ended] = []
     take = on_ended if on_ended is not None else chunks.append
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(is_directory(p) for p in paths)
     try:
-        if plan is not None:
-            from .capture.parallel import read_flows
-
-            scan = eng._scan
-            table, stats, interrupted = read_flows(paths[0], timeouts.batch_idle_ns, scan, progress, plan=plan)
-            eng.add_table(table, stats)
-        else:
-            # flows held to the end: the chunks of the two-process reader, so both give the same flows
-            chunk = DEFAULT_CHUNK_BYTES if not eng.expire_enabled else CHUNK_BYTES
-            for batch in read_batches([str(p) for p in paths], chunk, errors="warn" if several else "raise"):
-                for ended in eng.add(batch):
-                    take(ended)
-                if progress is not None:
-                    progress(int(batch.stats.bytes))
+        for batch in read_batches([str(p) for p in paths], CHUNK_BYTES, errors="warn" if several else "raise"):
+            for ended in eng.add(batch):
+                take(ended)
+            if progress is not None:
+                progress(int(batch.stats.bytes))
     except KeyboardInterrupt:
         interrupted = True  # report what was read so far
     take(eng.flush())
@@ -150,15 +131,6 @@ def analyze(
         part=done.part,
         counters=eng.counters,
     )
-
-
-def _parallel_plan(paths: Sequence[str | Path], jobs: int | None) -> object:
-    """A split plan when one large plain capture file is read with two processes, else None."""
-    if jobs is None or jobs < 2 or len(paths) != 1 or is_directory(paths[0]) or not os.path.isfile(paths[0]):
-        return None
-    from .capture.parallel import plan_split
-
-    return plan_split(paths[0])
 
 
 def worst_first(a: Analysis) -> np.ndarray:

@@ -110,8 +110,8 @@ def test_analysis_of_several_keeps_the_good_ones_with_an_extreme_offset(tmp_path
     bad = tmp_path / "bad.pcapng"
     write_pcapng(bad, [(1, 6, 2**62)], [Frame(udp_frame(), 0)])
     good = shared("captures", "ndpi", "pcap", GOOD)
-    a = analyze([bad, good], reg, evidence=False, jobs=1)
-    alone = analyze([good], reg, evidence=False, jobs=1)
+    a = analyze([bad, good], reg, evidence=False)
+    alone = analyze([good], reg, evidence=False)
     assert len(a.flows) == len(alone.flows) > 0
     assert int(a.flows.total_packets().sum()) == int(alone.flows.total_packets().sum())
     assert len(a.stats.warnings) == 1 and a.stats.warnings[0].startswith(f"{bad}: packet 1 at byte ")

@@ -86,6 +86,13 @@ def test_issue_targets(result) -> None:
     assert result.dpi_named >= 0.85 * result.dpi
 
 
+def test_applications_agree_with_ndpi(result) -> None:
+    """Where portclass names an application (TLS server name, carried protocol) and nDPI names one: the same."""
+    assert result.app_named >= 250, result.app_named
+    assert result.app_agree == result.app_named, result.app_wrong.most_common(5)
+    assert result.app_found >= 0.4 * result.app_known, (result.app_found, result.app_known)
+
+
 def test_wrong_names_of_the_issue_are_gone(result) -> None:
     """LDAP is not Modbus, DNS on 53 is not NetBIOS, NoMachine is not plain TLS, IRC is not FTP."""
     assert result.rows["netbios"].wrong.get("DNS", 0) == 0

@@ -192,7 +192,7 @@ def test_each_flow_of_one_five_tuple_keeps_what_it_said(tmp_path, reg) -> None:
         add(s, c, "FA", 540, 102 + len(req))
         add(c, s, "A", 102 + len(req), 541)
     wrpcap(str(tmp_path / "two.pcap"), pkts)
-    a = analyze([tmp_path / "two.pcap"], reg, jobs=1)
+    a = analyze([tmp_path / "two.pcap"], reg)
     assert len(a.flows) == 2
     order = np.argsort(a.flows.first_ts_ns)
     cols = said_columns(a.flows)

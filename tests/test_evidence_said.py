@@ -110,3 +110,20 @@ def test_what_flows_said_reaches_zeek_and_parquet(xml_path, tmp_path) -> None:
     t = pq.read_table(parquet).to_pylist()
     (row,) = [r for r in t if r["destination.port"] == 3306]
     assert row["url.domain"] == "db.example.com" and row["http.request.method"] == "GET"
+
+
+def test_dns_name_longer_than_the_field_is_cut_not_dotted() -> None:
+    """A question name past the 96-byte field keeps its own characters up to the cut (it once ended in a
+    stray '.': the dot of a label the field had no room for overwrote the last character)."""
+    import struct
+
+    import numpy as np
+
+    from classifier.evidence.extract import dns_question, fields_of
+
+    labels = [b"a" * 40, b"b" * 40, b"c" * 30, b"example", b"org"]
+    name = b".".join(labels).decode()
+    msg = struct.pack("!6H", 7, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(x)]) + x for x in labels) + b"\0"
+    msg += struct.pack("!2H", 16, 1)
+    got = dns_question(np.frombuffer(msg, np.uint8), np.array([0]), np.array([len(msg)]))
+    assert fields_of("dns", got[0].tobytes()) == {"dns.question.name": name[:96], "dns.question.type": "TXT"}

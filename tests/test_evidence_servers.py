@@ -293,10 +293,50 @@ def test_dnsmasq_dns_and_dnscrypt_certificate_query(reg, tmp_path) -> None:
         assert bytes([192, 0, 2, 7]) in answer
         assert b"portclass" in _dns_query(crypt, "2.dnscrypt-cert.example.test", "TXT", port)
     rows = classify(pcap, port, "udp")
-    protos = sorted(r["network.protocol"] for r in rows)
-    assert protos == ["dns", "dnscrypt"], [(r["source.port"], r["network.protocol"]) for r in rows]  # one flow each
+    # one flow each; DNSCrypt's certificate query is DNS carrying DNSCrypt: the flow keeps both
+    protos = sorted((r["network.protocol"], r["network.application"] or "") for r in rows)
+    assert protos == [("dns", ""), ("dns", "dnscrypt")], [(r["source.port"], r["network.protocol"]) for r in rows]
     said = sorted((r["dns.question.name"], r["dns.question.type"]) for r in rows)
     assert said == [("2.dnscrypt-cert.example.test", "TXT"), ("www.example.test", "A")]
     want = expected_verdict(reg, port, "udp")
     assert {r["portclass.verdict"] for r in rows} == {want}
     assert "DNS" in tshark_says(pcap, f"udp.port=={port},dns")
+
+
+def test_http_carrying_elasticsearch_keeps_both(reg, tmp_path) -> None:
+    """A real HTTP client asking an Elasticsearch API path of a real HTTP server (Python's, answering as
+    Elasticsearch does): the flow says HTTP carrying Elasticsearch, with the request it made."""
+    import http.server
+    import threading
+    import urllib.request
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b'{"cluster_name":"portclass","status":"green"}'
+            self.send_response(200)
+            self.send_header("X-elastic-product", "Elasticsearch")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with capture(tmp_path / "es.pcap", f"tcp port {port}") as pcap:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_cluster/health", timeout=10) as r:
+                assert b"green" in r.read()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    rows = [r for r in classify(pcap, port) if r["portclass.evidence.signature"]]
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert (row["network.protocol"], row["network.application"]) == ("http", "elasticsearch")
+    assert (row["http.request.method"], row["url.original"]) == ("GET", "/_cluster/health")
+    assert "HTTP" in tshark_says(pcap, f"tcp.port=={port},http")

@@ -768,7 +768,7 @@ def test_clock_going_backwards_gives_no_negative_duration_or_span(tmp_path: Path
     path = tmp_path / "backwards.pcap"
     query, reply = _udp_frame(a, b, 40000, 53), _udp_frame(b, a, 53, 40000)
     write_pcap(path, 1, [Frame(query, t + 10 * SEC), Frame(reply, t + 5 * SEC)])
-    an = analyze([path], reg, evidence=False, jobs=1)
+    an = analyze([path], reg, evidence=False)
     assert len(an.flows) == 1
     assert (int(an.flows.first_ts_ns[0]), int(an.flows.last_ts_ns[0])) == (t + 5 * SEC, t + 10 * SEC)
     assert flow_columns(an)["event.duration"] == [5 * SEC]

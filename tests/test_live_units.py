@@ -338,3 +338,12 @@ def test_a_live_stream_is_listed_once_across_batches():
         batch, _ = fb.take()
         merged.merge(batch.stats)
     assert merged.files == ["lo"] and merged.packets == 3
+
+
+def test_lag_samples_stay_bounded():
+    """A sensor runs for days: lag keeps the last LAG_SAMPLES values, the count and the maximum of all."""
+    lag = LagStats()
+    for i in range(engine.LAG_SAMPLES + 500):
+        lag.batch.append(1000.0 if i == 3 else 0.5)
+    assert len(lag.batch) == engine.LAG_SAMPLES and lag.batch.n == engine.LAG_SAMPLES + 500
+    assert lag.to_dict()["batch_s"] == {"p50": 0.5, "p95": 0.5, "max": 1000.0}

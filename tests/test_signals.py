@@ -116,9 +116,9 @@ def _is_partial(fmt: str, data: bytes, signame: str) -> bool:
 FORMATS = ("jsonl", "csv", "json", "zeek", "parquet", "html")
 OFFSETS = (0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5)
 CASES = [
-    pytest.param(sig, off, FORMATS[i % len(FORMATS)], jobs, id=f"{sig.name}-{off}s-{FORMATS[i % len(FORMATS)]}-j{jobs}")
+    pytest.param(sig, off, FORMATS[i % len(FORMATS)], id=f"{sig.name}-{off}s-{FORMATS[i % len(FORMATS)]}")
     for i, off in enumerate(OFFSETS)
-    for sig, jobs in ((signal.SIGINT, 1), (signal.SIGTERM, 2))
+    for sig in (signal.SIGINT, signal.SIGTERM)
 ]
 
 
@@ -152,23 +152,23 @@ def _check_rule(rc: int, err: str, sent: bool, sig: int, fmt: str, out: Path) ->
     return "partial"
 
 
-@pytest.mark.parametrize("sig, offset, fmt, jobs", CASES)
-def test_signal_at_any_moment(bench, tmp_path, sig, offset, fmt, jobs):
+@pytest.mark.parametrize("sig, offset, fmt", CASES)
+def test_signal_at_any_moment(bench, tmp_path, sig, offset, fmt):
     """A signal at ``offset`` s after the handlers are in place (imports, registry, reading, writing)."""
     out = tmp_path / "out" / f"report.{fmt}"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", fmt, "-o", str(out), "--jobs", str(jobs))
+    proc = start(str(bench), "-f", fmt, "-o", str(out))
     _check_rule(*_interrupt(proc, sig, offset), sig, fmt, out)
 
 
 @pytest.mark.parametrize("offset", (0.3, 0.6, 0.9))
 def test_ctrl_c_reaches_the_process_group(bench, tmp_path, offset):
-    """Ctrl-C on a terminal signals the whole group, the forked reader of a split file too: still one line."""
+    """Ctrl-C on a terminal signals the whole group: still one line."""
     out = tmp_path / "out" / "report.jsonl"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", "jsonl", "-o", str(out), "--jobs", "2", group=True)
+    proc = start(str(bench), "-f", "jsonl", "-o", str(out), group=True)
     _check_rule(*_interrupt(proc, signal.SIGINT, offset, group=True), signal.SIGINT, "jsonl", out)
 
 
@@ -181,16 +181,16 @@ def _has_open(pid: int, path: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("sig, jobs", ((signal.SIGINT, 1), (signal.SIGTERM, 2)))
-def test_signal_while_reading_leaves_a_partial_report(bench, tmp_path, sig, jobs):
+@pytest.mark.parametrize("sig", (signal.SIGINT, signal.SIGTERM))
+def test_signal_while_reading_leaves_a_partial_report(bench, tmp_path, sig):
     """A signal once the capture is open: a report of exactly the packets read, saying it is partial.
 
-    (Before this change a Ctrl-C with --jobs 1 replaced -o with such a report that said nowhere it
+    (Before this change a Ctrl-C replaced -o with such a report that said nowhere it
     was partial, and SIGTERM killed the process.)"""
     out = tmp_path / "out" / "report.jsonl"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", "jsonl", "-o", str(out), "--jobs", str(jobs))
+    proc = start(str(bench), "-f", "jsonl", "-o", str(out))
     deadline = time.monotonic() + 60
     while proc.poll() is None and not _has_open(proc.pid, bench):
         assert time.monotonic() < deadline

@@ -101,3 +101,37 @@ def test_chunk_written_in_slices_is_the_same(fmt: str, reg) -> None:
         _Body(fmt, buf).add(a, rows=rows)
         outs.append(buf.getvalue())
     assert outs[0] == outs[1] and outs[0].count(b"\n") == len(a.flows)
+
+
+def test_jobs_is_ignored_with_one_line(tmp_path: Path, xml_path: Path, capsys) -> None:
+    """``--jobs`` (the removed two-process reader) still parses, says once that it is ignored, changes nothing."""
+    base = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "csv", "--no-progress", "-o"]
+    assert main([*base, str(tmp_path / "a.csv")]) == 0
+    capsys.readouterr()
+    assert main([*base, str(tmp_path / "b.csv"), "--jobs", "2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["portclass: --jobs is ignored: the two-process reader was removed (one process reads)"]
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_writer_thread_hands_its_error_back(reg) -> None:
+    """A chunk the writer thread cannot write (disk full) fails the run where it reads on, not in the thread."""
+    import errno
+    import io as _io
+
+    from classifier.report.stream import _Body
+
+    class Full(_io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    a = analyze([Path("captures/sample.pcap")], reg)
+    body = _Body("jsonl", Full())
+    body.put(a)
+    with pytest.raises(OSError, match="No space left"):
+        body.finish()
+    with pytest.raises(OSError, match="No space left"):
+        body.put(a)

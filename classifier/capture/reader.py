@@ -210,7 +210,7 @@ def _open_format(head: bytes, path: Path, lane_bytes: int) -> _Pcap | _Pcapng:
 
 @dataclass
 class Span:
-    """Part of one file for ``_read_file`` (parallel reading: ``classifier.capture.parallel``).
+    """Part of one file for ``_read_file`` (a byte range of it, for a caller that splits a file).
 
     Reading starts at the chunk base ``begin`` with the container state ``fmt``, packet
     count ``packets`` and link types already warned about; it stops (``reached``) when a

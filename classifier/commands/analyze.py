@@ -12,13 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import interrupt
-from ..conn import CONN_STATES
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
-from ..label import FLAG_NAMES
 from ..pipeline import analyze
-from ..registry.compile import STATUS_NAMES
 from ..report import WRITERS
-from .options import add_timeouts, check_output, positive
+from .options import add_dissect, add_fail_on, add_filters, add_timeouts, check_output, positive
 
 FORMATS = tuple(WRITERS)
 
@@ -44,26 +41,6 @@ exit codes:
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: a signal while reading leaves a report of
        what was read, marked partial in its format; one during start-up or while the report is
        written leaves the output file untouched (one line on stderr says which)"""
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is not in 0-65535")
-    return port
-
-
-def _host(text: str) -> str:
-    from ..filters import parse_host
-
-    try:
-        parse_host(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,76 +69,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
         "still count every flow, and the report says how many it left out",
     )
-    p.add_argument(
-        "--fail-on",
-        choices=("never", "flagged"),
-        default="never",
-        help="flagged: exit 1 when flagged flows remain after the filters (default never)",
-    )
+    add_fail_on(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--jobs",
         type=positive(int),
         default=None,
         metavar="N",
-        help="processes for one large plain capture file (default 1; with 2, flows are held to the end of the "
-        "input instead of ending as they end on the wire)",
+        help="ignored, kept so scripts keep working: the two-process reader was removed (one process reads)",
     )
-    p.add_argument(
-        "--dissect",
-        choices=("portclass", "tshark", "none"),
-        default="portclass",
-        help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
-        "for a second opinion (slow); none: port labels only",
-    )
+    add_dissect(p)
     p.add_argument(
         "--merge-files",
         action="store_true",
         help="the capture files are consecutive parts of one timeline: join flows across them (by default "
         "flows of different files are kept apart, except the parts of a dumpcap or tcpdump ring buffer)",
     )
-    f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
-    f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
-    f.add_argument(
-        "--flag",
-        action="append",
-        choices=tuple(FLAG_NAMES.values()),
-        metavar="NAME",
-        help=f"only flows with this flag (repeatable): {', '.join(FLAG_NAMES.values())}",
-    )
-    f.add_argument(
-        "--service",
-        action="append",
-        metavar="NAME",
-        help="only flows whose server port the registry names NAME, primary or alias (www selects 80/tcp)",
-    )
-    f.add_argument(
-        "--status",
-        action="append",
-        choices=STATUS_NAMES,
-        metavar="STATUS",
-        help=f"only flows whose server port has this status (repeatable): {', '.join(STATUS_NAMES)}",
-    )
-    f.add_argument("--port", action="append", type=_port, metavar="N", help="only flows with port N on either side")
-    f.add_argument(
-        "--host",
-        action="append",
-        type=_host,
-        metavar="ADDR",
-        help="only flows with this address, or an address in this CIDR block, on either side",
-    )
-    f.add_argument(
-        "--state",
-        action="append",
-        choices=CONN_STATES,
-        metavar="STATE",
-        help=f"only connections in this Zeek conn_state (repeatable): {', '.join(CONN_STATES)}",
-    )
-    f.add_argument(
-        "--answered",
-        action="store_true",
-        help="only connections the responder answered (TCP handshake completed, UDP both ways)",
-    )
+    add_filters(p)
 
 
 def _progress_total(paths: list[str]) -> int:
@@ -190,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report.stream import STREAMED, analyze_streamed
 
     check_output(args)  # before reading anything
+    if getattr(args, "jobs", None) is not None:
+        print("portclass: --jobs is ignored: the two-process reader was removed (one process reads)", file=sys.stderr)
     for p in args.paths:
         if not os.path.exists(p):
             raise PortclassError("no such file or directory", path=p)
@@ -225,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
                 advance(n)
             interrupt.check()
 
-        jobs, how = getattr(args, "jobs", None), _dissect(args)
+        how = _dissect(args)
         timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
         # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
-        streamed = args.format in STREAMED and not flt and not how["tshark"] and not (jobs and jobs > 1)
+        streamed = args.format in STREAMED and not flt and not how["tshark"]
         # the summary, json and html: from running aggregates and the worst flows, unless a filter or
         # tshark needs every flow
         aggregated = args.format in AGGREGATED and not flt and not how["tshark"]
@@ -241,7 +167,6 @@ def run(args: argparse.Namespace) -> int:
                     analyze,
                     idle_timeout_s=timeouts.idle_s,
                     progress=batch_done,
-                    jobs=jobs,
                     timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
                     **how,
@@ -265,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
                     registry,
                     timeouts.idle_s,
                     batch_done,
-                    jobs=jobs,
                     timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
                     **how,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import os
 import sys
 
 from .. import interrupt
-from ..errors import EXIT_INPUT, EXIT_OK
+from ..errors import EXIT_FLAGGED, EXIT_INPUT, EXIT_OK
 from ..report import WRITERS
-from .options import add_idle_timeout, check_output, positive
+from .options import add_dissect, add_fail_on, add_filters, add_timeouts, check_output, interval, positive
 
 EPILOG = """backends:
   dumpcap   Wireshark's capture engine writes pcapng to a pipe that portclass parses as it
@@ -18,12 +20,23 @@ EPILOG = """backends:
   pyshark   tshark's live capture; adds Wireshark's protocol name per flow beside the port's
             label (portclass.tshark_protocol in jsonl/json/csv, a column in the view)
 
+flows as they end: with -f jsonl/csv/zeek/parquet each flow is written when it ends (idle timeout,
+TCP closed, --active-timeout parts), in end order; -o FILE is appended to as flows end, in whole
+lines (tail -F and Filebeat never see half a line; Parquet is renamed into place when closed).
+-o DIR --rotate 1h writes DIR/conn.jsonl (conn.log for zeek, conn.csv, conn.parquet) and, at each
+multiple of the interval (UTC), closes it and renames it atomically to
+conn.2026-11-27-14-00-00_2026-11-27-15-00-00.jsonl (the span it covers, UTC), as Zeek rotates its
+logs. Each file starts with the registry's warning and ends with a closing line (its own totals).
+Memory follows the flows alive at once; json/html/terminal reports keep every flow to the stop.
+
 stopping: --duration, --count, Ctrl-C or SIGTERM end the capture; every open flow is flushed,
-the summary is printed and -o FILE / --write-pcap FILE are complete (both written atomically).
-A signal makes the report say it is partial (interrupted by SIGINT/SIGTERM) and the exit code
-130/143, as for `portclass analyze`; --duration or --count end it with exit code 0.
-The rolling view shows the registry's warning, capture rate, drops, services and the newest
-flagged flows, redrawn every --refresh seconds when the terminal allows.
+the summary is printed and the files are closed whole. A signal makes the files say the capture
+was stopped (partial, interrupted by SIGINT/SIGTERM) and the exit code 130/143, as for
+`portclass analyze`; --duration or --count end it with exit code 0. A second signal stops at once:
+the files hold the flows ended before it, each whole. A full disk or a removed directory stops the
+capture with one line naming the file (exit 2); what was written stays whole.
+The rolling view shows the registry's warning, capture rate, drops, the flows alive now and the
+newest flagged flows, redrawn every --refresh seconds when the terminal allows.
 
 capturing needs root or CAP_NET_RAW: for dumpcap (and pyshark)
   sudo setcap cap_net_raw,cap_net_admin=eip /usr/bin/dumpcap
@@ -32,14 +45,17 @@ capturing needs root or CAP_NET_RAW: for dumpcap (and pyshark)
 examples:
   portclass live -i eth0
   portclass live -i lo --bpf 'tcp port 8080' --duration 60 -f jsonl -o flows.jsonl
+  portclass live -i eth0 --no-view -f zeek -o /var/log/portclass --rotate 1h
   portclass live -i eth0 -i wlan0 --write-pcap seen.pcapng --count 100000
 
 exit codes:
   0    done: --duration or --count reached (or the capture program ended)
+  1    flagged flows were written (or reported), with --fail-on flagged
   2    cannot capture (permission, unknown interface, missing program, invalid filter), bad
-       arguments, or the capture failed while running (the report covers what was read)
-  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the report covers what was captured and is
-       marked partial; a second signal abandons the report (the output file stays untouched)"""
+       arguments, or the capture or the writing failed while running (disk full, directory
+       removed: what was written stays whole)
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the files/report cover what was captured and
+       are marked partial; a second signal abandons a json/html report (its file stays untouched)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,9 +99,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="terminal",
         help="format of the final report (default terminal)",
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write the final report to FILE (atomically)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE|DIR",
+        help="jsonl/csv/zeek/parquet: flows appended to FILE as they end (with --rotate: files in DIR); "
+        "json/html/terminal: the report written to FILE at the end (atomically)",
+    )
+    p.add_argument(
+        "--rotate",
+        type=interval,
+        metavar="INTERVAL",
+        help="with -o DIR: close the current file (conn.jsonl, conn.log...) every INTERVAL (1h, 10m, 30s) and "
+        "rename it with its time span, as Zeek rotates conn.log",
+    )
     p.add_argument("--write-pcap", metavar="FILE", help="also save the captured packets as pcapng")
-    add_idle_timeout(p)
+    add_timeouts(p)
+    add_dissect(p)
+    add_fail_on(p)
+    add_filters(p)
     p.add_argument(
         "--buffer-size",
         type=positive(int),
@@ -97,21 +129,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-view", action="store_true", help="no rolling view, even on a terminal")
 
 
+def _check_sensor_args(args: argparse.Namespace) -> None:
+    """``--rotate`` needs a streamed format and ``-o DIR``; ``--dissect tshark`` means the pyshark backend."""
+    from ..errors import PortclassError
+    from ..report.stream import STREAMED
+
+    if args.rotate is not None:
+        if args.format not in STREAMED:
+            raise PortclassError(f"--rotate writes flows as they end: use -f {', -f '.join(STREAMED)}")
+        if args.output in (None, "-"):
+            raise PortclassError("--rotate needs -o DIR: the directory the rotated files go to")
+        if os.path.exists(args.output) and not os.path.isdir(args.output):
+            raise PortclassError("--rotate needs -o DIR, and this is not a directory", path=args.output)
+    if args.dissect == "tshark":
+        if args.backend not in (None, "pyshark"):
+            raise PortclassError("--dissect tshark is the pyshark backend's per-packet names: drop --backend")
+        args.backend = "pyshark"
+
+
 def run(args: argparse.Namespace) -> int:
-    """Capture, show the view, then print the summary and write the report.
+    """Capture, show the view, write flows as they end (streamed formats), then print the summary.
 
     >>> run(build_parser().parse_args(["live", "-i", "lo", "--duration", "5"]))  # doctest: +SKIP
     0
     """
     from rich.console import Console
 
+    from ..errors import PortclassError
+    from ..filters import FlowFilter, apply, selection_of, service_port_mask
     from ..live.engine import LiveOptions, LiveSession
     from ..live.output import write as write_live
     from ..registry.sources import load_registry
+    from ..report.rotate import FlowLog
+    from ..report.stream import STREAMED
     from ..report.terminal import render as render_summary
 
+    _check_sensor_args(args)
     check_output(args)  # before capturing: a report that cannot be written would lose the capture
+    try:
+        flt = FlowFilter.from_args(args)
+    except ValueError as exc:
+        raise PortclassError(str(exc)) from None
     registry = load_registry(args.registry)
+    if flt.services:
+        service_port_mask(registry, flt.services)  # an unknown name fails now, not after capturing
+    timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
     opts = LiveOptions(
         interfaces=args.interfaces,
         bpf=args.bpf,
@@ -119,11 +181,18 @@ def run(args: argparse.Namespace) -> int:
         count=args.count,
         refresh=args.refresh,
         backend=args.backend,
-        idle_timeout=args.idle_timeout,
+        idle_timeout=timeouts.idle_s,
         write_pcap=args.write_pcap,
         buffer_mib=args.buffer_size,
+        timeouts=timeouts,
+        evidence=args.dissect != "none",
     )
-    session = LiveSession(opts, registry)
+    streamed = args.format in STREAMED  # flows written as they end: nothing held to the stop
+    session = LiveSession(opts, registry, keep_flows=not streamed, flow_filter=flt if streamed else None)
+    if streamed:
+        session.log = FlowLog(
+            args.format, args.output, session.base_analysis(), rotate_s=args.rotate, meta=session.live_meta
+        )
     report_to_stdout = args.output in (None, "-") and args.format != "terminal"
     view_console = Console(stderr=True) if report_to_stdout or not sys.stdout.isatty() else Console()
     stack = contextlib.ExitStack()
@@ -149,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
             view.update(snap)  # type: ignore[attr-defined]
 
     with stack:
-        result = session.run(on_ready=ready, on_refresh=refresh)
+        viewed = not args.no_view and view_console.is_terminal
+        result = session.run(on_ready=ready, on_refresh=refresh if viewed else None)
     a = result.analysis
     for w in a.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
@@ -157,17 +227,27 @@ def run(args: argparse.Namespace) -> int:
     lag_text = f"; label lag p50 {lag['p50']:.2f} s, max {lag['max']:.2f} s" if lag["max"] is not None else ""
     dropped = result.dropped
     print(
-        f"portclass: captured {a.stats.packets:,} packets, {len(a.flows):,} flows on {', '.join(opts.interfaces)} "
-        f"in {a.elapsed_s:.1f} s with {result.backend} (stopped by {result.stopped_by}); dropped "
-        f"{'unknown' if dropped is None else f'{dropped:,}'}{lag_text}",
+        f"portclass: captured {a.stats.packets:,} packets, {result.running.flows:,} flows "
+        f"(at most {result.engine.get('peak_alive', 0):,} alive at once) on "
+        f"{', '.join(opts.interfaces)} in {a.elapsed_s:.1f} s with {result.backend} (stopped by "
+        f"{result.stopped_by}); dropped {'unknown' if dropped is None else f'{dropped:,}'}{lag_text}",
         file=sys.stderr,
     )
     summary_console = Console(stderr=True, highlight=False) if report_to_stdout else Console(highlight=False)
     if not summary_console.is_terminal:
         summary_console = Console(stderr=report_to_stdout, highlight=False, width=140)
-    render_summary(a, summary_console, args.top)
-    if not (args.format == "terminal" and args.output in (None, "-")):
-        write_live(result, args.format, args.output, top=args.top)
+    if streamed:
+        _sensor_summary(a, summary_console, session.log, flt)  # type: ignore[arg-type]
+        flagged = session.log.running.flagged if session.log is not None else 0
+    else:
+        if flt:
+            a = apply(a, flt)
+            result.analysis = a
+            print(f"portclass: {selection_of(a).line()}", file=sys.stderr)  # type: ignore[union-attr]
+        render_summary(a, summary_console, args.top)
+        if not (args.format == "terminal" and args.output in (None, "-")) and not result.error:
+            write_live(result, args.format, args.output, top=args.top)
+        flagged = int((a.labels.severity > 0).sum())
     if opts.write_pcap:
         print(f"portclass: packets saved to {opts.write_pcap}", file=sys.stderr)
     if result.error:
@@ -175,4 +255,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if a.interrupted:  # the one rule (classifier.interrupt): a signal ended the run
         return interrupt.exit_code()
+    if args.fail_on == "flagged" and flagged:
+        return EXIT_FLAGGED
     return EXIT_OK
+
+
+def _sensor_summary(a: object, console: object, log: object, flt: object) -> None:
+    """The end of a streamed capture: the registry's warning, the run's totals, where the flows went."""
+    from rich.text import Text
+
+    from ..report.terminal import _totals_block, _warning_panel
+
+    console.print(_warning_panel(a))  # type: ignore[attr-defined]
+    console.print(_totals_block(a))  # type: ignore[attr-defined]
+    r = log.running  # type: ignore[attr-defined]
+    where = "stdout" if log.to_stdout else (str(log.dir) if log.dir is not None else str(log.path))  # type: ignore[attr-defined]
+    files = f" in {len(log.finished):,} rotated file(s)" if log.dir is not None else ""  # type: ignore[attr-defined]
+    kept = f" kept by the filter {flt.describe()}" if flt else ""  # type: ignore[attr-defined]
+    console.print(  # type: ignore[attr-defined]
+        Text(f"Written  {r.flows:,} flows{kept} ({r.packets:,} packets, {r.flagged:,} flagged) to {where}{files}")
+    )

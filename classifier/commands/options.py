@@ -23,6 +23,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def interval(text: str) -> float:
+    """argparse type: a duration such as ``1h``, ``10m``, ``30s`` or plain seconds (``--rotate``)."""
+    from ..report.rotate import parse_interval
+
+    try:
+        return parse_interval(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     """argparse type: a finite number of ``kind`` above 0 (``--jobs``, ``--top``, ``--count`` ...)."""
 
@@ -101,4 +111,95 @@ def add_timeouts(p: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="S",
         help="a flow longer than S seconds comes out in numbered parts (default 0: off)",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0-65535")
+    return port
+
+
+def _host(text: str) -> str:
+    from ..filters import parse_host
+
+    try:
+        parse_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    """The flow filters (``classifier.filters.FlowFilter``): which flows the report keeps."""
+    from ..conn import CONN_STATES
+    from ..label import FLAG_NAMES
+    from ..registry.compile import STATUS_NAMES
+
+    f = p.add_argument_group("filters", "keep only some flows in the report (see below)")
+    f.add_argument("--flagged-only", action="store_true", help="only flows with at least one flag")
+    f.add_argument(
+        "--flag",
+        action="append",
+        choices=tuple(FLAG_NAMES.values()),
+        metavar="NAME",
+        help=f"only flows with this flag (repeatable): {', '.join(FLAG_NAMES.values())}",
+    )
+    f.add_argument(
+        "--service",
+        action="append",
+        metavar="NAME",
+        help="only flows whose server port the registry names NAME, primary or alias (www selects 80/tcp)",
+    )
+    f.add_argument(
+        "--status",
+        action="append",
+        choices=STATUS_NAMES,
+        metavar="STATUS",
+        help=f"only flows whose server port has this status (repeatable): {', '.join(STATUS_NAMES)}",
+    )
+    f.add_argument("--port", action="append", type=_port, metavar="N", help="only flows with port N on either side")
+    f.add_argument(
+        "--host",
+        action="append",
+        type=_host,
+        metavar="ADDR",
+        help="only flows with this address, or an address in this CIDR block, on either side",
+    )
+    f.add_argument(
+        "--state",
+        action="append",
+        choices=CONN_STATES,
+        metavar="STATE",
+        help=f"only connections in this Zeek conn_state (repeatable): {', '.join(CONN_STATES)}",
+    )
+    f.add_argument(
+        "--answered",
+        action="store_true",
+        help="only connections the responder answered (TCP handshake completed, UDP both ways)",
+    )
+
+
+def add_fail_on(p: argparse.ArgumentParser) -> None:
+    """``--fail-on flagged``: exit 1 when flagged flows remain after the filters."""
+    p.add_argument(
+        "--fail-on",
+        choices=("never", "flagged"),
+        default="never",
+        help="flagged: exit 1 when flagged flows remain after the filters (default never)",
+    )
+
+
+def add_dissect(p: argparse.ArgumentParser) -> None:
+    """``--dissect portclass|tshark|none``: how payloads are looked at."""
+    p.add_argument(
+        "--dissect",
+        choices=("portclass", "tshark", "none"),
+        default="portclass",
+        help="payload evidence: portclass's signatures (default); tshark: also ask Wireshark's dissectors "
+        "for a second opinion (slow); none: port labels only",
     )

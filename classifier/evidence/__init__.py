@@ -4,7 +4,9 @@
 vectorized in ``match``, structural walks in ``walk``); the flow stage keeps, per flow and
 direction, the first recognised packet; ``verdicts`` compares the observed protocol with every
 name the registry gives the server port (``consistent``, ``mismatch``, ``unverified`` or
-``unregistered``); ``tshark`` asks Wireshark's dissectors for a second opinion.
+``unregistered``); ``extract`` (and ``ja4`` for TLS ClientHellos) takes what each flow said from
+the packets a signature named; ``apps`` names the application a TLS server name belongs to;
+``tshark`` asks Wireshark's dissectors for a second opinion.
 
 >>> from classifier.evidence import scan_bytes, SIG_NAMES
 >>> [SIG_NAMES[c] for c in scan_bytes([b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"])]

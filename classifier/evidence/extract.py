@@ -16,6 +16,7 @@ FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "dns": (("dns.question.name", 96), ("dns.question.type", 5)),
     "ssh": (("software", 120),),
     "greeting": (("greeting", 120),),
+    "tls": (("ja4", 36), ("alpn", 64)),
 }
 """Extractor -> its fields (ECS names where ECS has them) and their widths, in order."""
 EXTRACTOR: dict[str, str] = {
@@ -27,6 +28,7 @@ EXTRACTOR: dict[str, str] = {
     "dnscrypt-cert-query": "dns",
     "dnscrypt-cert-query-tcp": "dns",
     "ssh-banner": "ssh",
+    "tls-client-hello": "tls",
     "smtp-greeting": "greeting",
     "ftp-greeting": "greeting",
     "pop3-greeting": "greeting",
@@ -134,19 +136,23 @@ def http_request(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
 def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """First question's name (dotted, lower case) and type number of DNS messages at ``start``.
 
-    Walks the labels in lock-step (``walk.dns_first_name`` has checked them), copying each into
-    an output matrix.
+    One gather takes the name's bytes; a lock-step walk over the label lengths (``walk.dns_first_name``
+    has checked them: one small step per label, no per-packet loop) marks where each label starts,
+    and those length bytes become the dots.
     """
+    from .match import prefix_matrix
     from .walk import MAX_LABELS, _u8, _u16
 
     m = start.shape[0]
     width = _FIELD["name"]
-    out = np.zeros((m, width), dtype=np.uint8)
-    opos = np.zeros(m, dtype=np.int64)
-    pos = start.astype(np.int64) + 12
-    end = start.astype(np.int64) + length.astype(np.int64)
+    start = start.astype(np.int64)
+    win = prefix_matrix(data, start + 12, width + 1)  # the first length byte, then up to ``width`` name bytes
+    dots = np.zeros((m, width + 1), dtype=bool)
+    rel = np.zeros(m, dtype=np.int64)  # window position of each row's current length byte
+    cut = np.zeros(m, dtype=np.int64)  # ... and where its name ends (its last label's end)
+    pos = start + 12
+    end = start + length.astype(np.int64)
     alive = np.arange(m)
-    ar = np.arange(64)
     for _ in range(MAX_LABELS):
         if not alive.size:
             break
@@ -157,16 +163,15 @@ def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
         alive, n = alive[go], n[go]
         if not alive.size:
             break
-        src = pos[alive, None] + 1 + ar[None, :]
-        dst = opos[alive, None] + (opos[alive, None] > 0) + ar[None, :]  # a dot before every label but the first
-        ok = (ar[None, :] < n[:, None]) & (dst < width)
-        chars = data[np.clip(src, 0, data.shape[0] - 1)]
-        rr = np.broadcast_to(alive[:, None], src.shape)
-        out[rr[ok], dst[ok]] = chars[ok]
-        dot = opos[alive] > 0
-        out[alive[dot], np.minimum(opos[alive[dot]], width - 1)] = ord(".")
-        opos[alive] = np.minimum(opos[alive] + (opos[alive] > 0) + n, width)
+        r = rel[alive]
+        inside = r <= width
+        dots[alive[inside], r[inside]] = True
+        rel[alive] = r + 1 + n
+        cut[alive] = r + 1 + n
         pos[alive] = pos[alive] + 1 + n
+    out = win[:, 1:]
+    out[dots[:, 1:]] = ord(".")
+    out[np.arange(width)[None, :] >= (cut - 1)[:, None]] = 0
     out |= ((out - np.uint8(0x41)) < 26).view(np.uint8) << 5
     out[(out > 0) & ((out < 0x20) | (out > 0x7E))] = 0x3F
     qtype = np.where(pos + 2 <= end, _u16(data, pos), 0)
@@ -195,7 +200,16 @@ def greeting(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndar
     return _join([span(data, start, begin, _line_end(rows, begin, w), _FIELD["line"])])
 
 
-EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting}
+def tls_client(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """JA4 fingerprint and offered ALPN list of TLS ClientHellos (``classifier.evidence.ja4``)."""
+    from .ja4 import ALPN_WIDTH, client_hello
+
+    ja4, alpn = client_hello(data, start, length)
+    m = start.shape[0]
+    return _join([ja4.view(np.uint8).reshape(m, 36), alpn.view(np.uint8).reshape(m, ALPN_WIDTH)])
+
+
+EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting, "tls": tls_client}
 """Extractor -> function(data, payload starts, lengths) -> one bytes value (its ``FIELDS``) per row."""
 
 

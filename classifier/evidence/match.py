@@ -71,6 +71,7 @@ class _Compiled:
     key_vals: np.ndarray  # ... those values
     key_lut: np.ndarray  # ... as a 256-entry table
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
+    alt0_key: int  # identifies the alternatives (rows sharing them share their candidates)
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
 
@@ -216,6 +217,7 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         key_vals=np.flatnonzero(per_off[key_off]),
         key_lut=per_off[key_off].copy(),
         alt0_by_byte=_group(alt0),
+        alt0_key=hash(tuple((v, tuple(ts)) for v, ts in alt0)),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
@@ -272,6 +274,7 @@ class _Batch:
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.alt0_rows: dict[tuple[int, int], np.ndarray] = {}  # (alternatives at offset 0, transport) -> rows
 
     def bucket(self, value: int, off: int = 0, proto: int = 0) -> np.ndarray:
         """Rows of transport ``proto`` (0: any) whose payload byte at ``off`` is ``value``.
@@ -327,6 +330,9 @@ class _Batch:
 def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
     """Rows the signature may match, from the first-byte buckets (alternatives tested at once)."""
     if c.alt0:
+        key = (c.alt0_key, c.proto)
+        if key in b.alt0_rows:  # another row with the same alternatives (HTTP methods) found them already
+            return b.alt0_rows[key]
         parts = []
         for v, group in c.alt0_by_byte.items():
             if v not in c.anchor_set:
@@ -340,10 +346,10 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
                 sel = bucket[(w0 & np.uint64(m)) == np.uint64(val)] if w == 0 else b.words_ok(bucket, tests[:1])
                 parts.append(b.words_ok(sel, rest))
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        if len(parts) > 1:  # a row may pass two alternatives (one a prefix of the other)
-            hit = np.zeros(b.off.shape[0], dtype=bool)
-            hit[rows] = True
-            rows = np.flatnonzero(hit)
+        if len(parts) > 1 and rows.size > 1:  # a row may pass two alternatives (one a prefix of the other)
+            rows.sort()
+            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
+        b.alt0_rows[key] = rows
     elif c.key_vals.size <= _FEW_BUCKETS and _KEY_USERS[c.key_off] >= _BUCKET_USERS:
         parts = [b.bucket(int(v), c.key_off, c.proto) for v in c.key_vals]
         rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -373,16 +379,15 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
     rows = _candidates(b, c)
     if not rows.size:
         return
-    rows = rows[b.sig[rows] == 0]
-    if c.proto:
-        rows = rows[b.proto[rows] == c.proto]
-    plen = b.plen[rows]
-    keep = plen >= c.min_len
-    if c.sig.max_len:
-        keep &= plen <= c.sig.max_len
-    if c.lengths.size:
-        keep &= np.isin(plen, c.lengths)
-    rows = rows[keep]
+    rows = rows[b.sig[rows] == 0]  # (candidates are of the row's transport already)
+    if c.min_len > 1 or c.sig.max_len or c.lengths.size:
+        plen = b.plen[rows]
+        keep = plen >= c.min_len
+        if c.sig.max_len:
+            keep &= plen <= c.sig.max_len
+        if c.lengths.size:
+            keep &= np.isin(plen, c.lengths)
+        rows = rows[keep]
     rows = b.words_ok(rows, c.words)
     for alternatives in c.alts:
         if not rows.size:

@@ -419,7 +419,8 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         ),
         zeek="ssl", wireshark=("tls", "ssl"), ndpi=("TLS", "SMTPS", "IMAPS", "POPS", "FTPS", "ApplePush"),
         how="handshake record (ClientHello/ServerHello, SSLv2 hello); bare records weakly",
-        extracts="tls.client.server_name (SNI)",
+        extracts="SNI `tls.client.server_name`, offered ALPN list `portclass.tls.client.alpn`, JA4 `portclass.tls.client.ja4`; "
+                 "an SNI of `classifier/evidence/apps.py` names `network.application`",
     ),
     Protocol(
         "http", "HTTP",
@@ -440,6 +441,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         zeek="http", wireshark=("http", "http2", "ocsp", "json", "xml", "soap"),
         ndpi=("HTTP", "HTTP_Proxy", "HTTP_Connect", "SOAP", "WebSocket", "OCSP"),
         how="request line (method and origin-form or http:// URI), status line, HTTP/2 preface",
+        extracts="method, URI, Host, User-Agent: `http.request.method`, `url.original`, `url.domain`, `user_agent.original`",
     ),
     Protocol(
         "elasticsearch", "Elasticsearch",
@@ -453,6 +455,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("wap-wsp",), desc_re=r"elasticsearch"),
         zeek="http", wireshark=("http", "json"), ndpi=("Elasticsearch",), over="http",
         how="HTTP request for a /_ API path, or a response naming the product",
+        extracts="as HTTP; shown as `network.protocol` http, `network.application` elasticsearch",
     ),
     Protocol(
         "ntlm", "NTLM",
@@ -462,6 +465,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         ),
         zeek="ntlm", wireshark=("http", "ntlmssp"), ndpi=(), over="http",
         how="HTTP request whose Authorization header carries NTLMSSP (NTLM or Negotiate); NTLM in SMB comes later",
+        extracts="as HTTP; shown as `network.protocol` http, `network.application` ntlm",
     ),
     Protocol(
         "ssh", "SSH",
@@ -470,6 +474,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
                         "ssh-mgmt"), desc_re=r"\bSSH\b"),
         zeek="ssh", wireshark=("ssh",), ndpi=("SSH",),
         how="identification string SSH-2.0-/SSH-1.99-",
+        extracts="software both ways: `portclass.ssh.client_software`, `portclass.ssh.server_software`",
     ),
     Protocol(
         "netbios", "NetBIOS",
@@ -492,6 +497,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("domain", "https", "domain-s")),
         zeek="dns", wireshark=("dns",), ndpi=("DNScrypt",), over="dns",
         how="DNS query for 2.dnscrypt-cert.* (the certificate query before encrypted DNS)",
+        extracts="as DNS; shown as `network.protocol` dns, `network.application` dnscrypt",
     ),
     Protocol(
         "dns", "DNS",
@@ -499,6 +505,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("domain", "mdns", "llmnr", "menandmice-dns", "dns2go")),
         zeek="dns", wireshark=("dns", "mdns", "llmnr"), ndpi=("DNS", "AVASTSecureDNS", "MDNS", "LLMNR"),
         how="header sanity and a walk of the first name (question, or answer for mDNS announcements)",
+        extracts="question: `dns.question.name`, `dns.question.type`",
     ),
     Protocol(
         "smtp", "SMTP",
@@ -510,6 +517,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("smtp", "submission", "rsmtp")),
         zeek="smtp", wireshark=("smtp", "imf"), ndpi=("SMTP", "SMTPS"),  # nDPI: SMTPS after STARTTLS
         how="220 greeting naming SMTP, EHLO/HELO",
+        extracts="greeting line: `portclass.server_greeting`",
     ),
     Protocol(
         "irc", "IRC",
@@ -536,6 +544,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("ftp",)),
         zeek="ftp", wireshark=("ftp",), ndpi=("FTP_CONTROL",),
         how="220 greeting naming FTP, FEAT/SYST/AUTH TLS; USER alone weakly",
+        extracts="greeting line: `portclass.server_greeting`",
     ),
     Protocol(
         "pop3", "POP3",
@@ -546,6 +555,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("pop3",)),
         zeek="pop3", wireshark=("pop",), ndpi=("POP3", "POPS"),
         how="+OK greeting, CAPA/STLS/APOP",
+        extracts="greeting line: `portclass.server_greeting`",
     ),
     Protocol(
         "imap", "IMAP",
@@ -553,6 +563,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("imap",)),
         zeek="imap", wireshark=("imap",), ndpi=("IMAP", "IMAPS"),
         how="untagged * OK / * PREAUTH greeting",
+        extracts="greeting line: `portclass.server_greeting`",
     ),
     Protocol(
         "nntp", "NNTP",
@@ -564,6 +575,7 @@ _WEB_AND_MAIL: tuple[Protocol, ...] = (
         Carriers(names=("nntp",)),
         zeek=None, wireshark=("nntp",), ndpi=("Usenet",),
         how="200/201 greeting naming news, MODE READER",
+        extracts="greeting line: `portclass.server_greeting`",
     ),
     Protocol(
         "quic", "QUIC",

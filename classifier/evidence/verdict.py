@@ -290,6 +290,23 @@ def note(
     return None
 
 
+_SHOWN_AS = np.array([0] + [PROTOCOL_CODE[q.over] if q.over else i + 1 for i, q in enumerate(PROTOCOLS)])
+"""Protocol code -> the code ``network.protocol`` shows: the carrier of a carried protocol (HTTP for Elasticsearch)."""
+_CARRIED = np.array([None] + [q.name if q.over else None for q in PROTOCOLS], dtype=object)
+
+
+def applications(protocol: np.ndarray, server_name: np.ndarray) -> np.ndarray:
+    """``network.application`` per flow: a carried protocol (``elasticsearch`` over HTTP, ``dnscrypt`` over
+    DNS), else the application its TLS server name belongs to (``classifier.evidence.apps``), else None."""
+    from .apps import APP_NAMES, application_codes
+
+    out = _CARRIED[np.asarray(protocol, dtype=np.int64)]
+    free = np.flatnonzero(np.equal(out, None) & (np.asarray(server_name) != b""))
+    if free.size:
+        out[free] = np.array(APP_NAMES, dtype=object)[application_codes(server_name[free])]
+    return out
+
+
 SAID_COLUMNS: dict[str, tuple[str, str, str]] = {
     "http.request.method": ("http", "http.request.method", "c2s"),
     "url.original": ("http", "url.original", "c2s"),
@@ -300,6 +317,8 @@ SAID_COLUMNS: dict[str, tuple[str, str, str]] = {
     "portclass.ssh.client_software": ("ssh", "software", "c2s"),
     "portclass.ssh.server_software": ("ssh", "software", "s2c"),
     "portclass.server_greeting": ("greeting", "greeting", "s2c"),
+    "portclass.tls.client.ja4": ("tls", "ja4", "c2s"),
+    "portclass.tls.client.alpn": ("tls", "alpn", "c2s"),
 }
 """Column (ECS name where ECS has one) -> (extractor, its field, direction): what each flow said."""
 
@@ -362,7 +381,8 @@ def flow_evidence_columns(
 ) -> dict[str, list[Any]]:
     """ECS-style columns of the evidence for every flow (rows in table order).
 
-    ``network.protocol``, ``portclass.verdict``, ``portclass.verdict_note``,
+    ``network.protocol`` (the carrier of a carried protocol), ``network.application`` (the carried
+    protocol, or the application a TLS server name belongs to), ``portclass.verdict``, ``portclass.verdict_note``,
     ``portclass.evidence.{signature,direction,file,packet}``, ``tls.client.server_name``, what the
     flow said (``SAID_COLUMNS``: HTTP request line, Host and User-Agent, DNS question, SSH software,
     server greeting), and
@@ -395,7 +415,8 @@ def flow_evidence_columns(
     if named.size:
         sni_txt[named] = np.char.decode(sni[named], "utf-8", errors="replace").astype(object)
     cols: dict[str, list[Any]] = {
-        "network.protocol": protocol_names(p).tolist(),
+        "network.protocol": protocol_names(_SHOWN_AS[p]).tolist(),
+        "network.application": applications(p, flows.server_name).tolist(),
         "portclass.verdict": np.array(VERDICTS, dtype=object)[v].tolist(),
         "portclass.verdict_note": notes,
         "portclass.evidence.signature": np.where(has, sig_names, None).tolist(),

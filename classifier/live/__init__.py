@@ -1,11 +1,12 @@
-"""Live capture: packets from network interfaces, labelled as they arrive (``portclass live``).
+"""Live capture: packets from network interfaces, labelled as flows end (``portclass live``).
 
 The same vectorized stages as for files: a backend (``backends``: dumpcap, scapy, pyshark)
 hands over raw packets, ``stream`` turns them into ``PacketBatch`` columns with the capture
-decoder, ``engine.LiveSession`` keeps a running ``FlowAggregator`` and labels a finalized copy
-of the flows at every refresh (``view`` draws them), and at the end every open flow is
-finalized and written with the normal report writers (``output`` adds what only a live
-capture has).
+decoder, and ``engine.LiveSession`` feeds them to the one flow engine (``classifier.engine``),
+which hands out flows as they end: to the flow log (``classifier.report.rotate``: an appended
+file or rotated files) at once, and to the rolling view (``view``) as running totals plus the
+flows alive.  Whole-run reports (json, html, the terminal summary) keep the ended flows and are
+written at the end with the normal writers (``output`` adds what only a live capture has).
 
 >>> from classifier.live import LiveOptions, capture  # doctest: +SKIP
 >>> result = capture(LiveOptions(["lo"], bpf="tcp port 8080", duration=5), load_registry())  # doctest: +SKIP

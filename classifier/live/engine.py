@@ -1,39 +1,49 @@
-"""The live loop: backend batches -> running ``FlowAggregator`` -> labels at every refresh -> final report.
+"""The live loop: backend batches -> the engine -> flows out as they end -> the flow log and the view.
 
-One thread does everything that touches the flows (the backends' own threads only queue frames),
-so the aggregator needs no locks.  The loop waits on the backend at most ``batch_interval`` s at a
-time, so a stop (``--duration``, ``--count``, SIGINT, SIGTERM) is seen within ~100 ms; it then reads
-for ``backend.linger_s`` more (dumpcap hands over the kernel's packets in blocks retired every
-250 ms), stops the capture, drains what it still holds and finalizes every flow still open.
+A thin caller of ``classifier.engine.Engine``, as file analysis is.  One thread does everything that
+touches the flows (the backends' own threads only queue frames), so the engine needs no locks.  The
+loop waits on the backend at most ``batch_interval`` s at a time, so a stop (``--duration``,
+``--count``, SIGINT, SIGTERM) is seen within ~100 ms; it then reads for ``backend.linger_s`` more
+(dumpcap hands over the kernel's packets in blocks retired every 250 ms), stops the capture, drains
+what it still holds and flushes every flow still open to the log, which closes its file whole.
 
-Label lag: at each refresh the partial flows are finalized, oriented and labelled (a copy; the
-aggregator keeps merging), and the time from the oldest packet first labelled by that refresh
-(its kernel timestamp) to the moment its label exists is recorded.
+At every refresh the engine expires flows by the wall clock (idle, TCP closed, active timeout), so
+flows leave memory and reach the log (``report.rotate.FlowLog``) while the capture runs, and the view
+is drawn from running totals plus the flows alive: its cost follows the flows alive, not the flows seen.
+Label lag: the time from the oldest packet first seen by a refresh (its kernel timestamp) to that
+refresh's labelled snapshot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import interrupt
 from ..atomic import atomic_file
 from ..capture.columns import CaptureStats, PacketBatch
-from ..evidence.match import scan
-from ..evidence.verdict import verdicts
-from ..flows import FlowAggregator, FlowTable, finalize
-from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis, label_flows
+from ..engine import Ended, Engine, Timeouts
+from ..errors import PortclassError
+from ..flows import FlowTable
+from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis
 from ..registry.compile import CompiledRegistry
+from ..report.stream import Running
 from .backends import TRANSPORT_NAMES, Backend, LiveBatch, default_backend, make_backend
 from .checks import LiveError, check_bpf, check_interfaces
 from .stream import InterfaceCounters
+
+if TYPE_CHECKING:
+    from ..filters import FlowFilter
+    from ..report.rotate import FlowLog
 
 
 @dataclass
@@ -50,25 +60,49 @@ class LiveOptions:
     write_pcap: str | None = None
     buffer_mib: int = 64  # kernel capture buffer per interface (dumpcap -B, socket buffer for scapy)
     batch_interval: float = 0.1  # seconds between batches handed to the flow stage
+    timeouts: Timeouts | None = None  # when flows end (None: ``idle_timeout`` and the engine's defaults)
+    evidence: bool = True  # payload evidence (``--dissect none``: port labels only)
+
+
+@dataclass
+class Samples(deque):
+    """The last ``LAG_SAMPLES`` values (a sensor runs for days: memory stays bounded), their count and maximum."""
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=LAG_SAMPLES)
+        self.n = 0
+        self.peak: float | None = None
+
+    def append(self, x: float) -> None:
+        """Keep ``x`` (the oldest sample goes when full)."""
+        super().append(x)
+        self.n += 1
+        self.peak = x if self.peak is None else max(self.peak, x)
+
+
+LAG_SAMPLES = 10_000
 
 
 @dataclass
 class LagStats:
-    """How long packets wait for their label, in seconds, one sample per refresh (or batch)."""
+    """How long packets wait for their label, in seconds, one sample per refresh (or batch).
 
-    label: list[float] = field(default_factory=list)  # refresh time - oldest packet first labelled then
-    label_newest: list[float] = field(default_factory=list)  # refresh time - newest packet labelled then
-    batch: list[float] = field(default_factory=list)  # batch in the flow stage - its oldest packet (until stop)
+    Percentiles are over the last ``LAG_SAMPLES`` samples, the maximum over the whole capture.
+    """
+
+    label: Samples = field(default_factory=Samples)  # refresh time - oldest packet first labelled then
+    label_newest: Samples = field(default_factory=Samples)  # refresh time - newest packet labelled then
+    batch: Samples = field(default_factory=Samples)  # batch in the flow stage - its oldest packet (until stop)
 
     @staticmethod
-    def _summary(xs: list[float]) -> dict[str, float | None]:
+    def _summary(xs: Samples | list[float]) -> dict[str, float | None]:
         if not xs:
             return {"p50": None, "p95": None, "max": None}
         s = sorted(xs)
         return {
             "p50": round(statistics.median(s), 4),
             "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 4),
-            "max": round(s[-1], 4),
+            "max": round(max(s[-1], getattr(xs, "peak", None) or s[-1]), 4),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +111,7 @@ class LagStats:
             "label_oldest_s": self._summary(self.label),
             "label_newest_s": self._summary(self.label_newest),
             "batch_s": self._summary(self.batch),
-            "refreshes": len(self.label),
+            "refreshes": getattr(self.label, "n", len(self.label)),
         }
 
 
@@ -168,9 +202,9 @@ def pick_protocol(names: list[str]) -> str | None:
 
 @dataclass
 class Snapshot:
-    """What the rolling view shows at one refresh."""
+    """What the rolling view shows at one refresh: running totals and the flows alive now (not every flow seen)."""
 
-    analysis: Analysis
+    analysis: Analysis  # the flows alive now (the engine's snapshot), labelled
     elapsed_s: float
     packets: int
     rate_pps: float
@@ -180,11 +214,13 @@ class Snapshot:
     protocols: list[str | None] | None
     options: LiveOptions
     backend: str
+    running: Running = field(default_factory=Running)  # flows ended so far (all of them, before any filter)
+    recent: Analysis | None = None  # the newest ended flagged flows (at most ``RECENT_FLAGGED``)
 
 
 @dataclass
 class LiveResult:
-    """The end of a live capture: the labelled flows and how the capture went."""
+    """The end of a live capture: the labelled flows (or only their totals) and how the capture went."""
 
     analysis: Analysis
     backend: str
@@ -195,6 +231,9 @@ class LiveResult:
     protocols: list[str | None] | None  # tshark's name per flow row (pyshark backend), else None
     started_at_ns: int
     error: str | None = None
+    running: Running = field(default_factory=Running)  # every flow ended (before any filter)
+    written: list[str] = field(default_factory=list)  # files the flow log closed (rotated files, or -o FILE)
+    engine: dict[str, Any] = field(default_factory=dict)  # the engine's counters (flows ended per reason...)
 
     @property
     def dropped(self) -> int | None:
@@ -239,8 +278,25 @@ class _Stopper:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
+    holding = False
+    again: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A second signal inside waits for the end of the block (a flow-log write or rotation stays whole)."""
+        old, self.holding = self.holding, True
+        try:
+            yield
+        finally:
+            self.holding = old
+        if not old and self.again is not None:
+            raise interrupt.Interrupted(self.again)
+
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:
+            if self.holding:
+                self.again = signum
+                return
             raise interrupt.Interrupted(signum)
         if interrupt.received is None:
             interrupt.received = signum  # the run's exit code: 128 + signum
@@ -251,8 +307,18 @@ class _Stopper:
             signal.signal(sig, old)
 
 
+RECENT_FLAGGED = 200
+"""Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
+
+
 class LiveSession:
-    """Capture live, label flows as they grow, and return the final labelled flows.
+    """Capture live through the engine: flows go out as they end (to ``log`` and ``on_ended``).
+
+    A thin caller of ``classifier.engine.Engine``: backend batches go to ``Engine.add``; at every
+    refresh ``Engine.expire`` (clock: the wall clock, the kernel's timestamps' time base) hands out the
+    flows that ended, which go to the flow log at once; the view is made of running totals and the
+    engine's snapshot of the flows alive.  ``keep_flows`` also keeps every ended flow for a whole-run
+    report at the end (``-f json``/``html``, the terminal summary), whose memory follows the flows seen.
 
     >>> from classifier.registry.sources import load_registry  # doctest: +SKIP
     >>> s = LiveSession(LiveOptions(["lo"], bpf="tcp port 8080", duration=5), load_registry())  # doctest: +SKIP
@@ -261,14 +327,32 @@ class LiveSession:
     'http-alt'
     """
 
-    def __init__(self, options: LiveOptions, registry: CompiledRegistry) -> None:
+    def __init__(
+        self,
+        options: LiveOptions,
+        registry: CompiledRegistry,
+        *,
+        log: FlowLog | None = None,
+        keep_flows: bool = True,
+        flow_filter: FlowFilter | None = None,
+        on_ended: Callable[[Ended], None] | None = None,
+    ) -> None:
         self.opts = options
         self.registry = registry
         self.backend_name = options.backend or default_backend()
-        self.agg = FlowAggregator(int(options.idle_timeout * 1e9))
+        timeouts = options.timeouts or Timeouts(idle_s=options.idle_timeout)
+        self.engine = Engine(registry, timeouts, evidence=options.evidence)
+        self.log = log
+        self.keep_flows = keep_flows
+        self.filter = flow_filter
+        self.on_ended = on_ended
+        self.running = Running()  # every flow ended, before the filter
+        self.kept: list[Ended] = []  # with keep_flows: the (filtered) ended flows
+        self.recent: Ended | None = None  # newest ended flagged flows, for the view
         self.votes: ProtocolVotes | None = None
         self.lag = LagStats()
         self.stop_reason: str | None = None
+        self.write_error: str | None = None
         self._pcap_cm: Any = None
         self._pcap_fh: Any = None
         self._new_min_ts: int | None = None
@@ -276,6 +360,7 @@ class LiveSession:
         self._last_snap: tuple[float, int] = (0.0, 0)
         self.backend: Backend | None = None
         self._stop = threading.Event()
+        self._stopper: _Stopper | None = None
         self._draining = False
         self.started_mono = 0.0
         self.started_ns = 0
@@ -321,6 +406,30 @@ class LiveSession:
             drop = RuntimeError("capture abandoned")
             cm.__exit__(RuntimeError, drop, None)
 
+    def live_meta(self) -> dict[str, Any]:
+        """The capture's description so far, for the flow log's heads and closing lines."""
+        return {
+            "backend": self.backend_name,
+            "interfaces": self.opts.interfaces,
+            "bpf": self.opts.bpf,
+            "packets": int(self.engine.stats.packets),
+            "flows_ended": self.running.flows,
+            "stopped_by": self.stop_reason,
+        }
+
+    def base_analysis(self, elapsed: float = 0.0, stats: CaptureStats | None = None) -> Analysis:
+        """The run's analysis without flows: registry, inputs, timeouts (heads of the flow log)."""
+        return Analysis(
+            flows=FlowTable.empty(),
+            labels=Ended.empty().labels,
+            stats=stats if stats is not None else CaptureStats(),
+            registry=self.registry,
+            idle_timeout_s=self.engine.timeouts.idle_s,
+            elapsed_s=elapsed,
+            inputs=[f"live:{i}" for i in self.opts.interfaces],
+            payload_inspected=self.opts.evidence,
+        )
+
     # ---- the loop --------------------------------------------------------------------------
     def run(
         self,
@@ -348,35 +457,95 @@ class LiveSession:
         ok = abandoned = False
         try:
             with _Stopper() as stopper:
+                self._stopper = stopper
                 backend.start()
                 self.started_mono = time.monotonic()
                 self.started_ns = time.time_ns()
                 self._last_snap = (self.started_mono, 0)
+                if self.log is not None:
+                    self._writing(self.log.open)
                 if on_ready is not None:
                     on_ready(self)
                 self._loop(backend, stopper, on_refresh)
                 result = self._finish(backend)
             ok = True
             return result
-        except KeyboardInterrupt:  # a second signal: abandon everything (the outputs stay as they were)
+        except KeyboardInterrupt:  # a second signal: stop at once (the flow log's files are closed whole)
             abandoned = True
             raise
         finally:
             backend.close()
+            if abandoned and self.log is not None and self.write_error is None:
+                try:
+                    self.log.close(partial=True)
+                except PortclassError:
+                    self.log.abandon()
             self._close_pcap(keep=ok or (not abandoned and self._pcap_fh is not None and backend.packets > 0))
+
+    def _writing(self, action: Callable[[], object]) -> None:
+        """Run a flow-log action with a second signal held back; a writing error stops the capture."""
+        if self.write_error is not None:
+            return
+        stopper = self._stopper
+        try:
+            if stopper is not None:
+                with stopper.held():
+                    action()
+            else:
+                action()
+        except PortclassError as exc:
+            self.write_error = str(exc)
+            if self.log is not None:
+                self.log.abandon()
+
+    def _emit(self, e: Ended) -> None:
+        """Flows that just ended: counted, then to the log, the caller, the kept list and the view."""
+        if not len(e):
+            return
+        if self.votes is not None:
+            names = np.empty(len(e), dtype=object)
+            names[:] = self.votes.for_flows(e.flows)
+            e.labels.tshark_protocol = names
+        self.running.add(e)
+        flagged = np.flatnonzero(e.labels.severity > 0)
+        if flagged.size:
+            self.recent = _tail(e, flagged, self.recent, RECENT_FLAGGED)
+        if self.filter:
+            from ..filters import mask
+
+            keep = np.flatnonzero(mask(self._as_analysis(e), self.filter))
+            e = _take(e, keep)
+            if not len(e):
+                return
+        if self.log is not None:
+            self._writing(lambda: self.log.write(e))  # type: ignore[union-attr]
+        if self.keep_flows:
+            self.kept.append(e)
+        if self.on_ended is not None:
+            self.on_ended(e)
+
+    def _as_analysis(self, e: Ended) -> Analysis:
+        a = self.base_analysis()
+        a.flows, a.labels, a.part = e.flows, e.labels, e.part
+        return a
 
     def _add(self, lb: LiveBatch) -> None:
         b = lb.batch
-        first_index = self.agg.stats.packets + 1  # number of the batch's first packet
-        self.agg.add(b, scan(b) if len(b) else None)  # payload evidence needs the batch's bytes: before add drops them
+        first_index = self.engine.stats.packets + 1  # number of the batch's first packet
+        if self.votes is not None and lb.protocols is not None:
+            self.votes.add(b, lb.protocols, first_index)
+        for ended in self.engine.add(b):
+            self._emit(ended)
         if len(b):
             lo, hi = int(b.ts_ns.min()), int(b.ts_ns.max())
             if not self._draining:  # what a stop flushes out waited for the stop, not for portclass
                 self.lag.batch.append((time.time_ns() - lo) / 1e9)
             self._new_min_ts = lo if self._new_min_ts is None else min(self._new_min_ts, lo)
             self._new_max_ts = hi if self._new_max_ts is None else max(self._new_max_ts, hi)
-        if self.votes is not None and lb.protocols is not None:
-            self.votes.add(b, lb.protocols, first_index)
+
+    def _expire(self) -> None:
+        """Hand the flows ended by now (wall clock) to the log."""
+        self._emit(self.engine.expire(time.time_ns()))
 
     def _loop(self, backend: Backend, stopper: _Stopper, on_refresh: Callable[[Snapshot], None] | None) -> None:
         opts = self.opts
@@ -395,7 +564,9 @@ class LiveSession:
                 if backend.error:
                     self.stop_reason = "error"
                 break
-            if stopper.reason is not None:
+            if self.write_error is not None:
+                self.stop_reason = "error"
+            elif stopper.reason is not None:
                 self.stop_reason = stopper.reason
             elif self._stop.is_set():
                 self.stop_reason = self.stop_reason_requested
@@ -405,10 +576,16 @@ class LiveSession:
                 self.stop_reason = "count"
             if self.stop_reason is not None:
                 break
+            log = self.log
+            if log is not None and log.due():
+                self._expire()  # the flows ended by the boundary belong to the file closing there
+                self._writing(log.rotate)
             if now >= next_refresh:
-                snap = self.snapshot()
-                if on_refresh is not None:
-                    on_refresh(snap)
+                self._expire()
+                if on_refresh is not None:  # no view: no snapshot (labelling the alive flows costs)
+                    on_refresh(self.snapshot())
+                else:
+                    self._note_lag()
                 next_refresh = max(next_refresh + opts.refresh, time.monotonic() + opts.refresh / 4)
         self._draining = True
         if self.stop_reason not in ("count", "capture ended", "error"):
@@ -421,38 +598,18 @@ class LiveSession:
             self._add(lb)
 
     # ---- labels ----------------------------------------------------------------------------
-    def _analysis(self, flows: FlowTable, stats: CaptureStats, elapsed: float) -> tuple[Analysis, list | None]:
-        """Orient and label finalized flows (with payload evidence and tshark's names where there are)."""
-        flows, labels = label_flows(flows, self.registry)
-        verdicts(flows, labels, self.registry)
-        protocols = self.votes.for_flows(flows) if self.votes is not None else None
-        if protocols is not None:
-            names = np.empty(len(protocols), dtype=object)
-            names[:] = protocols
-            labels.tshark_protocol = names
-        a = Analysis(
-            flows=flows,
-            labels=labels,
-            stats=stats,
-            registry=self.registry,
-            idle_timeout_s=self.opts.idle_timeout,
-            elapsed_s=elapsed,
-            inputs=[f"live:{i}" for i in self.opts.interfaces],
-        )
-        return a, protocols
-
     def snapshot(self) -> Snapshot:
-        """Label a finalized copy of the flows so far (the aggregator keeps going) and note the lag."""
+        """The view's state: the flows alive now, labelled (the engine keeps them), running totals, lag."""
         assert self.backend is not None
         now_m = time.monotonic()
-        part = self.agg.partial()
-        stats = _copy_stats(self.agg.stats)
-        a, protocols = self._analysis(finalize(part), stats, now_m - self.started_mono)
-        done_ns = time.time_ns()
-        if self._new_min_ts is not None and self._new_max_ts is not None:
-            self.lag.label.append((done_ns - self._new_min_ts) / 1e9)
-            self.lag.label_newest.append((done_ns - self._new_max_ts) / 1e9)
-        self._new_min_ts = self._new_max_ts = None
+        alive = self.engine.snapshot()
+        stats = _copy_stats(self.engine.stats)
+        protocols = self.votes.for_flows(alive.flows) if self.votes is not None else None
+        if protocols is not None:
+            alive.labels.tshark_protocol = np.array(protocols + [None], dtype=object)[:-1]
+        a = self._as_analysis(alive)
+        a.stats, a.elapsed_s = stats, now_m - self.started_mono
+        self._note_lag()
         t_prev, n_prev = self._last_snap
         rate = (stats.packets - n_prev) / max(now_m - t_prev, 1e-9)
         self._last_snap = (now_m, stats.packets)
@@ -469,12 +626,23 @@ class LiveSession:
             protocols=protocols,
             options=self.opts,
             backend=self.backend_name,
+            running=self.running,
+            recent=None if self.recent is None else self._as_analysis(self.recent),
         )
+
+    def _note_lag(self) -> None:
+        """Label lag of this refresh: now minus the oldest (and newest) packet it is the first to see."""
+        done_ns = time.time_ns()
+        if self._new_min_ts is not None and self._new_max_ts is not None:
+            self.lag.label.append((done_ns - self._new_min_ts) / 1e9)
+            self.lag.label_newest.append((done_ns - self._new_max_ts) / 1e9)
+        self._new_min_ts = self._new_max_ts = None
 
     def _finish(self, backend: Backend) -> LiveResult:
         elapsed = time.monotonic() - self.started_mono
         counters = backend.counters()
-        stats = self.agg.stats
+        self._emit(self.engine.flush())  # every flow still open ends with the capture
+        stats = self.engine.stats
         if not stats.files:
             stats.files = [self.opts.write_pcap or "live:" + ",".join(self.opts.interfaces)]
         for _i, c in sorted(counters.items()):
@@ -483,13 +651,23 @@ class LiveSession:
                     f"{c.name}: {c.dropped:,} packets dropped before portclass read them"
                     f" ({backend.name} reports {c.received:,} received); the capture could not keep up"
                 )
+        error = backend.error
         if backend.error:
             stats.warnings.append(f"capture ended early: {backend.error}")
             if self.stop_reason in (None, "capture ended"):
                 self.stop_reason = "error"
-        a, protocols = self._analysis(self.agg.result(), stats, elapsed)
+        if self.write_error is not None:
+            error, self.stop_reason = self.write_error, "error"
+        a = self.base_analysis(elapsed, stats)
+        protocols = None
+        if self.keep_flows:
+            done = Ended.concat(self.kept) if self.kept else Ended.empty()
+            a.flows, a.labels, a.part = done.flows, done.labels, done.part
+            if self.votes is not None:
+                protocols = list(done.labels.tshark_protocol) if done.labels.tshark_protocol is not None else None
         a.interrupted = self.stop_reason in STOP_SIGNALS  # the one rule of classifier.interrupt
-        return LiveResult(
+        a.counters = self.engine.counters
+        result = LiveResult(
             analysis=a,
             backend=self.backend_name,
             options=self.opts,
@@ -498,9 +676,38 @@ class LiveSession:
             lag=self.lag,
             protocols=protocols,
             started_at_ns=self.started_ns,
-            error=backend.error,
+            error=error,
+            running=self.running,
+            engine={"ended": dict(self.engine.counters.ended), "peak_alive": self.engine.counters.peak_alive},
         )
+        if self.log is not None:
+            self.stop_reason = result.stopped_by
+            final = {**self.live_meta(), **result.meta()}
+            self._writing(lambda: self.log.close(partial=a.interrupted, meta=final))  # type: ignore[union-attr]
+            if self.write_error is not None:
+                result.error, result.stopped_by = self.write_error, "error"
+            result.written = [str(p) for p in self.log.finished] or (
+                [str(self.log.current)] if self.log.current is not None and self.write_error is None else []
+            )
+        if not self.keep_flows:
+            a.running = self.running.totals(a)  # type: ignore[attr-defined]
+        return result
 
+
+def _take(e: Ended, idx: np.ndarray) -> Ended:
+    """The rows ``idx`` of ended flows."""
+    from ..filters import take_labels
+
+    return Ended(e.flows.take(idx), take_labels(e.labels, idx), e.part[idx], e.reason[idx], e.stats)
+
+
+def _tail(e: Ended, rows: np.ndarray, prior: Ended | None, n: int) -> Ended:
+    """The last ``n`` of ``prior`` followed by ``e``'s ``rows``."""
+    new = _take(e, rows[-n:])
+    if prior is None:
+        return new
+    both = Ended.concat([prior, new])
+    return _take(both, np.arange(max(len(both) - n, 0), len(both)))
 
 def _copy_stats(s: CaptureStats) -> CaptureStats:
     c = CaptureStats()

@@ -8,6 +8,7 @@ Tables are cut to the terminal's height.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -17,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..pipeline import Analysis
 from ..registry.model import TRANSPORTS
 from ..report.addr import format_addresses
 from ..report.rows import flag_strings
@@ -37,13 +39,13 @@ def status_line(snap: Snapshot) -> Text:
     """Interfaces, backend, elapsed, packets/rate, drops, flows, lag — one line."""
     a = snap.analysis
     o = snap.options
-    flagged = int(np.count_nonzero(a.labels.severity))
+    flagged = int(np.count_nonzero(a.labels.severity)) + snap.running.flagged
     if snap.drops is None:
         drops = Text("drops: at stop" if not snap.drops_live else "drops: ?", style="dim")
     else:
         drops = Text(f"drops: {snap.drops:,}", style="bold red" if snap.drops else "green")
     lag = snap.lag.label[-1] if snap.lag.label else None
-    worst = max(snap.lag.label) if snap.lag.label else None
+    worst = max(getattr(snap.lag.label, "peak", None) or 0, max(snap.lag.label)) if snap.lag.label else None
     t = Text()
     t.append(f"live on {', '.join(o.interfaces)}", style="bold")
     t.append(f" ({snap.backend}{'; filter: ' + o.bpf if o.bpf else ''})  ")
@@ -52,7 +54,7 @@ def status_line(snap: Snapshot) -> Text:
     t.append(f"({snap.rate_pps:,.0f}/s)", style="bold")
     t.append("  ")
     t.append_text(drops)
-    t.append(f"  {len(a.flows):,} flows, ")
+    t.append(f"  {snap.running.flows + len(a.flows):,} flows ({len(a.flows):,} alive), ")
     t.append(f"{flagged:,} flagged", style="bold red" if flagged else "")
     if lag is not None and worst is not None:
         t.append(f"  label lag {lag * 1000:,.0f} ms (max {worst * 1000:,.0f} ms)", style="dim")
@@ -61,15 +63,32 @@ def status_line(snap: Snapshot) -> Text:
 
 def _services_table(snap: Snapshot, rows: int) -> Table:
     svc = services(snap.analysis)
-    return services_table(snap.analysis, rows, title=f"Services claimed by server port ({len(svc)})", service_rows=svc)
+    title = f"Services claimed by server port, flows alive now ({len(svc)})"
+    return services_table(snap.analysis, rows, title=title, service_rows=svc)
+
+
+def _flagged_rows(snap: Snapshot) -> tuple[Analysis, np.ndarray, int]:
+    """The newest ended flagged flows the session kept and the alive ones: (analysis, rows newest first, total)."""
+    a = snap.analysis
+    if snap.recent is not None and len(snap.recent.flows):
+        from ..engine import Ended
+
+        r = snap.recent
+        both = Ended.concat(
+            [Ended(r.flows, r.labels, np.zeros(len(r.flows), np.int32), np.zeros(len(r.flows), np.uint8)),
+             Ended(a.flows, a.labels, np.zeros(len(a.flows), np.int32), np.zeros(len(a.flows), np.uint8))]
+        )  # fmt: skip
+        a = dataclasses.replace(a, flows=both.flows, labels=both.labels, part=None)
+    flagged = np.flatnonzero(a.labels.severity > 0)
+    order = flagged[np.argsort(-a.flows.last_ts_ns[flagged], kind="stable")]
+    return a, order, snap.running.flagged + int(np.count_nonzero(snap.analysis.labels.severity))
 
 
 def _flagged_table(snap: Snapshot, rows: int) -> Table:
-    a = snap.analysis
+    a, order, total = _flagged_rows(snap)
+    order = order[:rows]
     fl, lab = a.flows, a.labels
-    flagged = np.flatnonzero(lab.severity > 0)
-    order = flagged[np.argsort(-fl.last_ts_ns[flagged], kind="stable")][:rows]
-    tbl = Table(title=f"Newest flagged flows ({len(order)} of {flagged.size})", box=box.SIMPLE, title_justify="left")
+    tbl = Table(title=f"Newest flagged flows ({len(order)} of {total:,})", box=box.SIMPLE, title_justify="left")
     cols = ["last seen", "flags", "client → server", "service (registry)"]
     if snap.protocols is not None:
         cols.append("tshark says")
@@ -97,7 +116,8 @@ def _flagged_table(snap: Snapshot, rows: int) -> Table:
             str(names[sid]) if sid >= 0 else "—",
         ]
         if snap.protocols is not None:
-            row.append(snap.protocols[i] or "—")
+            names = a.labels.tshark_protocol
+            row.append((names[i] if names is not None else None) or "—")
         row += [f"{int(fl.packets_c2s[i] + fl.packets_s2c[i]):,}", human_bytes(int(fl.bytes_c2s[i] + fl.bytes_s2c[i]))]
         tbl.add_row(*row)
     return tbl

@@ -96,6 +96,11 @@ def load(path: Path) -> CompiledRegistry | None:
         buf = read_regular(path, MAX_CACHE_BYTES)
     except RegistryError:
         return None
+    return loads(buf)
+
+
+def loads(buf: bytes) -> CompiledRegistry | None:
+    """A compiled registry from the bytes ``dumps`` gave (joined); None if damaged or of another format."""
     if len(buf) < 16 or buf[:8] != MAGIC:
         return None
     try:

@@ -10,17 +10,20 @@ loop is named in one line), proxies from the environment (``http_proxy``, ``http
 
 from __future__ import annotations
 
-import http.client
-import socket
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import RegistryError
 from .files import MAX_BYTES, too_big
 from .parse import looks_like_html
+
+if TYPE_CHECKING:
+    import http.client
+    import socket
+
+# http.client, socket and urllib are imported where a download happens: not on every run's start
 
 DEADLINE = 120.0
 """Seconds the whole download may take (a real edition is about 4 MB)."""
@@ -46,6 +49,8 @@ def download(
 
     Any failure is a ``RegistryError`` of one line naming ``url``.
     """
+    import urllib.parse
+
     end = time.monotonic() + deadline
     seen = [url]
     current = url
@@ -65,6 +70,10 @@ def download(
 
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     """An unconnected connection for ``url`` (through the environment's proxy, if any) and the request target."""
+    import http.client
+    import urllib.parse
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("only http:// and https:// URLs can be downloaded")
@@ -88,6 +97,9 @@ def _fetch(
     url: str, end: float, deadline: float, limit: int, progress: Progress | None, *, origin: str
 ) -> tuple[bytes, str | None]:
     """One request: (body, None), or (b"", Location) for a redirect; one-line errors."""
+    import http.client
+    import socket
+
     expired = threading.Event()
     got = 0
     conn: http.client.HTTPConnection | None = None
@@ -160,6 +172,9 @@ def _fetch(
 
 def _describe(exc: BaseException, got: int) -> str:
     """One line for a network or protocol failure."""
+    import http.client
+    import socket
+
     if isinstance(exc, http.client.IncompleteRead):
         more = f" of {got + exc.expected:,}" if exc.expected else ""
         return f"the connection closed before the end of the body (got {got:,}{more} bytes)"

@@ -15,15 +15,27 @@ def format_addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     >>> format_addresses(np.array([0], np.uint64), np.array([0xFFFF_C000_0201], np.uint64))[0]
     '192.0.2.1'
     """
+    texts, inv = unique_addresses(hi, lo)
+    return np.array(texts, dtype=object)[inv] if texts else np.array([], dtype=object)
+
+
+def unique_addresses(hi: np.ndarray, lo: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(text of each distinct address, index of each row's address in it): a dictionary-encoded column."""
     hi = np.asarray(hi, dtype=np.uint64)
     lo = np.asarray(lo, dtype=np.uint64)
-    pair = np.stack([hi, lo], axis=1)
-    uniq, inv = np.unique(pair, axis=0, return_inverse=True)
+    if not hi.size:
+        return [], np.zeros(0, dtype=np.int64)
+    order = np.lexsort((lo, hi))
+    shi, slo = hi[order], lo[order]
+    new = np.ones(shi.size, dtype=bool)
+    new[1:] = (shi[1:] != shi[:-1]) | (slo[1:] != slo[:-1])
+    inv = np.empty(shi.size, dtype=np.int64)
+    inv[order] = np.cumsum(new) - 1
     texts = []
-    for h, low in uniq.tolist():
+    for h, low in zip(shi[new].tolist(), slo[new].tolist(), strict=True):
         if h == 0 and (low >> 32) == 0xFFFF:
             v = low & 0xFFFF_FFFF
             texts.append(f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}")
         else:
             texts.append(ipaddress.IPv6Address((h << 64) | low).compressed)
-    return np.array(texts, dtype=object)[inv.reshape(-1)] if texts else np.array([], dtype=object)
+    return texts, inv

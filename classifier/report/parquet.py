@@ -19,7 +19,7 @@ has null; ``portclass.evidence.packet`` (the packet's number in that file, from 
 int64; after ``--dissect tshark``, ``portclass.tshark_protocol`` and ``portclass.tshark_agreement``
 are strings. Constant ECS fields of the JSON documents (``event.kind`` ..., ``ecs.version``) and
 ``portclass.label_basis`` are columns too, so every field of the JSON output is here; the CSV has
-the same columns (``rows.table_columns``). Integer columns that can be null (``NULLABLE_INTEGERS``)
+the same columns (``rows.table_arrays``). Integer columns that can be null (``NULLABLE_INTEGERS``)
 read back in pandas as ``Int64``, not float64 (the file carries pandas metadata saying so).
 
 The registry's warning travels in the file's key/value metadata (``portclass.notice``, with the
@@ -43,7 +43,7 @@ from ..errors import PortclassError
 from ..evidence.verdict import SAID_COLUMNS
 from ..output import emit
 from ..pipeline import Analysis
-from .rows import LABEL_BASIS, table_columns
+from .rows import LABEL_BASIS, table_arrays
 from .terminal import PORTCLASS_NOTE, notice_text
 
 EVENT_CONSTANTS: dict[str, Any] = {
@@ -106,6 +106,7 @@ def _types() -> dict[str, Any]:
         "ecs.version": pa.string(),
         # payload evidence (classifier.evidence.verdict.flow_evidence_columns)
         "network.protocol": pa.string(),
+        "network.application": pa.string(),
         "portclass.verdict": pa.string(),
         "portclass.verdict_note": pa.string(),
         "portclass.evidence.signature": pa.string(),
@@ -196,10 +197,13 @@ def metadata(a: Analysis) -> dict[str, str]:
     return {META_PREFIX + k: str(v) for k, v in meta.items()}
 
 
-def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -> Any:
+def arrow_table(
+    a: Analysis, *, raw: bool = False, with_metadata: bool = True, cols: dict[str, Any] | None = None
+) -> Any:
     """The flows as a ``pyarrow.Table`` with ECS column names (sorted by start time).
 
-    ``raw`` adds ``RAW_COLUMNS`` (exact nanosecond times, TCP flags, flag bits, key hash).
+    ``raw`` adds ``RAW_COLUMNS`` (exact nanosecond times, TCP flags, flag bits, key hash); ``cols``
+    are ``table_arrays(a)`` when the caller has them already.
 
     >>> arrow_table(analysis).column("destination.port").to_pylist()  # doctest: +SKIP
     [80, 42000, 53]
@@ -207,8 +211,10 @@ def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -
     import pyarrow as pa
 
     fl = a.flows
+    n = len(fl)
     order = np.argsort(fl.first_ts_ns, kind="stable")
-    cols = table_columns(a, order)
+    if cols is None:
+        cols = table_arrays(a, order)
     types = _types()
     arrays: dict[str, Any] = {}
     times = {"@timestamp": fl.first_ts_ns, "event.start": fl.first_ts_ns, "event.end": fl.last_ts_ns}
@@ -216,10 +222,13 @@ def arrow_table(a: Analysis, *, raw: bool = False, with_metadata: bool = True) -
         if name in times:
             # microseconds, truncated as the JSON output's ISO strings (exact ns: raw.*_ts_ns)
             arrays[name] = pa.array(times[name][order].astype(np.int64) // 1000, type=types[name])
-        elif name in types:
-            arrays[name] = pa.array(values, type=types[name])
-        else:  # a column added to flow_columns later: let Arrow infer its type
-            arrays[name] = pa.array(values)
+        elif isinstance(values, str | list):  # the same on every row
+            arrays[name] = pa.array([values] * n, type=types.get(name))
+        else:
+            if pa.types.is_dictionary(values.type):
+                values = values.dictionary.take(values.indices)
+            # a column added to flow_arrays later keeps the type it was built with
+            arrays[name] = values.cast(types[name]) if name in types else values
     if raw:
         for name, arr in _raw_arrays(a, order).items():
             arrays[name] = pa.array(arr)

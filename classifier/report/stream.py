@@ -12,12 +12,13 @@ or untouched).  Parquet writes one row group per chunk and its key/value metadat
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import io
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -100,9 +101,55 @@ class _Body:
         self.fmt, self.sink = fmt, sink
         self.parquet: Any = None
         self.pandas = b""
+        self._queue: Any = None
+        self._thread: Any = None
+        self._error: BaseException | None = None
+        from .serialize import pyarrow_for_writers
 
-    def add(self, c: Analysis, rows: int = 16384) -> None:
-        """Write the flows of ``c``, ``rows`` at a time (the row builders hold Python objects per value)."""
+        pyarrow_for_writers()
+
+    def put(self, c: Analysis, rows: int = 8192) -> None:
+        """Hand a chunk, ``rows`` flows at a time, to the writer thread (started at the first), which
+        serializes them while the engine reads on: Arrow's kernels run outside the GIL. At most one
+        slice waits, so memory stays that of the chunk being handed over. Raises what the thread raised."""
+        if self._thread is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
+            self._thread.start()
+        for piece in self._slices(c, rows):
+            if self._error is not None:
+                raise self._error
+            self._queue.put(piece)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (c := self._queue.get()) is not None:
+            if self._error is None:  # after an error the rest is dropped (the run fails with it)
+                try:
+                    self._add(c)
+                except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                    self._error = exc
+
+    def finish(self, check: bool = True) -> None:
+        """Wait until the writer thread has written every slice; ``check``: raise what it raised."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if check and self._error is not None:
+            raise self._error
+
+    def add(self, c: Analysis, rows: int = 8192) -> None:
+        """Write the flows of ``c`` now, ``rows`` at a time (bounds the text held at once)."""
+        for piece in self._slices(c, rows):
+            self._add(piece)
+
+    @staticmethod
+    def _slices(c: Analysis, rows: int) -> Iterator[Analysis]:
         n = len(c.flows)
         if n > rows:
             from ..filters import take_labels
@@ -110,136 +157,38 @@ class _Body:
             for lo in range(0, n, rows):
                 idx = np.arange(lo, min(n, lo + rows))
                 part = None if c.part is None else c.part[idx]
-                self._add(dataclasses.replace(c, flows=c.flows.take(idx), labels=take_labels(c.labels, idx), part=part))
+                yield dataclasses.replace(c, flows=c.flows.take(idx), labels=take_labels(c.labels, idx), part=part)
         elif n:
-            self._add(c)
+            yield c
 
     def _add(self, c: Analysis) -> None:
+        """Serialize one slice column by column (``report.serialize``; Parquet: one row group)."""
+        if self.fmt == "zeek":
+            from .zeek import body
+
+            self.sink.write(body(c))
+            return
+        from .rows import table_arrays
+
+        cols = table_arrays(c)
         if self.fmt == "jsonl":
-            from .rows import _EVENT, ECS_VERSION, LABEL_BASIS, flow_columns
+            from .serialize import jsonl_body
 
-            cols: dict[str, Any] = dict(flow_columns(c))
-            consts = {**{f"event.{k}": v for k, v in _EVENT.items()}, "portclass.label_basis": LABEL_BASIS}
-            consts["ecs.version"] = ECS_VERSION
-            self.sink.write(jsonl_documents(cols, consts))
+            self.sink.write(jsonl_body(cols))
         elif self.fmt == "csv":
-            from .rows import table_columns
+            from .serialize import csv_body
 
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(
-                zip(*map(_csv_cells, table_columns(c).values()), strict=True)
-            )
-            self.sink.write(buf.getvalue().encode())
-        elif self.fmt == "zeek":
-            from .zeek import body_lines
-
-            self.sink.write(("\n".join(body_lines(c)) + "\n").encode())
+            self.sink.write(csv_body(cols))
         elif self.fmt == "parquet":
             import pyarrow.parquet as pq
 
             from .parquet import _pandas_metadata, arrow_table
 
-            table = arrow_table(c, with_metadata=False)
+            table = arrow_table(c, with_metadata=False, cols=cols)
             if self.parquet is None:
                 self.pandas = _pandas_metadata(table)  # stored with the run's metadata at the end
                 self.parquet = pq.ParquetWriter(self.sink, table.schema, compression="zstd", store_schema=False)
             self.parquet.write_table(table.cast(self.parquet.schema))
-
-
-_SEP = "\x01"  # stands for a comma until a document is whole: JSON text never holds a raw control character
-
-
-_PLAIN_TEXT = frozenset(
-    {"@timestamp", "event.start", "event.end", "source.ip", "destination.ip", "network.community_id"}
-)
-"""Columns whose text never needs JSON escaping (ISO times, addresses, base64): quoted as they are."""
-
-
-def _json_column(values: list[Any], plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(JSON text of each value, value present) for one column, rendering each distinct value once."""
-    import orjson
-
-    n = len(values)
-    kinds = set(map(type, values))
-    if list in kinds:  # set-like columns: few distinct lists
-        memo: dict[tuple, str] = {}
-        out = np.empty(n, dtype=object)
-        out[:] = [
-            None if v is None else memo.get(tuple(v)) or memo.setdefault(tuple(v), orjson.dumps(v).decode())
-            for v in values
-        ]
-        valid = out != None  # noqa: E711
-        return np.where(valid, out, ""), valid
-    arr = np.empty(n, dtype=object)
-    arr[:] = values
-    kinds.discard(type(None))
-    valid = arr != None  # noqa: E711 (elementwise)
-    present = arr[valid] if len(kinds) and not valid.all() else arr
-    text = np.empty(n, dtype=object)
-    if kinds == {int}:
-        text[valid] = present.astype(np.int64).astype(str).astype(object)
-    elif kinds == {str} and plain:
-        text[valid] = '"' + present + '"'
-    elif kinds == {str}:
-        uniq, inv = np.unique(present.astype(str), return_inverse=True)
-        rendered = np.array([orjson.dumps(str(u)).decode() for u in uniq.tolist()] or [""], dtype=object)
-        text[valid] = rendered[inv.reshape(-1)]
-    elif kinds:  # anything else (bool, float, mixed): orjson value by value
-        text[valid] = [orjson.dumps(v).decode() for v in present.tolist()]
-    return np.where(valid, text, ""), valid
-
-
-def jsonl_documents(cols: dict[str, list[Any]], consts: dict[str, Any], rows_per_slice: int = 4096) -> bytes:
-    """JSON Lines of nested ECS documents from flat dotted columns, absent values left out, column by column.
-
-    ``consts`` are fields every document carries with one value (appended to their object).  The same
-    documents as ``report.rows.rows(omit_nulls=True)``, built without a dict per flow.
-    """
-    import orjson
-
-    n = len(next(iter(cols.values()))) if cols else 0
-    out = []
-    for lo in range(0, n, rows_per_slice):
-        tree: dict[str, Any] = {}
-        for key, values in {**cols, **dict.fromkeys(consts)}.items():
-            path = [key] if key.startswith("@") else key.split(".")
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            if key in consts:
-                value = orjson.dumps(consts[key]).decode()
-                node[path[-1]] = (_SEP + orjson.dumps(path[-1]).decode() + ":" + value, True)
-            else:
-                text, valid = _json_column(values[lo : lo + rows_per_slice], key in _PLAIN_TEXT)
-                node[path[-1]] = (np.where(valid, _SEP + orjson.dumps(path[-1]).decode() + ":" + text, ""), valid)
-
-        def build(node: dict[str, Any]) -> tuple[Any, Any]:
-            text: Any = ""
-            valid: Any = False
-            for name, child in node.items():
-                if isinstance(child, dict):
-                    ctext, cvalid = build(child)
-                    key = orjson.dumps(name).decode()
-                    ctext = np.where(cvalid, _SEP + key + ":{" + ctext + "}", "")
-                else:
-                    ctext, cvalid = child
-                text = text + ctext
-                valid = valid | cvalid
-            return text, valid
-
-        docs, _ = build(tree)
-        text = "\n".join(("{" + docs + "}").tolist()) + "\n"
-        out.append(text.replace("{" + _SEP, "{").replace(_SEP, ",").encode())
-    return b"".join(out)
-
-
-def _csv_cells(values: list[Any]) -> list[Any]:
-    """One CSV column's cells: lists joined with ';', None empty (as the whole-run writer), by column."""
-    if any(isinstance(v, list) for v in values):
-        return [";".join(v) if isinstance(v, list) else ("" if v is None else v) for v in values]
-    if None in values:
-        return ["" if v is None else v for v in values]
-    return values
 
 
 def analyze_streamed(
@@ -263,11 +212,12 @@ def analyze_streamed(
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
+        stack.callback(body.finish, False)  # on the way out, an error or not: the writer thread is done
         holder: dict[str, Analysis] = {}
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            body.add(_chunk(e, holder["a"]))
+            body.put(_chunk(e, holder["a"]))
 
         holder["a"] = Analysis(
             flows=Ended.empty().flows,
@@ -282,6 +232,7 @@ def analyze_streamed(
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
+        body.finish()
         a.running = running.totals(a)  # type: ignore[attr-defined]
         head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
@@ -302,15 +253,33 @@ def analyze_streamed(
 
             with atomic_file(out) as fh:  # type: ignore[arg-type]
                 fh.write(head)
-                shutil.copyfileobj(sink, fh, 1 << 20)
+                _copy(sink, fh)
                 fh.write(tail)
         else:
             dst = sys.stdout.buffer
             dst.write(head)
-            shutil.copyfileobj(sink, dst, 1 << 20)
+            _copy(sink, dst)
             dst.write(tail)
             dst.flush()
     return a
+
+
+def _copy(src: BinaryIO, dst: Any) -> None:
+    """The rest of ``src`` onto ``dst``, in the kernel where it can (``copy_file_range``: no pass through Python)."""
+    dst.flush()
+    pos = src.tell()
+    try:
+        fd_in, fd_out = src.fileno(), dst.fileno()
+        size = os.fstat(fd_in).st_size
+        while pos < size:
+            n = os.copy_file_range(fd_in, fd_out, size - pos, pos)
+            if n <= 0:
+                break
+            pos += n
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass  # not two plain files here: the rest goes through Python
+    src.seek(pos)
+    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _head(a: Analysis, fmt: str) -> bytes:

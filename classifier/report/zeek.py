@@ -58,7 +58,6 @@ cannot cut a line.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +65,7 @@ import numpy as np
 from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
 from ..output import emit
 from ..pipeline import Analysis
-from .rows import flow_columns
+from .rows import flow_arrays, text_array
 from .terminal import PORTCLASS_NOTE, notice_text
 
 SEPARATOR = "\t"
@@ -84,6 +83,9 @@ ZEEK_SAID: dict[str, str] = {
     "portclass_ssh_client": "portclass.ssh.client_software",
     "portclass_ssh_server": "portclass.ssh.server_software",
     "portclass_greeting": "portclass.server_greeting",
+    "portclass_ja4": "portclass.tls.client.ja4",
+    "portclass_alpn": "portclass.tls.client.alpn",
+    "portclass_application": "network.application",
 }
 """What each flow said (``classifier.evidence.verdict.SAID_COLUMNS``), named after the fields of Zeek's
 http.log (method, host, uri, user_agent), dns.log (query, qtype_name) and ssh.log (client, server)."""
@@ -148,6 +150,8 @@ so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 _ESCAPED = {chr(c) for c in range(0x20)} | {"\x7f", "\\", "#"}
+_NEEDS_ESCAPE = r"[\x00-\x1f\x7f\\#]|^$|^-$|^\(empty\)$"
+"""Text that ``escape`` changes (outside sets) matches this."""
 
 
 def escape(value: str, in_set: bool = False) -> str:
@@ -165,49 +169,6 @@ def escape(value: str, in_set: bool = False) -> str:
     if value in (UNSET_FIELD, EMPTY_FIELD):
         value = f"\\x{ord(value[0]):02x}{value[1:]}"
     return value
-
-
-def _strings(values: Iterable[str | None]) -> list[str]:
-    """Escape a column of optional strings (None: unset), each distinct value once."""
-    cache: dict[str | None, str] = {None: UNSET_FIELD}
-    out = []
-    for v in values:
-        s = cache.get(v)
-        if s is None:
-            s = cache[v] = escape(v)  # type: ignore[arg-type]
-        out.append(s)
-    return out
-
-
-def _sets(values: Iterable[list[str] | None]) -> list[str]:
-    """Render a column of optional string sets (None: unset, []: empty)."""
-    cache: dict[tuple[str, ...], str] = {}
-    out = []
-    for v in values:
-        if v is None:
-            out.append(UNSET_FIELD)
-            continue
-        key = tuple(v)
-        s = cache.get(key)
-        if s is None:
-            s = cache[key] = SET_SEPARATOR.join(escape(x, in_set=True) for x in key) if key else EMPTY_FIELD
-        out.append(s)
-    return out
-
-
-def _counts_or_unset(values: Iterable[int | None]) -> list[str]:
-    """A column of optional counts (None: unset)."""
-    return [UNSET_FIELD if v is None else str(v) for v in values]
-
-
-def _seconds(ns: np.ndarray) -> np.ndarray:
-    """Nanoseconds as Zeek's ``%.6f`` seconds (rounded to microseconds), vectorized."""
-    us = (np.asarray(ns, dtype=np.int64) + 500) // 1000
-    if not us.size:
-        return np.array([], dtype=str)
-    sec = (us // 1_000_000).astype(str)
-    frac = np.char.zfill((us % 1_000_000).astype(str), 6)
-    return np.char.add(np.char.add(sec, "."), frac)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -228,8 +189,9 @@ def _base62(x: np.ndarray, digits: int) -> np.ndarray:
     return out
 
 
-def uids(a: Analysis, order: np.ndarray) -> list[str]:
-    """Zeek-style connection uids (``C`` + 17 base62 characters, 96 bits) from flow key and times.
+def uid_text(a: Analysis, order: np.ndarray) -> np.ndarray:
+    """Zeek-style connection uids (``C`` + 17 base62 characters, 96 bits) from flow key and times, as an
+    (n, 18) ASCII byte matrix.
 
     Deterministic: the same flow gets the same uid in every run and whatever the filter.
     """
@@ -244,71 +206,103 @@ def uids(a: Analysis, order: np.ndarray) -> list[str]:
     text[:, 0] = ord("C")
     text[:, 1:12] = _base62(h1, 11)
     text[:, 12:] = _base62(h2, 6)
-    return text.view("S18").reshape(n).astype(str).tolist()
+    return text
 
 
 def render(a: Analysis) -> str:
     """The conn.log as text."""
-    lines = header(a) + body_lines(a)
+    lines = header(a)
     lines.append(f"#close{SEPARATOR}{_stamp()}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines[:-1]) + "\n" + body(a).decode() + lines[-1] + "\n"
 
 
-def body_lines(a: Analysis) -> list[str]:
-    """One conn.log line per flow, by start time (no header)."""
+def body(a: Analysis) -> bytes:
+    """One conn.log line per flow, by start time (no header), built column by column (``report.serialize``)."""
+    import pyarrow as pa
+
+    from .serialize import _join, _numbers, data_bytes, fields, per_value
+
     fl = a.flows
     n = len(fl)
+    if not n:
+        return b""
     order = np.argsort(fl.first_ts_ns, kind="stable")
-    ecs = flow_columns(a, order)
+    ecs = flow_arrays(a, order)
     dur_ns = (fl.last_ts_ns - fl.first_ts_ns)[order]
-    duration = np.where(dur_ns > 0, _seconds(dur_ns), UNSET_FIELD)
     proto = fl.proto[order]
-    unset = [UNSET_FIELD] * n
 
-    def counts(x: np.ndarray) -> list[str]:
-        return np.asarray(x, dtype=np.int64).astype(str).tolist()
+    def strings(arr: object) -> object:
+        return per_value(arr, escape, UNSET_FIELD, safe=_NEEDS_ESCAPE)
 
-    cols: dict[str, list[str]] = {
-        "ts": _seconds(fl.first_ts_ns[order]).tolist(),
-        "uid": uids(a, order),
-        "id.orig_h": ecs["source.ip"],
+    def sets(arr: object) -> object:
+        return per_value(arr, _set_text, UNSET_FIELD)
+
+    def counts(x: np.ndarray | object) -> object:
+        arr = pa.array(np.asarray(x, dtype=np.int64)) if isinstance(x, np.ndarray) else x
+        return _numbers(arr).fill_null(UNSET_FIELD)
+
+    def given(arr: object, mapping: dict[str, str]) -> object:
+        return per_value(arr, lambda v: escape(mapping.get(v, v)), UNSET_FIELD)
+
+    cols: dict[str, object] = {
+        "ts": _seconds_text(fl.first_ts_ns[order]),
+        "uid": text_array(uid_text(a, order)),
+        "id.orig_h": strings(ecs["source.ip"]),
         "id.orig_p": counts(fl.client_port[order]),
-        "id.resp_h": ecs["destination.ip"],
+        "id.resp_h": strings(ecs["destination.ip"]),
         "id.resp_p": counts(fl.server_port[order]),
-        "proto": [_ZEEK_PROTO.get(int(p), "unknown_transport") for p in proto],
-        "duration": duration.tolist(),
-        "conn_state": _strings(ecs["portclass.conn_state"]),
-        "history": _strings(ecs["portclass.history"]),
-        "orig_bytes": _counts_or_unset(ecs["portclass.orig_bytes"]),
-        "resp_bytes": _counts_or_unset(ecs["portclass.resp_bytes"]),
-        "missed_bytes": _counts_or_unset(ecs["portclass.missed_bytes"]),
-        "orig_ip_bytes": _counts_or_unset(ecs["portclass.orig_ip_bytes"]),
-        "resp_ip_bytes": _counts_or_unset(ecs["portclass.resp_ip_bytes"]),
+        "proto": per_value(pa.array(proto), lambda p: _ZEEK_PROTO.get(int(p), "unknown_transport")),
+        "duration": _seconds_text(dur_ns, unset=dur_ns <= 0),
+        "conn_state": strings(ecs["portclass.conn_state"]),
+        "history": strings(ecs["portclass.history"]),
+        "orig_bytes": counts(ecs["portclass.orig_bytes"]),
+        "resp_bytes": counts(ecs["portclass.resp_bytes"]),
+        "missed_bytes": counts(ecs["portclass.missed_bytes"]),
+        "orig_ip_bytes": counts(ecs["portclass.orig_ip_bytes"]),
+        "resp_ip_bytes": counts(ecs["portclass.resp_ip_bytes"]),
         "orig_pkts": counts(fl.packets_c2s[order]),
         "resp_pkts": counts(fl.packets_s2c[order]),
         "ip_proto": counts(proto),
-        "community_id": _strings(ecs["network.community_id"]),
-        "portclass_service": _strings(ecs["portclass.service"]),
-        "portclass_aliases": _sets(ecs["portclass.aliases"]),
-        "portclass_description": _strings(ecs["portclass.description"]),
-        "portclass_status": _strings(ecs["portclass.status"]),
-        "portclass_flags": _sets(ecs["portclass.flags"]),
+        "community_id": ecs["network.community_id"],  # base64: nothing to escape, never empty
+        "portclass_service": strings(ecs["portclass.service"]),
+        "portclass_aliases": sets(ecs["portclass.aliases"]),
+        "portclass_description": strings(ecs["portclass.description"]),
+        "portclass_status": strings(ecs["portclass.status"]),
+        "portclass_flags": sets(ecs["portclass.flags"]),
         "portclass_severity": counts(a.labels.severity[order]),
-        "portclass_server_rule": _strings(ecs["portclass.server_rule"]),
-        "portclass_transport": _strings(ecs["network.transport"]),
+        "portclass_server_rule": strings(ecs["portclass.server_rule"]),
+        "portclass_transport": strings(ecs["network.transport"]),
         "portclass_orig_wire_bytes": counts(fl.bytes_c2s[order]),
         "portclass_resp_wire_bytes": counts(fl.bytes_s2c[order]),
-        "service": _strings(None if p is None else ZEEK_SERVICE.get(p, p) for p in ecs["network.protocol"]),
-        "portclass_verdict": _strings(ecs["portclass.verdict"]),
-        "portclass_protocol": _strings(ecs["network.protocol"]),
-        "portclass_server_name": _strings(ecs["tls.client.server_name"]),
-        **{z: _strings(ecs[e]) for z, e in ZEEK_SAID.items()},
-        "portclass_file": _strings(ecs["log.file.path"]),
+        "service": given(ecs["network.protocol"], ZEEK_SERVICE),
+        "portclass_verdict": strings(ecs["portclass.verdict"]),
+        "portclass_protocol": strings(ecs["network.protocol"]),
+        "portclass_server_name": strings(ecs["tls.client.server_name"]),
+        **{z: strings(ecs[e]) for z, e in ZEEK_SAID.items()},
+        "portclass_file": strings(ecs["log.file.path"]),
     }
     for name in NEVER_SET:
-        cols[name] = unset
-    names = [name for name, _ in FIELDS]
-    return [SEPARATOR.join(row) for row in zip(*(cols[name] for name in names), strict=True)]
+        cols[name] = UNSET_FIELD
+    return bytes(data_bytes(_join(fields([cols[name] for name, _ in FIELDS], SEPARATOR))))
+
+
+def _set_text(v: list[str]) -> str:
+    return SET_SEPARATOR.join(escape(x, in_set=True) for x in v) if v else EMPTY_FIELD
+
+
+def _seconds_text(ns: np.ndarray, unset: np.ndarray | None = None) -> object:
+    """``_seconds`` as a pyarrow string column (``-`` where ``unset``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    us = (np.asarray(ns, dtype=np.int64) + 500) // 1000
+    sec, frac = np.divmod(us, 1_000_000)
+    text = pc.binary_join_element_wise(
+        pc.cast(pa.array(sec), "string"), pc.utf8_lpad(pc.cast(pa.array(frac), "string"), 6, "0"), "."
+    )
+    if unset is not None and unset.any():
+        text = pc.if_else(pa.array(unset), UNSET_FIELD, text)
+    return text
 
 
 def _stamp() -> str:

@@ -196,7 +196,7 @@ def check_reports(data: bytes) -> None:
 
     path = capture_file(data)
     try:
-        a = analyze([path], registry(), jobs=1)
+        a = analyze([path], registry())
     except CaptureError as exc:
         one_line_error(exc)
         return

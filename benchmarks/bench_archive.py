@@ -1,0 +1,183 @@
+"""Archive benchmark: the 10 M-packet day capture cut into 96 files of 15 minutes, labelled into a dataset.
+
+    python benchmarks/bench_archive.py [--capture /tmp/engine_day10m.pcap] [--workers 2] [--keep]
+
+builds the day capture with ../shared/bench/make_day_pcap.py if missing, cuts it with ``editcap -i 900``
+(a ring buffer: dumpcap's naming, so flows crossing files are joined), then in one run:
+  1. ``portclass archive`` in one process;
+  2. the same with ``--dask local:N`` (N worker processes; target on this 2-core machine: >= 1.7x);
+  3. the scheduler's overhead per task (empty tasks on the same kind of cluster);
+  4. the bytes each task sends back (aggregates + edge flows; small, not growing with the file).
+It closes with a model of the wall time for 10, 100 and 1,000 workers from the measured figures, and
+where it stops falling.  The machine's load average is printed: other processes slow both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("PORTCLASS_SHARED", ROOT.parent / "shared"))
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+class Services:
+    """A scheduler and N workers as separate services (own sessions, as on a real cluster).
+
+    Linux autogroup shares the CPU between sessions: a LocalCluster's workers share the benchmark's
+    session, so on a machine others load they get together the share one process gets.
+    """
+
+    def __init__(self, workers: int) -> None:
+        dask = str(Path(sys.executable).parent / "dask")
+        port = _free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+        self.procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                        "--dashboard-address", f"127.0.0.1:{_free_port()}"], **quiet)]  # fmt: skip
+        for _ in range(workers):
+            self.procs.append(subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--no-nanny",
+                                                "--host", "127.0.0.1", "--no-dashboard"], **quiet))  # fmt: skip
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as c:
+            c.wait_for_workers(workers, timeout=120)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.kill()
+            p.wait()
+
+
+def scheduler_overhead(workers: int, tasks: int = 2000) -> float:
+    """Seconds per task of submitting and gathering ``tasks`` empty tasks on a local cluster."""
+    from distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc:
+        with Client(lc) as c:
+            wait(c.map(_noop, range(50), pure=False))  # warm up
+            t0 = time.perf_counter()
+            wait(c.map(_noop, range(tasks), pure=False))
+            return (time.perf_counter() - t0) / tasks
+
+
+def label(files: Path, out: Path, dask: str | None) -> tuple[float, object]:
+    """Wall seconds of a whole ``archive.run`` (cluster start included) and its outcome."""
+    from classifier.archive import run
+    from classifier.registry.sources import load_registry
+
+    reg = load_registry(os.environ.get("PORTCLASS_REGISTRY"))
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    oc = run([str(files)], out, reg, dask=dask)
+    return time.perf_counter() - t0, oc
+
+
+def model(n_files: int, t_file: float, overhead: float, join_per_file: float, start: float, gib: float,
+          storage_gbs: float) -> list[tuple[int, float, str]]:  # fmt: skip
+    """Wall time by workers: start + waves of files + scheduler + driver join, floored by storage."""
+    out = []
+    for w in (1, 2, 10, 100, 1000):
+        waves = -(-n_files // w)
+        compute = start + waves * t_file + n_files * overhead + n_files * join_per_file
+        io = gib * 1.073741824 / storage_gbs
+        bound = "storage" if io > compute else "files" if waves == 1 else "compute"
+        out.append((w, max(compute, io), bound))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", type=Path, default=Path("/tmp/engine_day10m.pcap"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--storage-gbs", type=float, default=2.0, help="shared storage bandwidth assumed, GB/s")
+    ap.add_argument("--keep", action="store_true", help="keep the cut files and datasets in /tmp")
+    args = ap.parse_args()
+    if not args.capture.exists():
+        subprocess.run([sys.executable, str(SHARED / "bench" / "make_day_pcap.py"), str(args.capture),
+                        "--packets", "10000000"], check=True)  # fmt: skip
+    os.environ.setdefault("PORTCLASS_REGISTRY", str(SHARED / "registry" / "service-names-port-numbers.xml"))
+    work = Path(tempfile.mkdtemp(prefix="bench_archive_", dir="/tmp"))
+    files = work / "ring"
+    files.mkdir()
+    t0 = time.perf_counter()
+    subprocess.run(["editcap", "-i", "900", str(args.capture), str(files / "day.pcap")], check=True)
+    cut = sorted(files.iterdir())
+    gib = sum(f.stat().st_size for f in cut) / 2**30
+    print(f"cut {args.capture} into {len(cut)} files of 15 min ({gib:.2f} GiB) in {time.perf_counter() - t0:.1f} s")
+    try:
+        print(f"load average before: {os.getloadavg()}")
+        t_one, one = label(files, work / "one", None)
+        print(f"load average after one process: {os.getloadavg()}")
+        t_dask, dk = label(files, work / "dask", f"local:{args.workers}")
+        print(f"load average after dask local: {os.getloadavg()}")
+        svc = Services(args.workers)
+        try:
+            t_svc, sv = label(files, work / "svc", svc.address)
+        finally:
+            svc.close()
+        print(f"load average after dask services: {os.getloadavg()}")
+        over = scheduler_overhead(args.workers)
+        pk = one.aggregate.stats.packets  # type: ignore[attr-defined]
+        sizes = dk.result_bytes  # type: ignore[attr-defined]
+        t_file = statistics.mean(one.task_seconds)  # type: ignore[attr-defined]
+        join = one.join_seconds  # type: ignore[attr-defined]
+        print()
+        print("| run | wall s | packets/s | speed-up |")
+        print("| --- | ---: | ---: | ---: |")
+        print(f"| one process | {t_one:.1f} | {pk / t_one:,.0f} | 1.00x |")
+        print(f"| --dask local:{args.workers} | {t_dask:.1f} | {pk / t_dask:,.0f} | {t_one / t_dask:.2f}x |")
+        print(f"| --dask tcp:// ({args.workers} workers as services) | {t_svc:.1f} | {pk / t_svc:,.0f} | "
+              f"{t_one / t_svc:.2f}x |")  # fmt: skip
+        for name, o in (("one process", one), ("local", dk), ("services", sv)):
+            print(f"  {name}: label {o.label_seconds:.1f} s, edges {o.finish_seconds:.1f} s, "  # type: ignore[attr-defined]
+                  f"join {o.join_seconds:.1f} s, tasks' own time {sum(o.task_seconds):.1f} s")  # type: ignore[attr-defined]
+        print()
+        print(f"flows {one.aggregate.running.flows:,} (dask {dk.aggregate.running.flows:,}), packets {pk:,}")  # type: ignore[attr-defined]
+        print(f"per file: {t_file:.3f} s mean, {max(one.task_seconds):.3f} s max (one process)")  # type: ignore[attr-defined]
+        print(f"scheduler overhead per task: {over * 1e3:.2f} ms ({args.workers} workers, empty tasks)")
+        print(f"driver join of the timeline's edges: {join:.2f} s for {len(cut)} files "
+              f"({join / len(cut) * 1e3:.1f} ms a file)")  # fmt: skip
+        print(f"bytes sent back per task: min {min(sizes):,}, median {statistics.median(sizes):,.0f}, "
+              f"max {max(sizes):,} (files {min(f.stat().st_size for f in cut) / 1e6:.0f}-"
+              f"{max(f.stat().st_size for f in cut) / 1e6:.0f} MB)")  # fmt: skip
+        start = max(t_svc - sv.label_seconds - sv.finish_seconds - sv.join_seconds, 0.0)  # type: ignore[attr-defined]
+        print(f"fixed cost of a run (connect, registry broadcast, plan, metadata): {start:.1f} s")
+        print()
+        print(f"model (these {len(cut)} files; and a month of them, {len(cut) * 30}, from shared storage at "
+              f"{args.storage_gbs} GB/s):")  # fmt: skip
+        print(f"| workers | {len(cut)} files s | bound | {len(cut) * 30:,} files s | bound |")
+        print("| ---: | ---: | --- | ---: | --- |")
+        per_file = t_file + one.finish_seconds / len(cut)  # type: ignore[attr-defined]
+        # three tasks a file (label, its keys, its edge); the join is the driver's, one file after the other
+        day = model(len(cut), per_file, 3 * over, join / len(cut), start, gib, args.storage_gbs)
+        month = model(len(cut) * 30, per_file, 3 * over, join / len(cut), start, gib * 30, args.storage_gbs)
+        for (w, a, ba), (_, b, bb) in zip(day, month, strict=True):
+            print(f"| {w} | {a:.1f} | {ba} | {b:.1f} | {bb} |")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

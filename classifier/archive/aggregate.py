@@ -1,0 +1,66 @@
+"""Per-task aggregates that merge: the summary of the whole archive without reading any flow back.
+
+A small adapter over what the report already keeps while streaming (``report.stream.Running``: flow
+sums by transport and status, time span, flagged flows) and the readers' ``CaptureStats``; both are
+sums, so tasks' aggregates merge in any order.  Stored in the dataset's manifest as plain JSON.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..capture.columns import CaptureStats
+from ..engine import Ended
+from ..report.stream import Running
+
+
+@dataclass
+class Aggregate:
+    """What a task (or the whole archive) counted: flows ended and written, packets and bytes read."""
+
+    running: Running = field(default_factory=Running)
+    stats: CaptureStats = field(default_factory=CaptureStats)
+
+    def add(self, e: Ended) -> None:
+        """Count one chunk of flows written to the dataset."""
+        self.running.add(e)
+
+    def merge(self, other: Aggregate) -> Aggregate:
+        """Add ``other`` into self (sums, minimum and maximum): associative and commutative."""
+        r, o = self.running, other.running
+        r.flows += o.flows
+        r.by_transport = r.by_transport + o.by_transport
+        r.by_status = r.by_status + o.by_status
+        r.packets += o.packets
+        r.bytes += o.bytes
+        r.flagged += o.flagged
+        r.first_ts_ns = _pick(min, r.first_ts_ns, o.first_ts_ns)
+        r.last_ts_ns = _pick(max, r.last_ts_ns, o.last_ts_ns)
+        self.stats.merge(other.stats)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (for the manifest)."""
+        r = self.running
+        run = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(r).items()}
+        st = asdict(self.stats)
+        st["no_ports"], st["skipped_linktype"] = dict(self.stats.no_ports), dict(self.stats.skipped_linktype)
+        return {"running": run, "stats": st}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Aggregate:
+        """The inverse of ``to_json``."""
+        run = dict(d["running"])
+        run["by_transport"] = np.array(run["by_transport"], dtype=np.int64)
+        run["by_status"] = np.array(run["by_status"], dtype=np.int64)
+        st = dict(d["stats"])
+        st["no_ports"], st["skipped_linktype"] = Counter(st["no_ports"]), Counter(st["skipped_linktype"])
+        return cls(Running(**run), CaptureStats(**st))
+
+
+def _pick(fn: Any, a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else fn(a, b)

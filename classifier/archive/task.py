@@ -1,0 +1,170 @@
+"""One task: label one capture file into the dataset's parts, then (timelines) finish its edge.
+
+Runs on a Dask worker (or in the driver's process without ``--dask``).  ``run_task`` reads the file
+with the engine and writes flows as they end; for a file of a timeline of several files it keeps the
+flows open at its edges (``engine.Edge``) in its result, of which only the key hashes go to the driver
+(``keys_of``).  ``finish`` then writes the edge rows no near file can continue and returns the few that
+may.  What crosses the network is small: aggregates, key hashes, and the flows that cross files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..capture.columns import CaptureStats
+from ..engine import R_FLUSH, Edge, Engine, Timeouts, _last_of_key
+from ..flows import START_CLOSED, finalize
+from ..registry.compile import CompiledRegistry
+from .aggregate import Aggregate
+from .parts import PartWriter
+
+_REGISTRIES: dict[str, CompiledRegistry] = {}
+"""Registries decoded on this worker, by the sha256 of their compiled bytes."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task reads and where it writes."""
+
+    path: str
+    ident: str  # the input's identity: names its parts
+    root: str  # the dataset directory
+    timeouts: Timeouts
+    evidence: bool = True
+    hold_heads: bool = False  # a file after the first of its timeline
+    export: bool = False  # a file of a timeline of several: open flows go back instead of being flushed
+
+
+@dataclass
+class TaskResult:
+    """What a task sends back: its aggregates, the parts it wrote and its edge (timelines only)."""
+
+    ident: str
+    aggregate: Aggregate
+    parts: list[str]
+    edge: Edge | None = None
+    seconds: float = 0.0
+    engine: dict[str, int] = field(default_factory=dict)  # flows ended per reason
+    first_ns: int | None = None  # the file's first packet's timestamp
+
+
+@dataclass
+class Keys:
+    """What the driver needs of a task's edge to decide which of its rows may join another file's."""
+
+    ident: str
+    aggregate: Aggregate
+    parts: list[str]
+    seconds: float
+    first_ns: int | None
+    clock_ns: int | None
+    heads: np.ndarray  # key_hash of the held heads (the first flows of keys near the file's start)
+    tails: np.ndarray  # key_hash of each key's last row (may go on in the next file)
+
+
+def keys_of(res: TaskResult) -> Keys:
+    """The small summary of a task's result that goes to the driver (the rows stay on the worker)."""
+    z = np.zeros(0, dtype=np.uint64)
+    e = res.edge
+    if e is None:
+        return Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, None, z, z)
+    t = e.table
+    held = t.start_kind != START_CLOSED
+    tail = _last_of_key(t) & ~e.done
+    return Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, e.clock_ns,
+                np.unique(t.key_hash[held]), np.unique(t.key_hash[tail]))  # fmt: skip
+
+
+def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys: np.ndarray,
+           tail_keys: np.ndarray) -> tuple[Edge, list[str], Aggregate]:  # fmt: skip
+    """Write the edge rows no other file can continue (part ``<ident>.edge``); return the others.
+
+    Given back: every held row of a key in ``head_keys`` or ``tail_keys`` (a key's held rows go
+    together: a soft row must meet its open row), and the last row of a key in ``tail_keys``.  A
+    given row followed by a row written here is marked done (its key went on in this file).
+    """
+    from .parts import dataset_schema
+
+    e = res.edge
+    assert e is not None
+    t = e.table
+    held = t.start_kind != START_CLOSED
+    last = _last_of_key(t)
+    kh = t.key_hash
+    in_tail = np.isin(kh, tail_keys)
+    give = (held & (np.isin(kh, head_keys) | in_tail)) | (last & in_tail)
+    given = t.take(give)
+    done = e.done[give] | (_last_of_key(given) & ~last[give])
+    registry = registry_from(blob, sha256)
+    eng = Engine(registry, spec.timeouts, evidence=spec.evidence)
+    eng.stats = CaptureStats(files=[spec.path])
+    rest = finalize(t.take(~give))
+    ended = eng._label(rest, np.full(len(rest), R_FLUSH, dtype=np.uint8), count=False)
+    agg = Aggregate()
+    agg.add(ended)
+    writer = PartWriter(spec.root, f"{spec.ident}.edge", dataset_schema(registry), registry)
+    try:
+        writer.add(ended)
+        parts = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return Edge(given, done, e.clock_ns), parts, agg
+
+
+def registry_from(blob: bytes, sha256: str) -> CompiledRegistry:
+    """The registry the driver sent, checked: its bytes must have the sha256 the driver computed."""
+    reg = _REGISTRIES.get(sha256)
+    if reg is not None:
+        return reg
+    from ..registry import cache
+
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise RuntimeError(f"registry received does not match its sha256 {sha256[:16]}: refusing to label")
+    reg = cache.loads(blob)
+    if reg is None:
+        raise RuntimeError("registry received cannot be decoded by this worker's portclass")
+    _REGISTRIES.clear()  # one edition at a time
+    _REGISTRIES[sha256] = reg
+    return reg
+
+
+def run_task(spec: TaskSpec, blob: bytes, sha256: str) -> TaskResult:
+    """Read ``spec.path`` with the engine, writing flows as they end; see the module docstring."""
+    from ..capture.reader import read_batches
+    from ..pipeline import CHUNK_BYTES
+    from .parts import dataset_schema
+
+    t0 = time.perf_counter()
+    registry = registry_from(blob, sha256)
+    eng = Engine(registry, spec.timeouts, evidence=spec.evidence, hold_heads=spec.hold_heads)
+    agg = Aggregate()
+    writer = PartWriter(spec.root, spec.ident, dataset_schema(registry), registry)
+    try:
+        first = None
+        for batch in read_batches([spec.path], CHUNK_BYTES, errors="warn"):
+            if first is None and len(batch):
+                first = int(batch.ts_ns[0])
+            for ended in eng.add(batch):
+                agg.add(ended)
+                writer.add(ended)
+        edge = None
+        if spec.export:
+            last = eng.expire()  # a pass at the file's last packet: what ended there is this task's
+            agg.add(last)
+            writer.add(last)
+            edge = eng.export()
+        else:
+            last = eng.flush()
+            agg.add(last)
+            writer.add(last)
+        parts = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    agg.stats = eng.stats
+    return TaskResult(spec.ident, agg, parts, edge, time.perf_counter() - t0, dict(eng.counters.ended), first)
