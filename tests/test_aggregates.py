@@ -21,7 +21,7 @@ from classifier.filters import take_labels
 from classifier.pipeline import Analysis, analyze, worst_first
 from classifier.report import html as html_report
 from classifier.report import machine, summary, terminal
-from classifier.report.aggregates import Aggregates, _take, _with, analyze_aggregated
+from classifier.report.aggregates import Aggregates, _take, analyze_aggregated, with_aggregates
 from tests.conftest import run_cli
 from tests.shared import shared
 
@@ -48,7 +48,7 @@ def _aggregated(a: Analysis, limit: int, **kw: object) -> Analysis:
     agg = Aggregates(limit=limit, **kw)  # type: ignore[arg-type]
     for c in _chunks(a):
         agg.add(c)
-    return _with(a, pickle.loads(pickle.dumps(agg)))
+    return with_aggregates(a, pickle.loads(pickle.dumps(agg)))
 
 
 def _terminal(a: Analysis, top: int = 20) -> str:
@@ -93,7 +93,7 @@ def test_aggregates_match_the_table_functions(corpus) -> None:
     assert agg.outcome_counts() == summary.outcome_counts(a)
     assert agg.verdict_counts(True) == summary.verdict_counts(a)
     assert agg.totals(a) == summary.totals(a)
-    assert html_report.talkers_chart(_with(a, agg), 10) == html_report.talkers_chart(a, 10)
+    assert html_report.talkers_chart(with_aggregates(a, agg), 10) == html_report.talkers_chart(a, 10)
     flags = a.labels.flags
     assert agg.by_flag.tolist() == [int(np.count_nonzero(flags & (1 << k))) for k in range(8)]
 
@@ -114,7 +114,7 @@ def test_merge_is_associative_and_equals_one_pass(corpus) -> None:
     left = part(thirds[0]).merge(part(thirds[1])).merge(part(thirds[2]))
     right = part(thirds[0]).merge(part(thirds[1]).merge(part(thirds[2])))
     for got in (left, right):
-        assert _reports(_with(a, got)) == _reports(_with(a, one))
+        assert _reports(with_aggregates(a, got)) == _reports(with_aggregates(a, one))
         assert got.worst.seq.tolist() == one.worst.seq.tolist()
         assert np.array_equal(got.timeline.counts, one.timeline.counts) and got.timeline.shift == one.timeline.shift
 
@@ -246,6 +246,24 @@ def test_host_tables_past_their_cap_say_they_are_approximate(tmp_path, reg) -> N
         assert t[2] + t[3] - agg.hosts.loss <= g[2] + g[3] <= t[2] + t[3]
     rows = agg.scanners()
     assert [r.source for r in rows] == ["192.0.2.66"] and rows[0].attempts == 60
-    page = html_report.render(_with(whole, agg), generated=GENERATED)
+    page = html_report.render(with_aggregates(whole, agg), generated=GENERATED)
     assert 'id="pc-talkers-note">Top talkers approximate: more than 10 hosts' in page
-    assert _with(whole, Aggregates.of(whole)).aggregates.talkers_note() is None
+    assert with_aggregates(whole, Aggregates.of(whole)).aggregates.talkers_note() is None
+
+
+def test_snapshot_copy_leaves_the_running_aggregates_alone(corpus) -> None:
+    """A live view adds the flows alive now to a copy: the running aggregates stay as they were."""
+    import copy
+
+    a = corpus["teams.pcap"]
+    chunks = _chunks(a)
+    agg = Aggregates(limit=30)
+    for c in chunks[:-1]:
+        agg.add(c)
+    before = pickle.dumps(agg)
+    last = chunks[-1]
+    alive = Analysis(flows=last.flows, labels=last.labels, stats=a.stats, registry=a.registry, part=last.part)
+    view = copy.deepcopy(agg).merge(Aggregates.of(alive))
+    assert pickle.dumps(agg) == before
+    assert view.flows == len(a.flows) == agg.flows + len(last)
+    assert _reports(with_aggregates(a, view))[1] == _reports(_aggregated(a, limit=30))[1]

@@ -10,7 +10,9 @@ every chunk to one object.  They pickle, and their size follows the distinct key
 - exact counts and sums: flows, packets and bytes per transport, port status, outcome, verdict,
   flag, observed protocol x verdict; per (transport, server port) for the services table; per
   host for the top talkers; per source, and distinct (source, port) and (source, host) attempt
-  pairs for the scanners table;
+  pairs for the scanners table.  Past ``MAX_HOSTS`` hosts (sources) the talkers (scanners) keep
+  the busiest and count how many they dropped and by how much any figure may be low
+  (``talkers_note``, ``scanners_note``; merging stays exact and associative until then);
 - the timeline of flow starts by severity band: every start time up to ``timeline_exact`` flows
   (the chart is then the whole-table chart), past that counts in ``TIMELINE_BINS`` bins of a
   power-of-two width (the chart's columns are then whole multiples of it and it says so);
@@ -18,7 +20,9 @@ every chunk to one object.  They pickle, and their size follows the distinct key
   earliest, then end order), whole rows, for the flows tables and ``-f json``'s flows.
 
 Reports say what the bounds left out (``left_out``).  Any moment is a snapshot: the reading
-methods fold what is pending first, so a live view can ask at any time.
+methods fold what is pending first, so a live view can ask at any time (``copy.deepcopy(agg)
+.merge(Aggregates.of(alive))`` adds the flows still alive without touching ``agg``).  A report of
+merged aggregates: ``report.write(with_aggregates(analysis, agg), fmt, out)``.
 """
 
 from __future__ import annotations
@@ -752,11 +756,12 @@ def analyze_aggregated(paths: list[str], registry: Any, limit: int, analyze: Any
         n = len(a.flows)
         part = a.part if a.part is not None else np.zeros(n, np.int32)
         agg.add(Ended(a.flows, a.labels, part, np.zeros(n, np.uint8), a.stats))
-    return _with(a, agg)
+    return with_aggregates(a, agg)
 
 
-def _with(a: Analysis, agg: Aggregates) -> Analysis:
-    """``a`` without its flows, carrying ``agg``."""
+def with_aggregates(a: Analysis, agg: Aggregates) -> Analysis:
+    """``a`` without its flows, carrying ``agg``: what ``report.write`` needs for the summary, json and
+    html of a run whose flows were counted elsewhere (e.g. aggregates merged across tasks)."""
     import dataclasses
 
     from ..engine import Ended
