@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--capture", type=Path, default=OUT / "bench1m.pcap")
     args = ap.parse_args()
     cap = build(args.capture, 1_000_000)
+    OUT.mkdir(parents=True, exist_ok=True)
     small = slice_pcap(cap, OUT / "bench100k.pcap", 100_000)
     # warm the registry cache so that portclass's runs measure a user's normal start
     subprocess.run([str(PORTCLASS), "--registry", str(REGISTRY), "registry", "info"], capture_output=True, env=ENV)

@@ -127,3 +127,25 @@ def test_worker_refuses_a_registry_whose_bytes_do_not_match(reg):
     with pytest.raises(RuntimeError, match="does not match its sha256"):
         task.registry_from(blob[:-1] + bytes([blob[-1] ^ 1]), sha)
     assert task.registry_from(blob, sha).provenance.sha256 == reg.provenance.sha256
+
+
+def test_local_cluster_writes_what_one_process_writes(flows, tmp_path, reg):
+    """``--dask local:2``: a distributed.LocalCluster of two worker processes, the same flows."""
+    caps = flows.parent / "caps"
+    oc = run([str(caps)], tmp_path / "local", reg, dask="local:2")
+    assert oc.tasks == 2 + len(list((caps / "ring").iterdir()))
+
+    def rows(path):
+        t = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        d = t.to_pydict()
+        return sorted(tuple(str(d[c][i]) for c in sorted(d)) for i in range(t.num_rows))
+
+    assert rows(tmp_path / "local") == rows(flows)
+
+
+def test_nothing_readable_is_the_runs_error(tmp_path, capsys, xml_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"garbage, not a capture")
+    code = main(["archive", str(bad), "-o", str(tmp_path / "out"), "--registry", str(xml_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"portclass: {bad}: not a pcap or pcapng capture (it starts with 67 61 72 62)\n"

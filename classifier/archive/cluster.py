@@ -9,6 +9,7 @@ and are written atomically, so a re-run replaces them whole.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Iterator
@@ -41,10 +42,10 @@ class DaskRunner:
             raise ValueError("--dask needs Dask: pip install 'portclass[cluster]'") from None
         address, n = parse(spec)
         self.cluster = None
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # a loaded machine's heartbeat notes
         if address == "local":
-            self.cluster = LocalCluster(
-                n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0"
-            )
+            self.cluster = LocalCluster(n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                        dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip
             self.client = Client(self.cluster)
         else:
             try:

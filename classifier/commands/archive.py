@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise PortclassError(str(exc)) from None
     finally:
         progress.end()
+    if out.tasks and not out.new.stats.packets and out.new.stats.warnings:  # nothing readable at all
+        raise PortclassError(out.new.stats.warnings[0].removesuffix("; skipped"))
     a = driver.analysis_of(out.aggregate, registry, timeouts, [str(p) for p in args.paths])
     con = Console(highlight=False)
     from ..report.terminal import _totals_block, _warning_panel

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -107,30 +108,34 @@ class _Body:
 
         pyarrow_for_writers()
 
-    def put(self, c: Analysis) -> None:
-        """Hand a chunk to the writer thread (started at the first), which serializes it while the
-        engine reads on: Arrow's kernels run outside the GIL, on the other core. Raises what it raised."""
-        if self._error is not None:
-            raise self._error
+    def put(self, c: Analysis, rows: int = 8192) -> None:
+        """Hand a chunk, ``rows`` flows at a time, to the writer thread (started at the first), which
+        serializes them while the engine reads on: Arrow's kernels run outside the GIL. At most one
+        slice waits, so memory stays that of the chunk being handed over. Raises what the thread raised."""
         if self._thread is None:
             import queue
             import threading
 
-            self._queue = queue.Queue(maxsize=1)  # one chunk waits at most: memory stays bounded
+            self._queue = queue.Queue(maxsize=1)
             self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
             self._thread.start()
-        self._queue.put(c)
+        for piece in self._slices(c, rows):
+            if self._error is not None:
+                raise self._error
+            self._queue.put(piece)
+        if self._error is not None:
+            raise self._error
 
     def _run(self) -> None:
         while (c := self._queue.get()) is not None:
             if self._error is None:  # after an error the rest is dropped (the run fails with it)
                 try:
-                    self.add(c)
+                    self._add(c)
                 except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                     self._error = exc
 
     def finish(self, check: bool = True) -> None:
-        """Wait until the writer thread has written every chunk; ``check``: raise what it raised."""
+        """Wait until the writer thread has written every slice; ``check``: raise what it raised."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
@@ -139,7 +144,12 @@ class _Body:
             raise self._error
 
     def add(self, c: Analysis, rows: int = 8192) -> None:
-        """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
+        """Write the flows of ``c`` now, ``rows`` at a time (bounds the text held at once)."""
+        for piece in self._slices(c, rows):
+            self._add(piece)
+
+    @staticmethod
+    def _slices(c: Analysis, rows: int) -> Iterator[Analysis]:
         n = len(c.flows)
         if n > rows:
             from ..filters import take_labels
@@ -147,9 +157,9 @@ class _Body:
             for lo in range(0, n, rows):
                 idx = np.arange(lo, min(n, lo + rows))
                 part = None if c.part is None else c.part[idx]
-                self._add(dataclasses.replace(c, flows=c.flows.take(idx), labels=take_labels(c.labels, idx), part=part))
+                yield dataclasses.replace(c, flows=c.flows.take(idx), labels=take_labels(c.labels, idx), part=part)
         elif n:
-            self._add(c)
+            yield c
 
     def _add(self, c: Analysis) -> None:
         """Serialize one slice column by column (``report.serialize``; Parquet: one row group)."""
