@@ -90,7 +90,7 @@ def _header(rows: np.ndarray, low: np.ndarray, name: bytes, w: int) -> tuple[np.
     at = _find(low, b"\r\n" + name)
     begin = np.where(at < 0, -1, at + 2 + len(name))
     for _ in range(2):  # optional whitespace
-        nxt = np.clip(begin, 0, w - 1)
+        nxt = np.minimum(np.maximum(begin, 0), w - 1)
         sp = low.view(np.uint8).reshape(low.shape[0], -1)[np.arange(low.shape[0]), nxt] == 0x20
         begin = np.where((begin >= 0) & sp, begin + 1, begin)
     end = np.where(begin < 0, -1, _crlf(rows, np.maximum(begin, 0), w))
@@ -202,11 +202,18 @@ def greeting(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndar
 
 def tls_client(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """JA4 fingerprint and offered ALPN list of TLS ClientHellos (``classifier.evidence.ja4``)."""
-    from .ja4 import ALPN_WIDTH, client_hello
+    return tls_client_and_name(data, start, length, 1)[0]
 
-    ja4, alpn = client_hello(data, start, length)
+
+def tls_client_and_name(
+    data: np.ndarray, start: np.ndarray, length: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``tls_client`` and the server names (found mask, ``S{width}``) from one walk of each ClientHello."""
+    from .ja4 import ALPN_WIDTH, client_hello_and_name
+
+    ja4, alpn, found, names = client_hello_and_name(data, start, length, width)
     m = start.shape[0]
-    return _join([ja4.view(np.uint8).reshape(m, 36), alpn.view(np.uint8).reshape(m, ALPN_WIDTH)])
+    return _join([ja4.view(np.uint8).reshape(m, 36), alpn.view(np.uint8).reshape(m, ALPN_WIDTH)]), found, names
 
 
 EXTRACT = {"http": http_request, "dns": dns_question, "ssh": ssh_software, "greeting": greeting, "tls": tls_client}

@@ -18,7 +18,7 @@ import hashlib
 
 import numpy as np
 
-from .walk import _u8, _u16
+from .walk import _u8, _u16, server_name_at
 
 MAX_EXTENSIONS = 64
 """Extensions stepped over per ClientHello."""
@@ -90,44 +90,72 @@ def _hash12(lists: np.ndarray, sep_at: int | None = None) -> np.ndarray:
 def client_hello(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(JA4 as ``S36``, b"" where the hello is cut or malformed; offered ALPN list as ``S{ALPN_WIDTH}``)
     of TLS ClientHello records at ``start`` (``length`` bytes of payload there)."""
+    return client_hello_and_name(data, start, length)[:2]
+
+
+def client_hello_and_name(
+    data: np.ndarray, start: np.ndarray, length: np.ndarray, width: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``client_hello`` and ``walk.tls_server_name`` (with ``width``) from one walk over the extensions:
+    (JA4, ALPN list, server name found, server names)."""
     m = start.shape[0]
     ja4 = np.zeros(m, dtype="S36")
     alpn_out = np.zeros(m, dtype=f"S{ALPN_WIDTH}")
-    if not m:
-        return ja4, alpn_out
     start = start.astype(np.int64)
     end = start + length.astype(np.int64)
+    if not m:
+        return (ja4, alpn_out) + server_name_at(data, np.zeros(0, dtype=np.int64), end, max(width, 1))
     whole = start + 9 + ((_u8(data, start + 6) << 16) | _u16(data, start + 7))  # handshake end
     ok = (_u8(data, start + 5) == 1) & (whole <= end)
     p = start + 43
+    walkable = p < end  # what tls_server_name walks: the extensions cut at the payload's end
     sid = _u8(data, p)
     ok &= sid <= 32
+    walkable &= sid <= 32
     p = p + 1 + sid
+    walkable &= p + 2 <= end
     clen = _u16(data, p)
     cstart = p + 2
     p = cstart + clen
+    walkable &= p < end
     p = p + 1 + _u8(data, p)
+    walkable &= p + 2 <= end
     ext_end = p + 2 + _u16(data, p)
-    ok &= (clen % 2 == 0) & (ext_end <= whole)
+    ok &= (clen % 2 == 0) & (ext_end <= whole)  # (implies walkable, and ext_end <= end)
     ciphers = _u16_list(data, cstart, np.where(ok, clen // 2, 0), MAX_CIPHERS)
     # extensions, in lock-step: their types, and where SNI, ALPN, supported_versions and signature_algorithms sit
     types = np.full((m, MAX_EXTENSIONS), _NONE, dtype=np.int64)
     at = {t: np.full(m, -1, dtype=np.int64) for t in (0x0000, 0x0010, 0x002B, 0x000D)}
+    sni_at = np.full(m, -1, dtype=np.int64)  # the first server_name (at[0]: the last)
+    cut_end = np.minimum(ext_end, end)
     pos = p + 2
-    alive = np.flatnonzero(ok)
+    alive = np.flatnonzero(walkable | ok)
     for step in range(MAX_EXTENSIONS):
         if not alive.size:
             break
         q = pos[alive]
-        inb = q + 4 <= ext_end[alive]
+        inb = q + 4 <= cut_end[alive]
         alive, q = alive[inb], q[inb]
         typ = _u16(data, q)
         types[alive, step] = typ
         for t, where in at.items():
             hit = typ == t
             where[alive[hit]] = q[hit] + 4
+        first = (typ == 0) & (sni_at[alive] < 0)
+        sni_at[alive[first]] = q[first] + 4
         pos[alive] = q + 4 + _u16(data, q + 2)
+    for where in at.values():  # the fingerprint reads only what whole hellos said
+        where[~ok] = -1
     ok &= pos >= ext_end  # every extension seen
+    found, names = server_name_at(data, sni_at, end, max(width, 1))
+    return _fingerprint(data, start, ok, ciphers, types, at, ja4, alpn_out) + (found, names)
+
+
+def _fingerprint(
+    data: np.ndarray, start: np.ndarray, ok: np.ndarray, ciphers: np.ndarray, types: np.ndarray,
+    at: dict[int, np.ndarray], ja4: np.ndarray, alpn_out: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """JA4 and the ALPN list from the walked ClientHello fields (rows ``ok`` get a JA4)."""
     # version: the highest of supported_versions (GREASE left out), else the hello's
     sv = at[0x002B]
     vers = _u16_list(data, sv + 1, np.where(sv >= 0, _u8(data, sv) // 2, 0), 16)

@@ -323,7 +323,7 @@ class _Batch:
         plen = self.plen[rows].astype(np.int64)
         pos = plen + off if off < 0 else np.full(rows.size, off, dtype=np.int64)
         ok = (pos >= 0) & (pos < plen)
-        at = np.clip(self.off[rows] + pos, 0, self.data.shape[0] - 1)
+        at = np.minimum(np.maximum(self.off[rows] + pos, 0), self.data.shape[0] - 1)
         return self.data[at], ok
 
 
@@ -436,7 +436,7 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
     b.sig[rows] = c.code
     b.tagged.add(c.code)
     kind = extract.EXTRACTOR.get(c.sig.name)
-    if kind is not None and rows.size:
+    if kind is not None and rows.size and not (kind == "tls" and c.sig.check == "tls-client-hello"):  # (done)
         # every such packet: which one becomes a flow direction's evidence packet is the flow stage's
         # choice (one 5-tuple may hold several flows: a new SYN, an idle gap, another file)
         skip = 2 if c.sig.transport == "tcp" and kind == "dns" else 0  # DNS over TCP: the length field
@@ -499,6 +499,11 @@ def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple
     if kind in ("keyword", "keyword-exact"):
         ok = walk.contains_any(b.data, off, plen, c.sig.keywords, c.sig.window, fold=kind == "keyword")
         return rows[ok], None
+    if kind == "tls-client-hello" and extract.EXTRACTOR.get(c.sig.name) == "tls":
+        # one walk of the extensions gives the server name and what the hello said (JA4, ALPN)
+        said, has, name = extract.tls_client_and_name(b.data, off, plen, SERVER_NAME_BYTES)
+        b.said.append((rows, said))
+        return rows, (rows[has], name[has])
     if kind == "tls-client-hello":
         has, name = walk.tls_server_name(b.data, off, plen, SERVER_NAME_BYTES)
         return rows, (rows[has], name[has])

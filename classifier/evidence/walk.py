@@ -20,7 +20,8 @@ _DNS_CLASSES[[1, 3, 4, 254, 255]] = True  # IN, CH, HS, NONE, ANY (top bit: mDNS
 
 def _u8(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Bytes at ``pos`` (clamped into the buffer; callers bound-check) as int64."""
-    return data[np.clip(pos, 0, data.shape[0] - 1)].astype(np.int64)
+    # minimum/maximum: np.clip's Python wrapper costs more than the gather on these small arrays
+    return data[np.minimum(np.maximum(pos, 0), data.shape[0] - 1)].astype(np.int64)
 
 
 def _u16(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -162,6 +163,16 @@ def tls_server_name(
         go = inb & (typ != 0)
         pos[alive[go]] = q[go] + 4 + _u16(data, q[go] + 2)
         alive = alive[go]
+    return server_name_at(data, at, end, width)
+
+
+def server_name_at(
+    data: np.ndarray, at: np.ndarray, end: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(found mask, names as ``S{width}``) of server_name extension bodies at ``at`` (-1: none), ending by ``end``."""
+    m = at.shape[0]
+    names = np.zeros(m, dtype=f"S{width}")
+    found = np.zeros(m, dtype=bool)
     rows = np.flatnonzero(at >= 0)
     if not rows.size:
         return found, names
