@@ -270,7 +270,7 @@ class _Batch:
         self.mw = self.m8.view("<u8")
         self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
-        self.tagged: set[int] = set()  # signature codes given to some row
+        self.tagged: dict[int, np.ndarray] = {}  # signature code -> the rows it was given to
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -374,7 +374,7 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
 
 def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Evaluate one signature row and tag the rows it matches (those still untagged)."""
-    if any(not b.tagged.intersection(_CODES_OF[e.request].tolist()) for e in c.echoes):
+    if any(not b.tagged.keys() & _CODES_OF[e.request].tolist() for e in c.echoes):
         return  # a reply to requests the batch does not hold
     rows = _candidates(b, c)
     if not rows.size:
@@ -434,7 +434,7 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if found is not None:
             names.append(found)
     b.sig[rows] = c.code
-    b.tagged.add(c.code)
+    b.tagged[c.code] = rows
     kind = extract.EXTRACTOR.get(c.sig.name)
     if kind is not None and rows.size and not (kind == "tls" and c.sig.check == "tls-client-hello"):  # (done)
         # every such packet: which one becomes a flow direction's evidence packet is the flow stage's
@@ -474,7 +474,7 @@ def _echoed(b: _Batch, rows: np.ndarray, e: Echo) -> np.ndarray:
     this batch, with the same ``e.size`` bytes at ``e.req_off`` as this packet has at ``e.off``."""
     if e.size > 8:
         raise ValueError(f"Echo of {e.size} bytes: at most 8")
-    req = np.flatnonzero(np.isin(b.sig, _CODES_OF[e.request]))
+    req = np.concatenate([b.tagged[k] for k in _CODES_OF[e.request].tolist() if k in b.tagged])
     req = req[b.plen[req] >= e.req_off + e.size]
     ok = np.zeros(rows.size, dtype=bool)
     if not req.size:
