@@ -133,6 +133,22 @@ def http_request(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
     return _join(fields)
 
 
+def _decimal5(v: np.ndarray) -> np.ndarray:
+    """Values 0..99999 as left-aligned decimal digits, NUL padded: ``v.astype("S5")`` as a (rows, 5) byte matrix,
+    by arithmetic (the astype formats each value in Python).
+
+    >>> _decimal5(np.array([0, 28, 65535])).view("S5").ravel().tolist()
+    [b'0', b'28', b'65535']
+    """
+    v = v.astype(np.int64)
+    k = 1 + (v >= 10) + (v >= 100) + (v >= 1000) + (v >= 10000)  # digits
+    out = np.zeros((v.shape[0], 5), dtype=np.uint8)
+    for j in range(5):
+        p = np.maximum(k - 1 - j, 0)
+        out[:, j] = np.where(j < k, (v // 10**p) % 10 + 0x30, 0)
+    return out
+
+
 def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """First question's name (dotted, lower case) and type number of DNS messages at ``start``.
 
@@ -175,7 +191,7 @@ def dns_question(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
     out |= ((out - np.uint8(0x41)) < 26).view(np.uint8) << 5
     out[(out > 0) & ((out < 0x20) | (out > 0x7E))] = 0x3F
     qtype = np.where(pos + 2 <= end, _u16(data, pos), 0)
-    qt = np.ascontiguousarray(qtype.astype("S5")).view(np.uint8).reshape(m, 5)
+    qt = _decimal5(qtype)
     return _join([out, qt])
 
 

@@ -45,9 +45,10 @@ SIG_NAMES: tuple[str, ...] = ("",) + tuple(s.name for s in SIGNATURES)
 """Signature code -> name."""
 SIG_CODE: dict[str, int] = {s.name: i + 1 for i, s in reversed(list(enumerate(SIGNATURES)))}
 """Signature name -> code (the first row of that name)."""
-_CODES_OF: dict[str, np.ndarray] = {
-    n: np.array([i + 1 for i, s in enumerate(SIGNATURES) if s.name == n], dtype=np.uint8) for n in SIG_CODE
+_REQUEST_CODES: dict[str, frozenset[int]] = {
+    n: frozenset(i + 1 for i, s in enumerate(SIGNATURES) if s.name == n) for n in {s.name for s in SIGNATURES}
 }
+"""Signature name -> the codes of its rows."""
 
 
 @dataclass
@@ -270,7 +271,7 @@ class _Batch:
         self.mw = self.m8.view("<u8")
         self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
-        self.tagged: set[int] = set()  # signature codes given to some row
+        self.tagged: dict[int, np.ndarray] = {}  # signature code -> the rows it was given to
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
         self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -374,7 +375,7 @@ def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
 
 def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Evaluate one signature row and tag the rows it matches (those still untagged)."""
-    if any(not b.tagged.intersection(_CODES_OF[e.request].tolist()) for e in c.echoes):
+    if any(_REQUEST_CODES[e.request].isdisjoint(b.tagged) for e in c.echoes):
         return  # a reply to requests the batch does not hold
     rows = _candidates(b, c)
     if not rows.size:
@@ -386,7 +387,7 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if c.sig.max_len:
             keep &= plen <= c.sig.max_len
         if c.lengths.size:
-            keep &= np.isin(plen, c.lengths)
+            keep &= _member(plen, c.lengths)
         rows = rows[keep]
     rows = b.words_ok(rows, c.words)
     for alternatives in c.alts:
@@ -434,7 +435,7 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if found is not None:
             names.append(found)
     b.sig[rows] = c.code
-    b.tagged.add(c.code)
+    b.tagged[c.code] = rows
     kind = extract.EXTRACTOR.get(c.sig.name)
     if kind is not None and rows.size and not (kind == "tls" and c.sig.check == "tls-client-hello"):  # (done)
         # every such packet: which one becomes a flow direction's evidence packet is the flow stage's
@@ -469,22 +470,29 @@ def _echo_keys(b: _Batch, rows: np.ndarray, value: np.ndarray, reverse: bool) ->
     return h
 
 
+def _member(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.isin(a, b)`` by a sort of ``b`` and a binary search (isin sorts both, with their copies)."""
+    s = np.sort(b)
+    at = np.minimum(np.searchsorted(s, a), s.size - 1)
+    return s[at] == a if s.size else np.zeros(a.shape[0], dtype=bool)
+
+
 def _echoed(b: _Batch, rows: np.ndarray, e: Echo) -> np.ndarray:
     """Mask over ``rows``: a packet of signature ``e.request`` came the other way on the same ports in
     this batch, with the same ``e.size`` bytes at ``e.req_off`` as this packet has at ``e.off``."""
     if e.size > 8:
         raise ValueError(f"Echo of {e.size} bytes: at most 8")
-    req = np.flatnonzero(np.isin(b.sig, _CODES_OF[e.request]))
+    req = np.concatenate([b.tagged[k] for k in _REQUEST_CODES[e.request] if k in b.tagged])
     req = req[b.plen[req] >= e.req_off + e.size]
     ok = np.zeros(rows.size, dtype=bool)
     if not req.size:
         return ok
     theirs = _echo_value(b, req, e.req_off, e.size)
     mine = _echo_value(b, rows, e.off, e.size)
-    maybe = np.flatnonzero(np.isin(mine, theirs))  # the value first (cheap), then the addresses
+    maybe = np.flatnonzero(_member(mine, theirs))  # the value first (cheap), then the addresses
     if maybe.size:
         keys = _echo_keys(b, req, theirs, reverse=False)
-        ok[maybe] = np.isin(_echo_keys(b, rows[maybe], mine[maybe], reverse=True), keys)
+        ok[maybe] = _member(_echo_keys(b, rows[maybe], mine[maybe], reverse=True), keys)
     return ok
 
 
