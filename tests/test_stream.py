@@ -113,31 +113,3 @@ def test_jobs_is_ignored_with_one_line(tmp_path: Path, xml_path: Path, capsys) -
     assert err == ["portclass: --jobs is ignored: the two-process reader was removed (one process reads)"]
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
-
-
-def test_writer_thread_hands_its_error_to_the_caller_and_writes_nothing_after() -> None:
-    """A chunk that fails to write (a full disk) raises in the reading thread, at the next chunk or at the
-    end, and the chunks after it are not written (a half report is never made whole by later flows)."""
-    import errno
-    import threading
-
-    from classifier.report.stream import _Writer
-
-    class Body:
-        def __init__(self) -> None:
-            self.written: list[tuple[int, str]] = []
-
-        def add(self, c) -> None:
-            if c == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self.written.append((c, threading.current_thread().name))
-
-    body = Body()
-    w = _Writer(body)  # type: ignore[arg-type]
-    with pytest.raises(OSError, match="No space left"):
-        for c in range(1, 6):
-            w.put(c)  # type: ignore[arg-type]
-        w.close()
-    w.stop()
-    assert body.written[0] == (1, "portclass-writer") and [c for c, _ in body.written] == [1]
-    assert not w.thread.is_alive()

@@ -153,49 +153,6 @@ class _Body:
             self.parquet.write_table(table.cast(self.parquet.schema))
 
 
-class _Writer:
-    """Serializes chunks on a second thread while the main one reads on (Arrow's kernels, zstd and most
-    NumPy work release the GIL), one chunk waiting at most. A writer's error is raised in the main
-    thread, at the next chunk or at ``close``; nothing is written after it."""
-
-    def __init__(self, body: _Body) -> None:
-        import queue
-        import threading
-
-        self.body = body
-        self.error: BaseException | None = None
-        self.queue: queue.Queue[Analysis | None] = queue.Queue(maxsize=1)
-        self.thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (c := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.body.add(c)
-                except BaseException as exc:  # noqa: BLE001 -- handed to the main thread
-                    self.error = exc
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def put(self, c: Analysis) -> None:
-        self._raise()
-        self.queue.put(c)
-
-    def stop(self) -> None:
-        """Let the thread end once the chunks given are done (or skipped after an error), and wait for it."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-
-    def close(self) -> None:
-        """Wait until every chunk is written (raising the writer's error, if any)."""
-        self.stop()
-        self._raise()
-
-
 def analyze_streamed(
     paths: list[str], registry: Any, fmt: str, out: str | Path | None, analyze: Any = None, **kw: Any
 ) -> Analysis:
@@ -217,13 +174,11 @@ def analyze_streamed(
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
-        writer = _Writer(body)
-        stack.callback(writer.stop)  # before the spool closes, whatever ends the run
         holder: dict[str, Analysis] = {}
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            writer.put(_chunk(e, holder["a"]))
+            body.add(_chunk(e, holder["a"]))
 
         holder["a"] = Analysis(
             flows=Ended.empty().flows,
@@ -238,7 +193,6 @@ def analyze_streamed(
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
-        writer.close()
         a.running = running.totals(a)  # type: ignore[attr-defined]
         head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
