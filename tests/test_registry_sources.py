@@ -28,6 +28,18 @@ def test_cache_roundtrip_single_file(user_dirs, xml_path):
     assert list(again.service_names[:3]) == ["Reserved", "Reserved", "tcpmux"]
 
 
+def test_cache_names_on_decodes_only_what_it_names(user_dirs, xml_path):
+    """A cache-loaded registry answers ``names_on`` with the same records, without decoding them all."""
+    reg = sources.compile_file(xml_path)
+    again = cache.load(next(sources.cache_dir().glob("*.pcreg")))
+    got = again.names_on("tcp", 443)
+    assert again._records is None and len(again._one) == len(got)
+    assert [r.name for r in got][0] == "https"
+    for t, port in (("tcp", 443), ("udp", 53), ("tcp", 22), ("sctp", 9), ("tcp", 65000)):
+        assert again.names_on(t, port) == reg.names_on(t, port)
+    assert again.records == reg.records and again.names_on("udp", 53) == reg.names_on("udp", 53)
+
+
 def test_cache_damaged_is_rebuilt(user_dirs, xml_path):
     reg = sources.compile_file(xml_path)
     entry = sources.cache_dir() / f"{reg.provenance.sha256}.pcreg"

@@ -123,6 +123,13 @@ def loads(buf: bytes) -> CompiledRegistry | None:
         def records() -> list[Record]:
             return [Record(**dict(zip(_RECORD_FIELDS, row, strict=True))) for row in blob("records")]
 
+        rows: list[list[list[object]]] = []
+
+        def row(j: int) -> Record:
+            if not rows:
+                rows.append(blob("records"))  # type: ignore[arg-type]
+            return Record(**dict(zip(_RECORD_FIELDS, rows[0][j], strict=True)))
+
         def names() -> np.ndarray:
             return np.array(blob("names"), dtype=str)
 
@@ -130,6 +137,7 @@ def loads(buf: bytes) -> CompiledRegistry | None:
             **arrays,
             provenance=Provenance(**head["provenance"]),
             _records_loader=records,
+            _row_loader=row,
             _names_loader=names,
         )
     except (ValueError, KeyError, TypeError):

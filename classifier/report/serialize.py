@@ -72,11 +72,17 @@ def data_bytes(lines: Any) -> memoryview:
 
 
 def per_value(
-    arr: Any, render: Callable[[Any], str], null: str | None = None, safe: str | None = None, plain: Any = None
+    arr: Any,
+    render: Callable[[Any], str],
+    null: str | None = None,
+    safe: str | None = None,
+    plain: Any = None,
+    spread: bool = True,
 ) -> Any:
     """A string array: ``render(v)`` of each row's value (``null`` where null), computed on the distinct values
     of a dictionary-encoded column. With ``safe`` (a regex that text needing ``render`` matches), text that
-    does not match is rendered by the vectorized ``plain`` (default: as it is), the rest by ``render``."""
+    does not match is rendered by the vectorized ``plain`` (default: as it is), the rest by ``render``.
+    ``spread`` False (and ``null`` None) keeps a dictionary-encoded column so: its rendered dictionary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -92,6 +98,8 @@ def per_value(
     else:
         out = pa.array([None if v is None else render(v) for v in values.to_pylist()], pa.string())
     if pa.types.is_dictionary(arr.type):
+        if not spread and null is None:
+            return pa.DictionaryArray.from_arrays(arr.indices, out)
         out = out.take(arr.indices)
     return out if null is None or not out.null_count else pc.fill_null(out, null)
 
@@ -113,18 +121,29 @@ def _join(parts: list[Any], sep: str = "", null: str | None = None) -> Any:
 # ---------------------------------------------------------------- JSON Lines
 
 
-def _json_text(key: str, arr: Any) -> Any:
-    """JSON text of each value of one column (null where the value is absent)."""
+def _json_text(key: str, arr: Any) -> tuple[Any, bool]:
+    """(JSON text of each value of one column, null where absent; True if it is text still to be put in
+    quotes). Dictionary-encoded text stays so (its rendered dictionary, without nulls) for ``build``."""
     import orjson
     import pyarrow as pa
 
     if pa.types.is_integer(arr.type):
-        return _numbers(arr)
-    quoted = lambda v: _join(['"', v, '"'])  # noqa: E731
+        return _numbers(arr), False
     if key in _PLAIN_TEXT and pa.types.is_string(arr.type):
-        return quoted(arr)
+        return arr, True  # the quotes join the line's literals (no pass of their own)
+    quoted = lambda v: _join(['"', v, '"'])  # noqa: E731
     # orjson escapes '"', '\\' and control characters only (UTF-8 stays as it is)
-    return per_value(arr, lambda v: orjson.dumps(v).decode(), safe=r'["\\\x00-\x1f]', plain=quoted)
+    text = per_value(arr, lambda v: orjson.dumps(v).decode(), safe=r'["\\\x00-\x1f]', plain=quoted, spread=False)
+    if pa.types.is_dictionary(text.type) and text.dictionary.null_count:
+        text = text.dictionary.take(text.indices)
+    return text, False
+
+
+def _spread(text: Any) -> Any:
+    """A dictionary-encoded text column as plain text (as it is otherwise)."""
+    import pyarrow as pa
+
+    return text.dictionary.take(text.indices) if pa.types.is_dictionary(text.type) else text
 
 
 def jsonl_body(cols: dict[str, Any]) -> memoryview:
@@ -146,10 +165,11 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         if is_const(values):
-            node[path[-1]] = (pa.scalar(orjson.dumps(values).decode()), True)
+            node[path[-1]] = (pa.scalar(orjson.dumps(values).decode()), True, False)
         else:
-            text = _json_text(key, values)
-            node[path[-1]] = (text, True if not text.null_count else text.is_valid().to_numpy(zero_copy_only=False))
+            text, quote = _json_text(key, values)
+            valid = True if not text.null_count else text.is_valid().to_numpy(zero_copy_only=False)
+            node[path[-1]] = (text, valid, quote)
 
     def build(node: dict[str, Any]) -> tuple[list[Any], Any]:
         """(the arguments of one join giving the object's members, which rows have any member): members
@@ -159,6 +179,7 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
         seen: Any = False
         for name, child in node.items():
             key = orjson.dumps(name).decode() + ":"
+            quote = False
             if isinstance(child, dict):
                 inner, valid = build(child)
                 if valid is True:
@@ -171,12 +192,22 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
                     continue
                 text = pc.if_else(pa.array(valid), _join(["{", *inner, "}"], null=""), pa.scalar(None, pa.string()))
             else:
-                text, valid = child
+                text, valid, quote = child
+                if quote and (valid is not True or seen is not True and seen is not False):
+                    text, quote = _join(['"', text, '"']), False
             if seen is True or seen is False:
                 sep = "," if seen else ""
-                parts += [sep + key, text] if valid is True else [_join([sep + key, text])]
+                if quote:  # plain text on every row: its quotes are literals of the line's join
+                    parts += [sep + key + '"', text, '"']
+                elif valid is True:
+                    parts += [sep + key, _spread(text)]
+                elif pa.types.is_dictionary(text.type):  # the member's text per distinct value, then spread
+                    member = _join([sep + key, text.dictionary])
+                    parts.append(_spread(pa.DictionaryArray.from_arrays(text.indices, member)))
+                else:
+                    parts.append(_join([sep + key, text]))
             else:
-                parts.append(_join([pc.if_else(pa.array(seen), ",", ""), key, text]))
+                parts.append(_join([pc.if_else(pa.array(seen), ",", ""), key, _spread(text)]))
             seen = True if (seen is True or valid is True) else np.logical_or(seen, valid)
         return parts, seen
 

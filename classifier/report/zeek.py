@@ -65,7 +65,7 @@ import numpy as np
 from ..evidence.table import ZEEK_SERVICE as _ZEEK_NAMES
 from ..output import emit
 from ..pipeline import Analysis
-from .rows import flow_arrays, text_array
+from .rows import coded, flow_arrays, text_array
 from .terminal import PORTCLASS_NOTE, notice_text
 
 SEPARATOR = "\t"
@@ -251,7 +251,7 @@ def body(a: Analysis) -> bytes:
         "id.orig_p": counts(fl.client_port[order]),
         "id.resp_h": strings(ecs["destination.ip"]),
         "id.resp_p": counts(fl.server_port[order]),
-        "proto": per_value(pa.array(proto), lambda p: _ZEEK_PROTO.get(int(p), "unknown_transport")),
+        "proto": per_value(coded(proto, [_ZEEK_PROTO.get(p, "unknown_transport") for p in range(256)]), str),
         "duration": _seconds_text(dur_ns, unset=dur_ns <= 0),
         "conn_state": strings(ecs["portclass.conn_state"]),
         "history": strings(ecs["portclass.history"]),
