@@ -67,6 +67,7 @@ class Outcome:
     seconds: float
     task_seconds: list[float] = field(default_factory=list)
     result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result
+    summary_bytes: list[int] = field(default_factory=list)  # of which its summary aggregates'
     join_seconds: float = 0.0
     label_seconds: float = 0.0  # wall time of the labelling tasks (first to last)
     finish_seconds: float = 0.0  # wall time of the edge tasks
@@ -330,6 +331,7 @@ def run(
             new.merge(k.aggregate)
             oc.task_seconds.append(k.seconds)
             oc.result_bytes.append(len(pickle.dumps(k)))
+            oc.summary_bytes.append(len(pickle.dumps(k.aggregate.summary)))
             if k.clock_ns is None:  # a file of its own: done
                 summary = state.save_summary(root, k.ident, k.aggregate.summary)
                 manifest["inputs"][k.ident] = {"path": specs[k.ident].path, "parts": k.parts,

@@ -13,6 +13,8 @@ EPILOG = """dataset:
   DATASET/date=YYYY-MM-DD/hour=HH/<input>.parquet   flows by start time (UTC), the columns of -f parquet
   DATASET/_common_metadata                          schema, the registry's warning and provenance
   DATASET/_portclass/manifest.json                  inputs done, timelines, aggregates (the run's commit)
+  DATASET/_portclass/agg-*.npz                      summary aggregates per input (no pickle): the summary
+                                                    covers the whole archive, earlier runs included
 
 timelines: consecutive files of a dumpcap ring buffer (prefix_NNNNN_YYYYMMDDHHMMSS.pcapng) or of
 tcpdump -C/-G (file.pcap, file.pcap1, ...) are one timeline: a flow crossing files is one flow, as
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import Timeouts
     from ..registry.sources import load_registry
     from ..report import write
+    from .options import check_output
 
     for p in args.paths:
         if not os.path.exists(p):
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             parse(args.dask)
         except ValueError as exc:
             raise PortclassError(str(exc)) from None
+    check_output(argparse.Namespace(format=args.format, output=args.report))  # before labelling anything
     registry = load_registry(args.registry)
     timeouts = Timeouts(idle_s=args.idle_timeout)
     progress = _Progress(not args.no_progress)
