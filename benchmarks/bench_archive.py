@@ -1,13 +1,15 @@
 """Archive benchmark: the 10 M-packet day capture cut into 96 files of 15 minutes, labelled into a dataset.
 
-    python benchmarks/bench_archive.py [--capture /tmp/engine_day10m.pcap] [--workers 2] [--keep]
+    python benchmarks/bench_archive.py [--capture /tmp/engine_day10m.pcap] [--workers 2] [--files N] [--keep]
 
 builds the day capture with ../shared/bench/make_day_pcap.py if missing, cuts it with ``editcap -i 900``
 (a ring buffer: dumpcap's naming, so flows crossing files are joined), then in one run:
   1. ``portclass archive`` in one process;
   2. the same with ``--dask local:N`` (N worker processes; target on this 2-core machine: >= 1.7x);
   3. the scheduler's overhead per task (empty tasks on the same kind of cluster);
-  4. the bytes each task sends back (aggregates + edge flows; small, not growing with the file).
+  4. the bytes each task sends back (aggregates + edge flows; small, not growing with the file), and of
+     them the summary aggregates' (the whole archive's summary is merged from these).
+``--files N`` labels only the first N files of the cut (a shorter ring buffer: a quicker run).
 It closes with a model of the wall time for 10, 100 and 1,000 workers from the measured figures, and
 where it stops falling.  The machine's load average is printed: other processes slow both runs.
 """
@@ -111,6 +113,7 @@ def main() -> None:
     ap.add_argument("--capture", type=Path, default=Path("/tmp/engine_day10m.pcap"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--storage-gbs", type=float, default=2.0, help="shared storage bandwidth assumed, GB/s")
+    ap.add_argument("--files", type=int, default=0, help="label only the first N files of the cut (0: all)")
     ap.add_argument("--keep", action="store_true", help="keep the cut files and datasets in /tmp")
     args = ap.parse_args()
     if not args.capture.exists():
@@ -123,6 +126,10 @@ def main() -> None:
     t0 = time.perf_counter()
     subprocess.run(["editcap", "-i", "900", str(args.capture), str(files / "day.pcap")], check=True)
     cut = sorted(files.iterdir())
+    if args.files:
+        for f in cut[args.files :]:
+            f.unlink()
+        cut = cut[: args.files]
     gib = sum(f.stat().st_size for f in cut) / 2**30
     print(f"cut {args.capture} into {len(cut)} files of 15 min ({gib:.2f} GiB) in {time.perf_counter() - t0:.1f} s")
     try:
@@ -162,6 +169,9 @@ def main() -> None:
               f"max {max(sizes):,} (files {min(f.stat().st_size for f in cut) / 1e6:.0f}-"
               f"{max(f.stat().st_size for f in cut) / 1e6:.0f} MB)")  # fmt: skip
         start = max(t_svc - sv.label_seconds - sv.finish_seconds - sv.join_seconds, 0.0)  # type: ignore[attr-defined]
+        summ = dk.summary_bytes  # type: ignore[attr-defined]
+        print(f"  of which the summary aggregates (services, hosts, scanners, timeline, {dk.aggregate.summary.limit} "  # type: ignore[attr-defined]
+              f"worst flows): min {min(summ):,}, median {statistics.median(summ):,.0f}, max {max(summ):,}")  # fmt: skip
         print(f"fixed cost of a run (connect, registry broadcast, plan, metadata): {start:.1f} s")
         print()
         print(f"model (these {len(cut)} files; and a month of them, {len(cut) * 30}, from shared storage at "

@@ -110,12 +110,23 @@ def test_dask_cluster_equals_one_process_and_plain_parquet(archive_dir, tmp_path
     one, on_dask, plain = tmp_path / "one", tmp_path / "dask", tmp_path / "plain.parquet"
     r = _portclass("archive", str(archive_dir), "-o", str(one), "--no-progress", env=env)
     assert r.returncode == 0, r.stderr
+    terminal = " ".join(r.stdout.split())
     r = _portclass("-f", "parquet", "-o", str(plain), str(archive_dir), env=env)
     assert r.returncode == 0, r.stderr
-    with cluster(2) as (addr, _):
-        r = _portclass("archive", str(archive_dir), "-o", str(on_dask), "--dask", addr, "--no-progress", env=env)
+    r = _portclass("-f", "json", "--max-flows", "300", "-o", str(tmp_path / "plain.json"), str(archive_dir), env=env)
     assert r.returncode == 0, r.stderr
-    assert "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT" in " ".join(r.stdout.split())
+    with cluster(2) as (addr, _):
+        r = _portclass("archive", str(archive_dir), "-o", str(on_dask), "--dask", addr, "--no-progress", "-f", "json",
+                       "--max-flows", "300", "--report", str(tmp_path / "dask.json"), env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # the whole archive's summary, merged from the tasks' aggregates, is `portclass -f json`'s over the files
+    summary, ref = (json.loads((tmp_path / n).read_text()) for n in ("dask.json", "plain.json"))
+    assert summary["totals"]["flows"] > 10_000 and len(summary["flows"]) == 300
+    assert summary == ref
+    # the terminal summary too: the warning, services, outcomes and the worst flows of the whole archive
+    assert "ASSIGNMENT OF A PORT NUMBER DOES NOT IN ANY WAY IMPLY AN ENDORSEMENT" in terminal
+    assert f"Flows {summary['totals']['flows']:,} " in terminal and "Services claimed by server port" in terminal
+    assert "Flagged flows, worst first" in terminal and "the summary covers the whole archive" in terminal
     a, b, p = dataset(one), dataset(on_dask), pq.read_table(plain)
     assert a.num_rows == b.num_rows == p.num_rows > 10_000
     assert rows(a) == rows(b)  # the cluster writes what one process writes
@@ -189,8 +200,16 @@ def test_second_run_adds_only_the_new_files(archive_dir, tmp_path, env):
     fresh = tmp_path / "fresh"
     assert _portclass("archive", str(src), "-o", str(fresh), "--no-progress", env=env).returncode == 0
     assert rows(dataset(out)) == rows(dataset(fresh))
-    r = _portclass("archive", str(src), "-o", str(out), "--no-progress", env=env)
-    assert "0 file(s) labelled this run, 9 already" in " ".join(r.stdout.split())
+    r = _portclass("archive", str(src), "-o", str(out), "--no-progress", "-f", "json", "--max-flows", "100",
+                   "--report", str(tmp_path / "summary.json"), env=env)  # fmt: skip
+    assert "0 file(s) labelled this run, 9 already" in " ".join(r.stderr.split())
+    # its summary covers the whole archive (the state kept by the earlier runs), as `portclass -f json` does
+    # (its worst flows: the 20 the terminal runs kept per input, the most it can know exactly)
+    assert "(worst flows: 20, the most an earlier run kept per input)" in " ".join(r.stderr.split())
+    r = _portclass("-f", "json", "--max-flows", "20", "-o", str(tmp_path / "ref.json"), str(src), env=env)
+    assert r.returncode == 0, r.stderr
+    summary, ref = (json.loads((tmp_path / n).read_text()) for n in ("summary.json", "ref.json"))
+    assert summary["totals"]["files"] == 9 and len(summary["flows"]) == 20 and summary == ref
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == after
     # the ring rotates: its oldest file is deleted as the next one comes; the dataset keeps both
     (src / "ring" / ring[0].name).unlink()

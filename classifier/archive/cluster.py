@@ -9,6 +9,7 @@ and are written atomically, so a re-run replaces them whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -18,6 +19,16 @@ from typing import Any
 from .task import Keys, TaskResult, TaskSpec, finish, keys_of, run_task
 
 RETRIES = 3
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of ``--dask local`` workers: a session of their own, as a worker started as a service has.
+
+    Linux's autogroup shares the CPU between sessions: workers left in the session of the command that
+    started them would share one session's share on a machine other processes load.
+    """
+    with contextlib.suppress(OSError):  # already a session leader
+        os.setsid()
 
 
 def parse(spec: str) -> tuple[str, int | None]:
@@ -45,7 +56,8 @@ class DaskRunner:
         logging.getLogger("distributed").setLevel(logging.ERROR)  # a loaded machine's heartbeat notes
         if address == "local":
             self.cluster = LocalCluster(n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip
+                                        dashboard_address=":0", silence_logs=logging.ERROR,
+                                        preload=[__name__])  # fmt: skip  (dask_setup: own sessions)
             self.client = Client(self.cluster)
         else:
             try:

@@ -28,7 +28,7 @@ from ..capture.columns import CaptureStats
 from ..engine import Edge, Engine, Timeouts
 from ..registry.compile import CompiledRegistry
 from . import state
-from .aggregate import Aggregate
+from .aggregate import LIMIT, Aggregate
 from .inputs import Input, discover, timeline_id, timelines
 from .parts import PartWriter, dataset_schema
 from .task import Keys, TaskResult, TaskSpec, finish, keys_of, run_task
@@ -67,13 +67,14 @@ class Outcome:
     seconds: float
     task_seconds: list[float] = field(default_factory=list)
     result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result
+    summary_bytes: list[int] = field(default_factory=list)  # of which its summary aggregates'
     join_seconds: float = 0.0
     label_seconds: float = 0.0  # wall time of the labelling tasks (first to last)
     finish_seconds: float = 0.0  # wall time of the edge tasks
 
 
 def plan(inputs: Sequence[Input], manifest: dict[str, Any], root: Path, timeouts: Timeouts, evidence: bool,
-         one_timeline: bool = False) -> Plan:  # fmt: skip
+         one_timeline: bool = False, limit: int = LIMIT) -> Plan:  # fmt: skip
     """Tasks for the inputs not in the dataset yet; timelines to join (continuing stored ones).
 
     A stored timeline goes on where its last file is followed by new files only (a ring buffer that
@@ -100,7 +101,7 @@ def plan(inputs: Sequence[Input], manifest: dict[str, Any], root: Path, timeouts
         for k in range(first_new, len(files)):
             f = files[k]
             p.specs.append(TaskSpec(f.path, f.ident, str(root), timeouts, evidence, hold_heads=several and k > 0,
-                                    export=several))  # fmt: skip
+                                    export=several, limit=limit))  # fmt: skip
         if several:
             p.joins.append(Join(tid if resume and tid else timeline_id(files), files, first_new, resume))
     return p
@@ -120,13 +121,21 @@ def forget(root: Path, manifest: dict[str, Any], relabel: set[str], current: dic
         if ident in relabel or current.get(entry["path"], ident) != ident:
             for part in entry["parts"]:
                 (root / part).unlink(missing_ok=True)
+            _drop_summary(root, entry.get("summary"))
             del manifest["inputs"][ident]
     for tid, tl in list(manifest["timelines"].items()):
         if not set(tl["files"]) <= set(manifest["inputs"]):
             for part in tl["join_parts"] + tl["end_parts"]:
                 (root / part).unlink(missing_ok=True)
             (root / state.STATE_DIR / tl["carry"]).unlink(missing_ok=True)
+            _drop_summary(root, tl.get("join_summary"))
+            _drop_summary(root, tl.get("end_summary"))
             del manifest["timelines"][tid]
+
+
+def _drop_summary(root: Path, fname: str | None) -> None:
+    if fname is not None:
+        (root / state.STATE_DIR / fname).unlink(missing_ok=True)
 
 
 def _remap(edge: Edge, k: int) -> Edge:
@@ -140,7 +149,7 @@ def _remap(edge: Edge, k: int) -> Edge:
 
 def join_timeline(
     root: Path, registry: CompiledRegistry, timeouts: Timeouts, evidence: bool, job: Join, edges: dict[str, Edge],
-    manifest: dict[str, Any],
+    manifest: dict[str, Any], limit: int = LIMIT,
 ) -> Aggregate:  # fmt: skip
     """Fold the edges of a timeline's files in order; writes the joined flows; returns their aggregates."""
     schema = dataset_schema(registry)
@@ -155,11 +164,14 @@ def join_timeline(
     if stored is not None:  # the flows the last run wrote as ended by the end of input: they go on now
         for part in stored["end_parts"] + ([] if resume else stored["join_parts"]):
             (root / part).unlink(missing_ok=True)
-    joined = Aggregate.from_json(stored["join_aggregate"]) if resume else Aggregate()
+    if resume:
+        joined = Aggregate.from_json(stored["join_aggregate"], state.load_summary(root, stored.get("join_summary")))
+    else:
+        joined = Aggregate.new(limit)
     parts: list[str] = list(stored["join_parts"]) if resume else []
     if resume:  # continue the flows left open by the previous run
         eng._alive, eng.clock_ns = state.load_carry(root, stored["carry"])
-    new = Aggregate()
+    new = Aggregate.new(limit)
 
     def write(name: str, ended: Any, into: Aggregate) -> list[str]:
         w = PartWriter(root, name, schema, registry)
@@ -175,7 +187,7 @@ def join_timeline(
     for k, f in enumerate(new_files):
         parts += write(f"{f.ident}.join", eng.join(_remap(edges[f.ident], base + k)), joined)
     carry, clock = eng._absorb().copy(), eng.clock_ns
-    end = Aggregate()
+    end = Aggregate.new(limit)
     end_parts = write(f"{job.files[-1].ident}.end", eng.flush(), end)
     manifest["timelines"][tid] = {
         "files": (stored["files"] if resume else []) + [f.ident for f in new_files],
@@ -184,6 +196,8 @@ def join_timeline(
         "end_parts": end_parts,
         "join_aggregate": joined.to_json(),
         "end_aggregate": end.to_json(),
+        "join_summary": state.save_summary(root, f"{tid}.join", joined.summary),
+        "end_summary": state.save_summary(root, f"{tid}.end", end.summary),
         "carry": state.save_carry(root, f"carry-{tid}.npz", carry, clock),
     }
     return new
@@ -279,6 +293,7 @@ def run(
     dask: str | None = None,
     one_timeline: bool = False,
     progress: Callable[[Keys], None] | None = None,
+    limit: int = LIMIT,
 ) -> Outcome:
     """Label every capture under ``paths`` into the dataset ``out`` (see the module docstring)."""
     import hashlib
@@ -297,13 +312,13 @@ def run(
             f"({sha_reg[:16]}): label into a new dataset"
         )
     inputs = discover(paths)
-    p = plan(inputs, manifest, root, timeouts, evidence, one_timeline)
+    p = plan(inputs, manifest, root, timeouts, evidence, one_timeline, limit)
     forget(root, manifest, {s.ident for s in p.specs}, {i.path: i.ident for i in inputs})
     blob = b"".join(cache.dumps(registry))
     sha = hashlib.sha256(blob).hexdigest()
     runner = Runner(blob, sha) if dask is None else _dask_runner(dask, blob, sha)
-    new = Aggregate()
-    oc = Outcome(Aggregate(), new, len(p.specs), p.skipped, 0.0)
+    new = Aggregate.new(limit)
+    oc = Outcome(Aggregate.new(limit), new, len(p.specs), p.skipped, 0.0)
     keys: dict[str, Keys] = {}
     pos: dict[str, int] = {}
     specs = {s.ident: s for s in p.specs}
@@ -316,9 +331,11 @@ def run(
             new.merge(k.aggregate)
             oc.task_seconds.append(k.seconds)
             oc.result_bytes.append(len(pickle.dumps(k)))
+            oc.summary_bytes.append(len(pickle.dumps(k.aggregate.summary)))
             if k.clock_ns is None:  # a file of its own: done
+                summary = state.save_summary(root, k.ident, k.aggregate.summary)
                 manifest["inputs"][k.ident] = {"path": specs[k.ident].path, "parts": k.parts,
-                                               "aggregate": k.aggregate.to_json()}  # fmt: skip
+                                               "aggregate": k.aggregate.to_json(), "summary": summary}  # fmt: skip
             if progress is not None:
                 progress(k)
         tf = time.perf_counter()
@@ -331,8 +348,10 @@ def run(
             edges[ident] = edge
             oc.result_bytes[pos[ident]] += nbytes
             new.merge(agg)
+            k.aggregate.merge(agg)
             manifest["inputs"][ident] = {"path": specs[ident].path, "parts": sorted(k.parts + parts),
-                                         "aggregate": k.aggregate.merge(agg).to_json()}  # fmt: skip
+                                         "aggregate": k.aggregate.to_json(),
+                                         "summary": state.save_summary(root, ident, k.aggregate.summary)}  # fmt: skip
         oc.finish_seconds = time.perf_counter() - tf
     except BaseException:
         state.save_manifest(root, manifest)  # the inputs done so far: running again goes on from there
@@ -343,47 +362,82 @@ def run(
         tmp.unlink(missing_ok=True)
     tj = time.perf_counter()
     for job in p.joins:
-        new.merge(join_timeline(root, registry, timeouts, evidence, job, edges, manifest))
+        new.merge(join_timeline(root, registry, timeouts, evidence, job, edges, manifest, limit))
     oc.join_seconds = time.perf_counter() - tj
     manifest.update(format=state.FORMAT, registry_sha256=sha_reg)
-    manifest["archive"] = _whole(manifest).to_json()
-    _write_common_metadata(root, registry, manifest, timeouts)
+    whole = _whole(manifest, root, limit)
+    manifest["archive"] = whole.to_json()
+    _write_common_metadata(root, registry, manifest, timeouts, whole)
     state.save_manifest(root, manifest)
-    oc.aggregate = _whole(manifest)
+    oc.aggregate = whole
     oc.seconds = time.perf_counter() - t0
     return oc
 
 
-def _whole(manifest: dict[str, Any]) -> Aggregate:
-    """The whole archive's aggregates: every input's, and every timeline's joined and end flows."""
-    agg = Aggregate()
-    for entry in sorted(manifest["inputs"].values(), key=lambda e: e["path"]):
-        agg.merge(Aggregate.from_json(entry["aggregate"]))
+def _whole(manifest: dict[str, Any], root: Path, limit: int = LIMIT) -> Aggregate:
+    """The whole archive's aggregates: every input's, and every timeline's joined and end flows (their
+    summaries from the state directory; a dataset of an older portclass has none: its totals only).
+    Its worst flows are the ``limit`` worst, or fewer if an earlier run kept fewer per input."""
+    agg = Aggregate.new(limit)
+    entries = sorted(manifest["inputs"].values(), key=lambda e: e["path"])
+    files = [f for e in entries for f in e["aggregate"]["stats"]["files"]]  # the merged counters' file list
+    index = {f: i for i, f in reversed(list(enumerate(files)))}
+
+    def one(d: dict[str, Any], key: str, paths: list[str]) -> Aggregate:
+        part = Aggregate.from_json(d[f"{key}aggregate"], state.load_summary(root, d.get(f"{key}summary")))
+        _reindex(part.summary, [index.get(p, 0) for p in paths])
+        return part
+
+    parts = [one(entry, "", entry["aggregate"]["stats"]["files"]) for entry in entries]
     for tl in manifest["timelines"].values():
-        agg.merge(Aggregate.from_json(tl["join_aggregate"])).merge(Aggregate.from_json(tl["end_aggregate"]))
+        parts += [one(tl, "join_", tl["paths"]), one(tl, "end_", tl["paths"])]
+    # the worst flows are exact up to the fewest any part kept (an earlier run may have kept fewer)
+    agg.summary.worst.limit = min([limit] + [p.summary.worst.limit for p in parts])
+    for part in parts:
+        agg.merge(part)
+    in_timelines = {f for tl in manifest["timelines"].values() for f in tl["files"]}
+    apart = len(manifest["inputs"]) - len(in_timelines) + len(manifest["timelines"])
+    agg.summary.key_group_any = agg.summary.key_group_any or apart > 1  # files apart, as one process keeps them
     return agg
 
 
-def analysis_of(agg: Aggregate, registry: CompiledRegistry, timeouts: Timeouts, inputs: list[str]) -> Any:
-    """An ``Analysis`` without flows whose totals are the archive's (for the summary and the metadata)."""
+def _reindex(summary: Any, to: list[int]) -> None:
+    """Point the kept flows' file columns (indices into ``to``'s source list) at the archive's file list."""
+    kept = summary.worst.kept
+    if kept is None or not to:
+        return
+    m = np.asarray(to, dtype=np.int64)
+    for name in FILE_COLUMNS:
+        col = getattr(kept.flows, name)
+        ok = col < m.size
+        col[ok] = m[col[ok].astype(np.int64)]
+
+
+def analysis_of(agg: Aggregate, registry: CompiledRegistry, timeouts: Timeouts, inputs: list[str],
+                evidence: bool = True) -> Any:  # fmt: skip
+    """An ``Analysis`` without flows whose totals, tables and worst flows are the archive's: what
+    ``report.write`` renders (terminal, json, html) as for one capture, and the dataset's metadata."""
     from ..engine import Ended
     from ..pipeline import Analysis
+    from ..report.aggregates import with_aggregates
 
     e = Ended.empty()
-    a = Analysis(e.flows, e.labels, agg.stats, registry, idle_timeout_s=timeouts.idle_s, inputs=inputs, part=e.part)
+    a = Analysis(e.flows, e.labels, agg.stats, registry, idle_timeout_s=timeouts.idle_s, inputs=inputs, part=e.part,
+                 payload_inspected=evidence)  # fmt: skip
+    if agg.summary.flows == agg.running.flows:  # else inputs labelled by a portclass that kept no summary
+        return with_aggregates(a, agg.summary)
     a.running = agg.running.totals(a)  # type: ignore[attr-defined]
     return a
 
 
 def _write_common_metadata(
-    root: Path, registry: CompiledRegistry, manifest: dict[str, Any], timeouts: Timeouts
+    root: Path, registry: CompiledRegistry, manifest: dict[str, Any], timeouts: Timeouts, whole: Aggregate
 ) -> None:
     """``_common_metadata``: the dataset's schema with the registry's warning and provenance (atomic)."""
     import pyarrow.parquet as pq
 
     from ..report.parquet import metadata
 
-    whole = _whole(manifest)
     a = analysis_of(whole, registry, timeouts, sorted(i["path"] for i in manifest["inputs"].values()))
     schema = dataset_schema(registry).with_metadata(metadata(a))
     tmp = root / f"._common_metadata.{time.time_ns()}.tmp"

@@ -5,6 +5,8 @@ parts, aggregates) and each timeline of several files (its files, the parts the 
 carry).  A *carry* (``carry-<timeline>.npz``) holds the flows open at the end of a timeline's last
 file, so that the next run joins the ring buffer's next file to them exactly; the flows were also
 written (as ended by the end of input) in the timeline's end part, which that run replaces.
+``agg-<name>.npz`` (``aggstore``) holds the summary aggregates of an input or a timeline's join and
+end parts: the whole archive's summary merges them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..flows import FLOW_DTYPES, FlowTable
+from ..report.aggregates import Aggregates
 
 STATE_DIR = "_portclass"
 FORMAT = 1
@@ -68,3 +71,21 @@ def load_carry(root: Path, name: str) -> tuple[FlowTable, int | None]:
                 cols[col] = z[col]
         clock = int(z["_clock"][0])
     return FlowTable(**cols), (None if clock < 0 else clock)
+
+
+def save_summary(root: Path, name: str, agg: Aggregates) -> str:
+    """Store summary aggregates as ``agg-<name>.npz`` (atomically); returns the file name."""
+    from .aggstore import dumps
+
+    fname = f"agg-{name}.npz"
+    atomic_write(root / STATE_DIR / fname, dumps(agg), make_dirs=True)
+    return fname
+
+
+def load_summary(root: Path, fname: str | None) -> Aggregates | None:
+    """The aggregates ``save_summary`` stored (None: none stored, e.g. a dataset of an older portclass)."""
+    from .aggstore import loads
+
+    if fname is None or not (root / STATE_DIR / fname).exists():
+        return None
+    return loads((root / STATE_DIR / fname).read_bytes())

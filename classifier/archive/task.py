@@ -19,7 +19,7 @@ from ..capture.columns import CaptureStats
 from ..engine import R_FLUSH, Edge, Engine, Timeouts, _last_of_key
 from ..flows import START_CLOSED, finalize
 from ..registry.compile import CompiledRegistry
-from .aggregate import Aggregate
+from .aggregate import LIMIT, Aggregate
 from .parts import PartWriter
 
 _REGISTRIES: dict[str, CompiledRegistry] = {}
@@ -37,6 +37,7 @@ class TaskSpec:
     evidence: bool = True
     hold_heads: bool = False  # a file after the first of its timeline
     export: bool = False  # a file of a timeline of several: open flows go back instead of being flushed
+    limit: int = LIMIT  # worst flows its summary keeps (and sends back)
 
 
 @dataclass
@@ -104,7 +105,7 @@ def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys:
     eng.stats = CaptureStats(files=[spec.path])
     rest = finalize(t.take(~give))
     ended = eng._label(rest, np.full(len(rest), R_FLUSH, dtype=np.uint8), count=False)
-    agg = Aggregate()
+    agg = Aggregate.new(spec.limit)
     agg.add(ended)
     writer = PartWriter(spec.root, f"{spec.ident}.edge", dataset_schema(registry), registry)
     try:
@@ -142,7 +143,7 @@ def run_task(spec: TaskSpec, blob: bytes, sha256: str) -> TaskResult:
     t0 = time.perf_counter()
     registry = registry_from(blob, sha256)
     eng = Engine(registry, spec.timeouts, evidence=spec.evidence, hold_heads=spec.hold_heads)
-    agg = Aggregate()
+    agg = Aggregate.new(spec.limit)
     writer = PartWriter(spec.root, spec.ident, dataset_schema(registry), registry)
     try:
         first = None

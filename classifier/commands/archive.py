@@ -13,6 +13,8 @@ EPILOG = """dataset:
   DATASET/date=YYYY-MM-DD/hour=HH/<input>.parquet   flows by start time (UTC), the columns of -f parquet
   DATASET/_common_metadata                          schema, the registry's warning and provenance
   DATASET/_portclass/manifest.json                  inputs done, timelines, aggregates (the run's commit)
+  DATASET/_portclass/agg-*.npz                      summary aggregates per input (no pickle): the summary
+                                                    covers the whole archive, earlier runs included
 
 timelines: consecutive files of a dumpcap ring buffer (prefix_NNNNN_YYYYMMDDHHMMSS.pcapng) or of
 tcpdump -C/-G (file.pcap, file.pcap1, ...) are one timeline: a flow crossing files is one flow, as
@@ -30,7 +32,8 @@ running again finishes the archive)."""
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``archive`` command."""
     from ..cli import common_options
-    from .options import add_idle_timeout
+    from ..report.aggregates import AGGREGATED
+    from .options import add_idle_timeout, positive
 
     p = sub.add_parser(
         "archive",
@@ -48,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dissect", choices=("portclass", "none"), default="portclass",
                    help="payload evidence (default portclass) or none: labels from port numbers only")  # fmt: skip
     add_idle_timeout(p)
+    p.add_argument("--format", "-f", choices=AGGREGATED, default="terminal",
+                   help="the whole archive's summary: terminal (default), json or html, as `portclass -f`")  # fmt: skip
+    p.add_argument("--report", metavar="FILE", help="write the summary to FILE (atomically) instead of stdout")
+    p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the terminal summary")
+    p.add_argument("--max-flows", type=positive(int), default=1000, metavar="N",
+                   help="worst flows the json and html summaries hold (default 1,000; each task sends back "
+                   "up to N flows)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
 
@@ -58,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..archive import driver
     from ..engine import Timeouts
     from ..registry.sources import load_registry
+    from ..report import write
+    from .options import check_output
 
     for p in args.paths:
         if not os.path.exists(p):
@@ -71,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             parse(args.dask)
         except ValueError as exc:
             raise PortclassError(str(exc)) from None
+    check_output(argparse.Namespace(format=args.format, output=args.report))  # before labelling anything
     registry = load_registry(args.registry)
     timeouts = Timeouts(idle_s=args.idle_timeout)
     progress = _Progress(not args.no_progress)
@@ -84,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             dask=args.dask,
             one_timeline=args.timeline,
             progress=progress.task_done,
+            limit=args.top if args.format == "terminal" else args.max_flows,
         )
     except ValueError as exc:
         raise PortclassError(str(exc)) from None
@@ -91,19 +105,21 @@ def run(args: argparse.Namespace) -> int:
         progress.end()
     if out.tasks and not out.new.stats.packets and out.new.stats.warnings:  # nothing readable at all
         raise PortclassError(out.new.stats.warnings[0].removesuffix("; skipped"))
-    a = driver.analysis_of(out.aggregate, registry, timeouts, [str(p) for p in args.paths])
-    con = Console(highlight=False)
-    from ..report.terminal import _totals_block, _warning_panel
-
-    con.print(_warning_panel(a))
-    con.print(registry.provenance.line(), style="dim")
-    con.print(_totals_block(a))
-    con.print(
-        f"archive: {out.tasks} file(s) labelled this run, {out.skipped} already in {args.output}; "
-        f"{out.seconds:.1f} s"
-    )
+    a = driver.analysis_of(out.aggregate, registry, timeouts, [str(p) for p in args.paths], args.dissect != "none")
     for w in out.aggregate.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
+    write(a, args.format, args.report, top=args.top, max_rows=args.max_flows)
+    line = (f"archive: {out.tasks} file(s) labelled this run, {out.skipped} already in {args.output}; "
+            f"{out.seconds:.1f} s; the summary covers the whole archive")  # fmt: skip
+    kept = out.aggregate.summary.worst.limit
+    if args.format != "terminal" and kept < args.max_flows:
+        line += f" (worst flows: {kept:,}, the most an earlier run kept per input)"
+    if a.aggregates is None:
+        line += " (totals only: some inputs were labelled by a portclass that kept no summary)"
+    if args.format == "terminal" and args.report in (None, "-"):
+        Console(highlight=False).print(line)
+    else:
+        print(line, file=sys.stderr)
     return EXIT_OK
 
 
