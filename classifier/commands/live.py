@@ -27,7 +27,10 @@ lines (tail -F and Filebeat never see half a line; Parquet is renamed into place
 multiple of the interval (UTC), closes it and renames it atomically to
 conn.2026-11-27-14-00-00_2026-11-27-15-00-00.jsonl (the span it covers, UTC), as Zeek rotates its
 logs. Each file starts with the registry's warning and ends with a closing line (its own totals).
-Memory follows the flows alive at once; json/html/terminal reports keep every flow to the stop.
+Memory follows the flows alive at once. The summary at the stop, -f json and -f html come from
+running aggregates (totals, services, flags, talkers, scanners, timeline: every flow counted) and
+the --max-flows worst flows (--top for the summary): no flow table grows with the flows seen, and
+the reports say how many flows they left out.
 
 stopping: --duration, --count, Ctrl-C or SIGTERM end the capture; every open flow is flushed,
 the summary is printed and the files are closed whole. A signal makes the files say the capture
@@ -126,6 +129,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="kernel capture buffer per interface in MiB (default 64)",
     )
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the final summary")
+    p.add_argument(
+        "--max-flows",
+        type=positive(int),
+        default=50_000,
+        metavar="N",
+        help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
+        "still count every flow, and the report says how many it left out",
+    )
     p.add_argument("--no-view", action="store_true", help="no rolling view, even on a terminal")
 
 
@@ -156,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..errors import PortclassError
-    from ..filters import FlowFilter, apply, selection_of, service_port_mask
+    from ..filters import FlowFilter, selection_of, service_port_mask
     from ..live.engine import LiveOptions, LiveSession
     from ..live.output import write as write_live
     from ..registry.sources import load_registry
+    from ..report.aggregates import Aggregates
     from ..report.rotate import FlowLog
     from ..report.stream import STREAMED
     from ..report.terminal import render as render_summary
@@ -188,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
         evidence=args.dissect != "none",
     )
     streamed = args.format in STREAMED  # flows written as they end: nothing held to the stop
-    session = LiveSession(opts, registry, keep_flows=not streamed, flow_filter=flt if streamed else None)
+    # every ended flow is counted in running aggregates with the worst kept (json/html: --max-flows, else
+    # --top for the summary's tables): nothing held to the stop grows with the flows seen
+    limit = args.max_flows if args.format in ("json", "html") else args.top
+    agg = Aggregates(limit=limit)
+    session = LiveSession(opts, registry, keep_flows=False, flow_filter=flt or None, aggregates=agg)
     if streamed:
         session.log = FlowLog(
             args.format, args.output, session.base_analysis(), rotate_s=args.rotate, meta=session.live_meta
@@ -236,18 +252,14 @@ def run(args: argparse.Namespace) -> int:
     summary_console = Console(stderr=True, highlight=False) if report_to_stdout else Console(highlight=False)
     if not summary_console.is_terminal:
         summary_console = Console(stderr=report_to_stdout, highlight=False, width=140)
+    if flt:
+        print(f"portclass: {selection_of(a).line()}", file=sys.stderr)  # type: ignore[union-attr]
+    render_summary(a, summary_console, args.top)  # the same tables as a file run's, from the aggregates
     if streamed:
-        _sensor_summary(a, summary_console, session.log, flt)  # type: ignore[arg-type]
-        flagged = session.log.running.flagged if session.log is not None else 0
-    else:
-        if flt:
-            a = apply(a, flt)
-            result.analysis = a
-            print(f"portclass: {selection_of(a).line()}", file=sys.stderr)  # type: ignore[union-attr]
-        render_summary(a, summary_console, args.top)
-        if not (args.format == "terminal" and args.output in (None, "-")) and not result.error:
-            write_live(result, args.format, args.output, top=args.top)
-        flagged = int((a.labels.severity > 0).sum())
+        _written(summary_console, session.log, flt)
+    elif not (args.format == "terminal" and args.output in (None, "-")) and not result.error:
+        write_live(result, args.format, args.output, top=args.top, max_rows=args.max_flows)
+    flagged = agg.flagged
     if opts.write_pcap:
         print(f"portclass: packets saved to {opts.write_pcap}", file=sys.stderr)
     if result.error:
@@ -260,14 +272,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sensor_summary(a: object, console: object, log: object, flt: object) -> None:
-    """The end of a streamed capture: the registry's warning, the run's totals, where the flows went."""
+def _written(console: object, log: object, flt: object) -> None:
+    """The end of a streamed capture: where the flows went (the summary above describes them)."""
     from rich.text import Text
 
-    from ..report.terminal import _totals_block, _warning_panel
-
-    console.print(_warning_panel(a))  # type: ignore[attr-defined]
-    console.print(_totals_block(a))  # type: ignore[attr-defined]
+    if log is None:
+        return
     r = log.running  # type: ignore[attr-defined]
     where = "stdout" if log.to_stdout else (str(log.dir) if log.dir is not None else str(log.path))  # type: ignore[attr-defined]
     files = f" in {len(log.finished):,} rotated file(s)" if log.dir is not None else ""  # type: ignore[attr-defined]

@@ -43,6 +43,7 @@ from .stream import InterfaceCounters
 
 if TYPE_CHECKING:
     from ..filters import FlowFilter
+    from ..report.aggregates import Aggregates
     from ..report.rotate import FlowLog
 
 
@@ -159,6 +160,28 @@ class ProtocolVotes:
     def for_flows(self, flows: FlowTable) -> list[str | None]:
         """The name per flow row (None where no packet of the flow had one)."""
         out: list[str | None] = []
+        for key, t0, t1 in self._flow_keys(flows):
+            names = [n for ts, n in self.by_key.get(key, ()) if t0 <= ts <= t1]
+            out.append(pick_protocol(names))
+        return out
+
+    def pop_flows(self, flows: FlowTable) -> list[str | None]:
+        """``for_flows`` of flows that ended, then their votes dropped (those of a later flow on the same
+        key stay): the votes held follow the flows alive, not the flows seen."""
+        out = self.for_flows(flows)
+        for key, _t0, t1 in self._flow_keys(flows):
+            votes = self.by_key.get(key)
+            if votes is None:
+                continue
+            rest = [v for v in votes if v[0] > t1]
+            if rest:
+                self.by_key[key] = rest
+            else:
+                del self.by_key[key]
+        return out
+
+    def _flow_keys(self, flows: FlowTable) -> Iterator[tuple[tuple, int, int]]:
+        """(vote key, first, last packet time) per flow row."""
         cols = zip(
             flows.proto.tolist(),
             flows.ip_version.tolist(),
@@ -173,10 +196,7 @@ class ProtocolVotes:
             strict=True,
         )
         for proto, ver, ch, cl, cp, sh, sl, sp, t0, t1 in cols:
-            votes = self.by_key.get(self._key(proto, ver, (ch, cl, cp), (sh, sl, sp)), [])
-            names = [n for ts, n in votes if t0 <= ts <= t1]
-            out.append(pick_protocol(names))
-        return out
+            yield self._key(proto, ver, (ch, cl, cp), (sh, sl, sp)), t0, t1
 
 
 NOT_APPLICATION = TRANSPORT_NAMES | {"data", ""}
@@ -317,8 +337,10 @@ class LiveSession:
     A thin caller of ``classifier.engine.Engine``: backend batches go to ``Engine.add``; at every
     refresh ``Engine.expire`` (clock: the wall clock, the kernel's timestamps' time base) hands out the
     flows that ended, which go to the flow log at once; the view is made of running totals and the
-    engine's snapshot of the flows alive.  ``keep_flows`` also keeps every ended flow for a whole-run
-    report at the end (``-f json``/``html``, the terminal summary), whose memory follows the flows seen.
+    engine's snapshot of the flows alive.  ``aggregates`` (``report.aggregates.Aggregates``) counts the
+    (filtered) ended flows and keeps the worst up to its bound: the whole-run summary, ``-f json`` and
+    ``-f html`` at the stop come from it, so memory follows the flows alive.  ``keep_flows`` (the API's
+    ``capture``) instead keeps every ended flow, whose memory follows the flows seen.
 
     >>> from classifier.registry.sources import load_registry  # doctest: +SKIP
     >>> s = LiveSession(LiveOptions(["lo"], bpf="tcp port 8080", duration=5), load_registry())  # doctest: +SKIP
@@ -336,6 +358,7 @@ class LiveSession:
         keep_flows: bool = True,
         flow_filter: FlowFilter | None = None,
         on_ended: Callable[[Ended], None] | None = None,
+        aggregates: Aggregates | None = None,
     ) -> None:
         self.opts = options
         self.registry = registry
@@ -348,6 +371,7 @@ class LiveSession:
         self.on_ended = on_ended
         self.running = Running()  # every flow ended, before the filter
         self.kept: list[Ended] = []  # with keep_flows: the (filtered) ended flows
+        self.aggregates = aggregates  # the (filtered) ended flows counted, and the worst kept (bounded)
         self.recent: Ended | None = None  # newest ended flagged flows, for the view
         self.votes: ProtocolVotes | None = None
         self.lag = LagStats()
@@ -504,7 +528,7 @@ class LiveSession:
             return
         if self.votes is not None:
             names = np.empty(len(e), dtype=object)
-            names[:] = self.votes.for_flows(e.flows)
+            names[:] = self.votes.pop_flows(e.flows)
             e.labels.tshark_protocol = names
         self.running.add(e)
         flagged = np.flatnonzero(e.labels.severity > 0)
@@ -521,6 +545,8 @@ class LiveSession:
             self._writing(lambda: self.log.write(e))  # type: ignore[union-attr]
         if self.keep_flows:
             self.kept.append(e)
+        if self.aggregates is not None:
+            self.aggregates.add(e)
         if self.on_ended is not None:
             self.on_ended(e)
 
@@ -667,6 +693,8 @@ class LiveSession:
                 protocols = list(done.labels.tshark_protocol) if done.labels.tshark_protocol is not None else None
         a.interrupted = self.stop_reason in STOP_SIGNALS  # the one rule of classifier.interrupt
         a.counters = self.engine.counters
+        if self.aggregates is not None and not self.keep_flows:
+            a = self._aggregated(a)
         result = LiveResult(
             analysis=a,
             backend=self.backend_name,
@@ -689,9 +717,34 @@ class LiveSession:
             result.written = [str(p) for p in self.log.finished] or (
                 [str(self.log.current)] if self.log.current is not None and self.write_error is None else []
             )
-        if not self.keep_flows:
+        if not self.keep_flows and self.aggregates is None:
             a.running = self.running.totals(a)  # type: ignore[attr-defined]
         return result
+
+    def _aggregated(self, a: Analysis) -> Analysis:
+        """``a`` carrying the running aggregates (the summary, json and html of the whole run, bounded);
+        with a filter, a ``FilteredAnalysis`` whose selection counts the flows kept of every flow ended."""
+        import dataclasses
+
+        from ..filters import FilteredAnalysis, Selection
+        from ..report.aggregates import with_aggregates
+
+        agg = self.aggregates
+        assert agg is not None
+        out = with_aggregates(a, agg)
+        if not self.filter:
+            return out
+        whole = dataclasses.replace(a)
+        whole.running = self.running.totals(whole)  # type: ignore[attr-defined]
+        sel = Selection(
+            filter=self.filter.describe(),
+            kept=agg.flows,
+            total=self.running.flows,
+            kept_flagged=agg.flagged,
+            total_flagged=self.running.flagged,
+        )
+        kept = {f.name: getattr(out, f.name) for f in dataclasses.fields(Analysis)}
+        return FilteredAnalysis(**kept, selection=sel, whole=whole)
 
 
 def _take(e: Ended, idx: np.ndarray) -> Ended:
