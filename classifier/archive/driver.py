@@ -326,7 +326,8 @@ def run(
     t_label = time.perf_counter()
     try:
         for k in runner.label(p.specs):  # as tasks finish
-            keys[k.ident] = k
+            if specs[k.ident].export:  # a file of a timeline: its edge is joined later
+                keys[k.ident] = k
             pos[k.ident] = len(pos)
             new.merge(k.aggregate)
             oc.task_seconds.append(k.seconds)
@@ -388,13 +389,18 @@ def _whole(manifest: dict[str, Any], root: Path, limit: int = LIMIT) -> Aggregat
         _reindex(part.summary, [index.get(p, 0) for p in paths])
         return part
 
-    parts = [one(entry, "", entry["aggregate"]["stats"]["files"]) for entry in entries]
-    for tl in manifest["timelines"].values():
-        parts += [one(tl, "join_", tl["paths"]), one(tl, "end_", tl["paths"])]
-    # the worst flows are exact up to the fewest any part kept (an earlier run may have kept fewer)
-    agg.summary.worst.limit = min([limit] + [p.summary.worst.limit for p in parts])
-    for part in parts:
+    fewest = limit
+    for d, key, paths in [(e, "", e["aggregate"]["stats"]["files"]) for e in entries] + [
+        (tl, k, tl["paths"]) for tl in manifest["timelines"].values() for k in ("join_", "end_")
+    ]:  # one part loaded at a time
+        part = one(d, key, paths)
+        fewest = min(fewest, part.summary.worst.limit)
         agg.merge(part)
+    w = agg.summary.worst  # exact only up to the fewest worst flows any part kept (an earlier run's choice)
+    if fewest < w.limit:
+        w.limit = fewest
+        if w.kept is not None:
+            w._keep([w.kept], [w.seq])
     in_timelines = {f for tl in manifest["timelines"].values() for f in tl["files"]}
     apart = len(manifest["inputs"]) - len(in_timelines) + len(manifest["timelines"])
     agg.summary.key_group_any = agg.summary.key_group_any or apart > 1  # files apart, as one process keeps them
