@@ -15,7 +15,7 @@ from .. import interrupt
 from ..errors import EXIT_FLAGGED, EXIT_OK, PortclassError
 from ..pipeline import analyze
 from ..report import WRITERS
-from .options import add_dissect, add_fail_on, add_filters, add_timeouts, check_output, positive
+from .options import add_dissect, add_fail_on, add_filters, add_max_flows, add_timeouts, check_output, positive
 
 FORMATS = tuple(WRITERS)
 
@@ -61,14 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     add_timeouts(p)
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the terminal summary")
-    p.add_argument(
-        "--max-flows",
-        type=positive(int),
-        default=50_000,
-        metavar="N",
-        help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
-        "still count every flow, and the report says how many it left out",
-    )
+    add_max_flows(p)
     add_fail_on(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(

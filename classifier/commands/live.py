@@ -11,7 +11,16 @@ import sys
 from .. import interrupt
 from ..errors import EXIT_FLAGGED, EXIT_INPUT, EXIT_OK
 from ..report import WRITERS
-from .options import add_dissect, add_fail_on, add_filters, add_timeouts, check_output, interval, positive
+from .options import (
+    add_dissect,
+    add_fail_on,
+    add_filters,
+    add_max_flows,
+    add_timeouts,
+    check_output,
+    interval,
+    positive,
+)
 
 EPILOG = """backends:
   dumpcap   Wireshark's capture engine writes pcapng to a pipe that portclass parses as it
@@ -129,14 +138,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="kernel capture buffer per interface in MiB (default 64)",
     )
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the final summary")
-    p.add_argument(
-        "--max-flows",
-        type=positive(int),
-        default=50_000,
-        metavar="N",
-        help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
-        "still count every flow, and the report says how many it left out",
-    )
+    add_max_flows(p)
     p.add_argument("--no-view", action="store_true", help="no rolling view, even on a terminal")
 
 

@@ -194,6 +194,18 @@ def add_fail_on(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_max_flows(p: argparse.ArgumentParser) -> None:
+    """``--max-flows N``: how many of the worst flows the json and html reports hold."""
+    p.add_argument(
+        "--max-flows",
+        type=positive(int),
+        default=50_000,
+        metavar="N",
+        help="flows the json and html reports hold: the N worst (default 50,000); totals, tables and charts "
+        "still count every flow, and the report says how many it left out",
+    )
+
+
 def add_dissect(p: argparse.ArgumentParser) -> None:
     """``--dissect portclass|tshark|none``: how payloads are looked at."""
     p.add_argument(

@@ -628,8 +628,7 @@ class Aggregates:
 
     def scanners(self) -> list[ScannerRow]:
         """``summary.scanners`` rows: sources of many unanswered attempts to many ports or hosts, most first."""
-        from .addr import format_addresses
-        from .summary import SCAN_MIN_ATTEMPTS, SCAN_MIN_TARGETS, ScannerRow
+        from .summary import scanner_rows
 
         s = self.src.fold()
         self._sync_pairs()
@@ -638,22 +637,7 @@ class Aggregates:
         rej, nor, ans = s.cols["rejected"], s.cols["no_reply"], s.cols["answered"]
         n_ports = _per_source(s.keys, self.src_port)
         n_hosts = _per_source(s.keys, self.src_host)
-        total = rej + nor
-        pick = np.flatnonzero((total >= SCAN_MIN_ATTEMPTS) & (np.maximum(n_ports, n_hosts) >= SCAN_MIN_TARGETS))
-        pick = pick[np.argsort(-total[pick], kind="stable")]
-        names = format_addresses(s.keys[pick, 0], s.keys[pick, 1])
-        return [
-            ScannerRow(
-                source=str(names[k]),
-                attempts=int(total[i]),
-                rejected=int(rej[i]),
-                no_reply=int(nor[i]),
-                ports=int(n_ports[i]),
-                hosts=int(n_hosts[i]),
-                answered=int(ans[i]),
-            )
-            for k, i in enumerate(pick.tolist())
-        ]
+        return scanner_rows(s.keys, rej, nor, ans, n_ports, n_hosts)
 
     def talkers_note(self) -> str | None:
         """What the talkers chart cannot say exactly (None: every host counted)."""

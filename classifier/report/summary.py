@@ -187,7 +187,6 @@ def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def scanners(a: Analysis, codes: np.ndarray | None = None) -> list[ScannerRow]:
     """Sources of ``SCAN_MIN_ATTEMPTS`` or more attempts across ``SCAN_MIN_TARGETS`` ports or hosts, most first."""
     from ..conn import OUT_ANSWERED, OUT_NO_REPLY, OUT_REJECTED
-    from .addr import format_addresses
 
     if a.aggregates is not None:
         return a.aggregates.scanners()
@@ -207,10 +206,19 @@ def scanners(a: Analysis, codes: np.ndarray | None = None) -> list[ScannerRow]:
     hosts = _unique_rows(np.stack([ai.astype(np.uint64), fl.server_hi[att], fl.server_lo[att]], axis=1))[0][:, 0]
     n_ports = np.bincount(ports, minlength=n)
     n_hosts = np.bincount(hosts.astype(np.int64), minlength=n)
+    return scanner_rows(uniq, rej, nor, ans, n_ports, n_hosts)
+
+
+def scanner_rows(
+    sources: np.ndarray, rej: np.ndarray, nor: np.ndarray, ans: np.ndarray, n_ports: np.ndarray, n_hosts: np.ndarray
+) -> list[ScannerRow]:
+    """Scanner rows from per-source counts (one rule for the flow table and the running aggregates)."""
+    from .addr import format_addresses
+
     total = rej + nor
     pick = np.flatnonzero((total >= SCAN_MIN_ATTEMPTS) & (np.maximum(n_ports, n_hosts) >= SCAN_MIN_TARGETS))
     pick = pick[np.argsort(-total[pick], kind="stable")]
-    names = format_addresses(uniq[pick, 0], uniq[pick, 1])
+    names = format_addresses(sources[pick, 0], sources[pick, 1])
     return [
         ScannerRow(
             source=str(names[k]),
