@@ -26,6 +26,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
@@ -111,9 +112,9 @@ def file_batches(
 
 @contextlib.contextmanager
 def batches(
-    source: Callable[[], Iterable[PacketBatch]], *, evidence: bool = True, child: bool = False
+    source: Callable[[], Iterable[PacketBatch]], *, evidence: bool = True, child: bool = False, name: str = ""
 ) -> Iterator[Iterator[Item]]:
-    """The batches of ``source()`` with their tags; made in a child process (``Feed``) when ``child``.
+    """The batches of ``source()`` with their tags; made in a child process (``Feed``, ``name``) when ``child``.
 
     >>> with batches(file_batches(["a.pcap"], 16 << 20), child=True) as items:  # doctest: +SKIP
     ...     for batch, tags in items:
@@ -122,7 +123,7 @@ def batches(
     if not child:
         yield scanned(source(), evidence)
         return
-    with Feed(source, evidence=evidence) as feed:
+    with Feed(source, evidence=evidence, name=name) as feed:
         yield iter(feed)
 
 
@@ -215,8 +216,13 @@ class Feed:
 
         self._proc.join(5.0)
         code = self._proc.exitcode
-        if code is not None and code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
-            return interrupt.Interrupted(-code)  # a signal to the whole process group
+        if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
+            # a signal to the whole process group: once this process's handler has run, an interruption
+            deadline = time.monotonic() + 0.5
+            while interrupt.received is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if interrupt.received is not None:
+                return interrupt.Interrupted(interrupt.received)
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
         return PortclassError(
             f"the reading process ended unexpectedly ({how}) after {self.batches} batches",

@@ -104,8 +104,9 @@ def analyze(
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(is_directory(p) for p in paths)
     source = file_batches(paths, CHUNK_BYTES, errors="warn" if several else "raise")
+    child = two_processes(paths, jobs)
     try:
-        with batches(source, evidence=evidence, child=two_processes(paths, jobs)) as items:
+        with batches(source, evidence=evidence, child=child, name=str(paths[0]) if paths else "") as items:
             for batch, tags in items:
                 for ended in eng.add(batch, tags):
                     take(ended)
