@@ -334,3 +334,26 @@ def test_python_api_with_two_processes(made: dict[str, Path], reg) -> None:
     assert kids
     gen.close()
     assert all(_gone(k) for k in kids)
+
+
+def test_a_source_that_runs_until_asked_to_stop() -> None:
+    """The live use: the source runs in the child until ``request_stop``; ``poll`` returns within its timeout."""
+    batch = next(iter(read_batches([shared("captures", "ndpi", "pcap", "443-curl.pcap")])))
+
+    def endless():
+        while not f.stop.is_set():
+            time.sleep(0.05)
+            yield batch
+        yield batch  # what it still held when asked
+
+    f = feed.Feed(endless)  # bound before the fork: the child's source sees it
+    with f:
+        got = []
+        t0 = time.monotonic()
+        while len(got) < 3:
+            got += f.poll(0.2)
+            assert time.monotonic() - t0 < 30
+        f.request_stop()
+        rest = list(f)
+        assert f.finished and f.poll(0.1) == [] and f.next() is None
+    assert len(got) + len(rest) >= 4 and all(len(b) == len(batch) and t is not None for b, t in got + rest)
