@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -206,6 +207,8 @@ OPENVPN_CASES = [  # transport, server port, control-channel protection
     pytest.param("tcp", 443, "tls-auth", id="tcp-443-tls-auth"),
     pytest.param("udp", 443, "tls-crypt", id="udp-443-tls-crypt"),
     pytest.param("tcp", 1194, "tls-crypt", id="tcp-1194-tls-crypt"),
+    pytest.param("udp", 40123, "tls-crypt-v2", id="udp-40123-tls-crypt-v2"),
+    pytest.param("tcp", 443, "tls-crypt-v2", id="tcp-443-tls-crypt-v2"),
 ]
 
 
@@ -249,6 +252,37 @@ def test_openvpn_pair(reg, pair: Pair, tmp_path: Path, transport: str, port: int
         assert row["portclass.verdict"] == "mismatch"  # against https, which is what 443/tcp registers
         assert "https" in row["portclass.service"]
     assert "OpenVPN" in tshark_says(pcap, f"{transport}.port=={port},openvpn")
+
+
+def tls_crypt_v2_resets(session: int = 0x9E8D4B1BCB995DE1, when: int = 0x6B09F0E9) -> tuple[bytes, bytes]:
+    """The first packet each way of an OpenVPN 2.6 tls-crypt-v2 handshake, laid out as the real pair
+    above sends them over UDP: the client's v3 reset (session id, packet id 0x0f000001, time, then
+    ciphertext and the wrapped client key, whose last two bytes are its length, 299) and the
+    server's 72-byte reset (packet id 1, time, ciphertext)."""
+    head = struct.pack("!QII", session, 0x0F000001, when)
+    client = b"\x50" + head + b"\xa5" * (353 - 17 - 2) + struct.pack("!H", 299)
+    server = b"\x40" + struct.pack("!QII", session ^ 1, 1, when) + b"\x5a" * (72 - 17)
+    return client, server
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_tls_crypt_v2_resets_are_openvpn(transport: str) -> None:
+    """Regression: tls-crypt-v2 handshakes (the client's reset with its wrapped key, the server's 72-byte
+    reset) were named nothing, on UDP and on TCP (where each packet has a 2-byte length first)."""
+    from classifier.capture.columns import PROTO_TCP, PROTO_UDP
+    from classifier.evidence import SIG_NAMES, scan_bytes
+    from classifier.evidence.match import SIG_CONFIRM_ONLY
+
+    client, server = tls_crypt_v2_resets()
+    assert (len(client), len(server)) == (353, 72)
+    proto, sfx = (PROTO_TCP, "-tcp") if transport == "tcp" else (PROTO_UDP, "")
+    if transport == "tcp":
+        client, server = (struct.pack("!H", len(x)) + x for x in (client, server))
+    codes = scan_bytes([client, server, client[:-1] + b"\x2c", server + b"\x00"], proto)
+    assert [SIG_NAMES[c] for c in codes[:2]] == [f"openvpn-client-reset{sfx}", f"openvpn-server-reset-alone{sfx}"]
+    assert not SIG_CONFIRM_ONLY[codes[0]]  # not only the weak any-length row: the v3 reset itself
+    assert SIG_CONFIRM_ONLY[codes[2]] or not codes[2]  # a key length that does not fit: weak evidence at most
+    assert not codes[3]  # one byte more than the server's reset: nothing
 
 
 # ----------------------------------------------------------------------------- WireGuard
