@@ -305,7 +305,7 @@ def wireguard(pair: Pair, ns: str, name: str, log: Path) -> Iterator[subprocess.
     sock = Path("/var/run/wireguard") / f"{name}.sock"  # one directory for every namespace: names are unique
     with log.open("wb") as out:
         proc = subprocess.Popen([pair.ip, "netns", "exec", ns, exe, "-f", name], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "LOG_LEVEL": "debug"})  # fmt: skip
+                                env={**os.environ, "LOG_LEVEL": "debug", "WG_PROCESS_FOREGROUND": "1"})  # fmt: skip
     with running(proc):
         try:
             end = time.monotonic() + 10

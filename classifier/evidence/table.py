@@ -994,7 +994,7 @@ _TUNNELS_AND_MEDIA: tuple[Protocol, ...] = (
         _openvpn_reset(0, "udp") + _openvpn_reset(2, "tcp"),
         Carriers(names=("openvpn",)),
         zeek=None, wireshark=("openvpn",), ndpi=("OpenVPN",),
-        how="hard-reset opcode; the server's reset acknowledging the client's session id (small state)",
+        how="hard-reset opcode; the server's reset acknowledging the client's session id (small state); under tls-crypt(-v2) packet id 1, the time and exact lengths",
     ),
     Protocol(
         "wireguard", "WireGuard",
