@@ -45,6 +45,7 @@ from .flows import (
     TCP_RST,
     FlowAggregator,
     FlowTable,
+    PacketTags,
     _keys_differ,
     canonical,
     finalize,
@@ -232,9 +233,15 @@ class Engine:
 
     # ---------------------------------------------------------------- input
 
-    def add(self, batch: PacketBatch) -> Iterator[Ended]:
-        """Fold the next batch (capture order) in; yields the flows that ended (none most of the time)."""
-        tags = self._scan(batch) if self._scan is not None and len(batch) else None
+    def add(self, batch: PacketBatch, tags: PacketTags | None = None) -> Iterator[Ended]:
+        """Fold the next batch (capture order) in; yields the flows that ended (none most of the time).
+
+        ``tags``: the batch's evidence scan when the caller ran it already (``classifier.feed``).
+        """
+        if tags is None and self._scan is not None and len(batch):
+            tags = self._scan(batch)
+        elif self._scan is None:
+            tags = None
         yield from self._add_piece(batch, tags)
 
     def _add_piece(self, batch: PacketBatch, tags: object) -> Iterator[Ended]:

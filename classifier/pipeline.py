@@ -68,6 +68,7 @@ def analyze(
     hold: bool = False,
     on_ended: Callable[[Ended], None] | None = None,
     merge_files: bool = False,
+    jobs: int | None = None,
 ) -> Analysis:
     """Read captures and return labelled flows; what was read before damage is always kept.
 
@@ -82,13 +83,15 @@ def analyze(
     they end (a streaming writer), and the returned analysis then has no flows, only counters.
     Flows of different capture files are kept apart unless ``merge_files`` or the files are
     consecutive parts of a dumpcap/tcpdump ring buffer (``classifier.flows.file_groups``).
+    ``jobs``: 1 reads in this process; 2 or more read, decode and scan in a second one while this one
+    runs the engine (``classifier.feed``); None: two where there are two CPUs and enough input.
 
     >>> a = analyze(["captures/sample.pcap"], load_registry())  # doctest: +SKIP
     >>> a.registry.service_names[a.labels.service[0]]  # doctest: +SKIP
     'http'
     """
-    from .capture.reader import read_batches
     from .engine import Ended, Engine, Timeouts
+    from .feed import batches, file_batches, two_processes
 
     t0 = time.perf_counter()
     if timeouts is None:
@@ -100,12 +103,15 @@ def analyze(
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(is_directory(p) for p in paths)
+    source = file_batches(paths, CHUNK_BYTES, errors="warn" if several else "raise")
+    child = two_processes(paths, jobs)
     try:
-        for batch in read_batches([str(p) for p in paths], CHUNK_BYTES, errors="warn" if several else "raise"):
-            for ended in eng.add(batch):
-                take(ended)
-            if progress is not None:
-                progress(int(batch.stats.bytes))
+        with batches(source, evidence=evidence, child=child, name=str(paths[0]) if paths else "") as items:
+            for batch, tags in items:
+                for ended in eng.add(batch, tags):
+                    take(ended)
+                if progress is not None:
+                    progress(int(batch.stats.bytes))
     except KeyboardInterrupt:
         interrupted = True  # report what was read so far
     take(eng.flush())

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifier import feed
 from classifier.capture import pcapng
 from classifier.capture.columns import TS_LIMIT_NS, CaptureStats
-from classifier.capture.reader import read_batches
+from classifier.capture.reader import DEFAULT_CHUNK_BYTES, read_batches
 from classifier.capture.writer import Frame, write_pcapng
 from classifier.pipeline import analyze
 from tests.shared import shared
@@ -29,11 +30,14 @@ def udp_frame(sport: int = 40000) -> bytes:
     return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + body
 
 
-def read(paths: list[Path]) -> tuple[int, CaptureStats]:
+def read(paths: list[Path], child: bool = False) -> tuple[int, CaptureStats]:
+    """Rows and merged counters of ``paths``; ``child``: read by a child process (``classifier.feed``)."""
     rows, stats = 0, CaptureStats()
-    for b in read_batches(paths, errors="warn"):
-        rows += len(b)
-        stats.merge(b.stats)
+    source = feed.file_batches(paths, DEFAULT_CHUNK_BYTES, errors="warn")
+    with feed.batches(source, evidence=child, child=child) as items:
+        for b, _ in items:
+            rows += len(b)
+            stats.merge(b.stats)
     return rows, stats
 
 
@@ -106,12 +110,13 @@ def test_binary_resolution_fraction_exact(tmp_path: Path) -> None:
     assert batch.ts_ns.tolist() == [T0 + (ticks * 10**9 >> 40)] and abs(int(batch.ts_ns[0]) - T0 - t) <= 1
 
 
-def test_analysis_of_several_keeps_the_good_ones_with_an_extreme_offset(tmp_path: Path, reg) -> None:
+@pytest.mark.parametrize("jobs", (1, 2))
+def test_analysis_of_several_keeps_the_good_ones_with_an_extreme_offset(tmp_path: Path, reg, jobs: int) -> None:
     bad = tmp_path / "bad.pcapng"
     write_pcapng(bad, [(1, 6, 2**62)], [Frame(udp_frame(), 0)])
     good = shared("captures", "ndpi", "pcap", GOOD)
-    a = analyze([bad, good], reg, evidence=False)
-    alone = analyze([good], reg, evidence=False)
+    a = analyze([bad, good], reg, evidence=False, jobs=jobs)  # jobs=2: read in a child process (classifier.feed)
+    alone = analyze([good], reg, evidence=False, jobs=jobs)
     assert len(a.flows) == len(alone.flows) > 0
     assert int(a.flows.total_packets().sum()) == int(alone.flows.total_packets().sum())
     assert len(a.stats.warnings) == 1 and a.stats.warnings[0].startswith(f"{bad}: packet 1 at byte ")
@@ -148,11 +153,12 @@ def damaged_set(d: Path) -> dict[str, Path]:
     return out
 
 
-def test_each_damaged_file_is_one_warning_and_the_rest_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child", (False, True), ids=("one-process", "two-processes"))
+def test_each_damaged_file_is_one_warning_and_the_rest_is_kept(tmp_path: Path, child: bool) -> None:
     bad = damaged_set(tmp_path)
     good = shared("captures", "ndpi", "pcap", GOOD)
-    alone, good_stats = read([good])
-    rows, stats = read([*bad.values(), good])
+    alone, good_stats = read([good], child)
+    rows, stats = read([*bad.values(), good], child)
     assert rows > alone and stats.packets > good_stats.packets  # the cut gzip's first packets count too
     assert len(stats.warnings) == len(bad)
     for w, (name, path) in zip(stats.warnings, bad.items(), strict=True):
@@ -162,7 +168,7 @@ def test_each_damaged_file_is_one_warning_and_the_rest_is_kept(tmp_path: Path) -
     assert "gzip stream damaged" in by_name["corrupt.pcap.gz"] and by_name["corrupt.pcap.gz"].endswith("; skipped")
     assert "block length 7 invalid" in by_name["bad-length.pcapng"]
     assert "cannot open" in by_name["missing.pcap"]
-    rows_cut, stats_cut = read([bad["cut.pcap.gz"]])
+    rows_cut, stats_cut = read([bad["cut.pcap.gz"]], child)
     assert rows_cut > 0 and stats_cut.packets > 10  # before the fix: "empty file; skipped"
 
 

@@ -116,9 +116,10 @@ def _is_partial(fmt: str, data: bytes, signame: str) -> bool:
 FORMATS = ("jsonl", "csv", "json", "zeek", "parquet", "html")
 OFFSETS = (0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5)
 CASES = [
-    pytest.param(sig, off, FORMATS[i % len(FORMATS)], id=f"{sig.name}-{off}s-{FORMATS[i % len(FORMATS)]}")
+    pytest.param(sig, off, FORMATS[i % len(FORMATS)], jobs, id=f"{sig.name}-{off}s-{FORMATS[i % len(FORMATS)]}-j{jobs}")
     for i, off in enumerate(OFFSETS)
     for sig in (signal.SIGINT, signal.SIGTERM)
+    for jobs in [1 + (i + (sig == signal.SIGTERM)) % 2]  # one process and two (classifier.feed), alternately
 ]
 
 
@@ -152,37 +153,44 @@ def _check_rule(rc: int, err: str, sent: bool, sig: int, fmt: str, out: Path) ->
     return "partial"
 
 
-@pytest.mark.parametrize("sig, offset, fmt", CASES)
-def test_signal_at_any_moment(bench, tmp_path, sig, offset, fmt):
+@pytest.mark.parametrize("sig, offset, fmt, jobs", CASES)
+def test_signal_at_any_moment(bench, tmp_path, sig, offset, fmt, jobs):
     """A signal at ``offset`` s after the handlers are in place (imports, registry, reading, writing)."""
     out = tmp_path / "out" / f"report.{fmt}"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", fmt, "-o", str(out))
+    proc = start(str(bench), "-f", fmt, "-o", str(out), "--jobs", str(jobs))
     _check_rule(*_interrupt(proc, sig, offset), sig, fmt, out)
 
 
+@pytest.mark.parametrize("jobs", (1, 2))
 @pytest.mark.parametrize("offset", (0.3, 0.6, 0.9))
-def test_ctrl_c_reaches_the_process_group(bench, tmp_path, offset):
-    """Ctrl-C on a terminal signals the whole group: still one line."""
+def test_ctrl_c_reaches_the_process_group(bench, tmp_path, offset, jobs):
+    """Ctrl-C on a terminal signals the whole group (with --jobs 2 the reading process too): still one line."""
     out = tmp_path / "out" / "report.jsonl"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", "jsonl", "-o", str(out), group=True)
+    proc = start(str(bench), "-f", "jsonl", "-o", str(out), "--jobs", str(jobs), group=True)
     _check_rule(*_interrupt(proc, signal.SIGINT, offset, group=True), signal.SIGINT, "jsonl", out)
 
 
 def _has_open(pid: int, path: Path) -> bool:
-    """True once process ``pid`` has ``path`` open (it started reading it)."""
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            if os.readlink(fd) == str(path):
-                return True
+    """True once process ``pid`` or its child (the reading process of --jobs 2) has ``path`` open."""
+    with contextlib.suppress(OSError):
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if any(_has_open(int(k), path) for k in kids):
+            return True
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == str(path):
+                    return True
     return False
 
 
+@pytest.mark.parametrize("jobs", (1, 2))
 @pytest.mark.parametrize("sig", (signal.SIGINT, signal.SIGTERM))
-def test_signal_while_reading_leaves_a_partial_report(bench, tmp_path, sig):
+def test_signal_while_reading_leaves_a_partial_report(bench, tmp_path, sig, jobs):
     """A signal once the capture is open: a report of exactly the packets read, saying it is partial.
 
     (Before this change a Ctrl-C replaced -o with such a report that said nowhere it
@@ -190,7 +198,7 @@ def test_signal_while_reading_leaves_a_partial_report(bench, tmp_path, sig):
     out = tmp_path / "out" / "report.jsonl"
     out.parent.mkdir()
     out.write_bytes(PREVIOUS)
-    proc = start(str(bench), "-f", "jsonl", "-o", str(out))
+    proc = start(str(bench), "-f", "jsonl", "-o", str(out), "--jobs", str(jobs))
     deadline = time.monotonic() + 60
     while proc.poll() is None and not _has_open(proc.pid, bench):
         assert time.monotonic() < deadline

@@ -103,13 +103,12 @@ def test_chunk_written_in_slices_is_the_same(fmt: str, reg) -> None:
     assert outs[0] == outs[1] and outs[0].count(b"\n") == len(a.flows)
 
 
-def test_jobs_is_ignored_with_one_line(tmp_path: Path, xml_path: Path, capsys) -> None:
-    """``--jobs`` (the removed two-process reader) still parses, says once that it is ignored, changes nothing."""
+def test_jobs_changes_nothing_in_the_output(tmp_path: Path, xml_path: Path, capsys) -> None:
+    """``--jobs 2`` (a reading process feeds the engine, ``classifier.feed``) writes what ``--jobs 1`` does."""
     base = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "csv", "--no-progress", "-o"]
-    assert main([*base, str(tmp_path / "a.csv")]) == 0
+    assert main([*base, str(tmp_path / "a.csv"), "--jobs", "1"]) == 0
     capsys.readouterr()
     assert main([*base, str(tmp_path / "b.csv"), "--jobs", "2"]) == 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["portclass: --jobs is ignored: the two-process reader was removed (one process reads)"]
+    assert capsys.readouterr().err == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 

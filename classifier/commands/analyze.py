@@ -69,7 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive(int),
         default=None,
         metavar="N",
-        help="ignored, kept so scripts keep working: the two-process reader was removed (one process reads)",
+        help="processes: 1 does everything in turn; 2 (or more) reads, decodes and inspects payloads in a second "
+        "process while the first builds flows (default: 2 where there are 2 CPUs or more and the input is 32 MiB "
+        "or more)",
     )
     add_dissect(p)
     p.add_argument(
@@ -107,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
     from ..report.stream import STREAMED, analyze_streamed
 
     check_output(args)  # before reading anything
-    if getattr(args, "jobs", None) is not None:
-        print("portclass: --jobs is ignored: the two-process reader was removed (one process reads)", file=sys.stderr)
     for p in args.paths:
         if not os.path.exists(p):
             raise PortclassError("no such file or directory", path=p)
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                     progress=batch_done,
                     timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
+                    jobs=getattr(args, "jobs", None),
                     **how,
                 )
             elif streamed:
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                     timeouts=timeouts,
                     progress=batch_done,
                     merge_files=getattr(args, "merge_files", False),
+                    jobs=getattr(args, "jobs", None),
                     **how,
                 )
             else:
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
                     batch_done,
                     timeouts=timeouts,
                     merge_files=getattr(args, "merge_files", False),
+                    jobs=getattr(args, "jobs", None),
                     **how,
                 )
         if not analysis.interrupted:
