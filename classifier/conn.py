@@ -582,17 +582,27 @@ def _fold_history(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarr
     t.hist_code[head] = np.take_along_axis(codes, o, axis=1)
 
 
-def swap_columns(cols: dict[str, np.ndarray], mask: np.ndarray) -> None:
-    """In place: the direction-bearing matrix columns of rows ``mask`` turned around (client <-> server)."""
-    if not mask.any():
+def swap_columns(cols: dict[str, np.ndarray], mask: np.ndarray, inplace: bool = False) -> None:
+    """In place: the direction-bearing matrix columns of rows ``mask`` turned around (client <-> server);
+    new arrays in ``cols`` unless ``inplace`` (the arrays themselves are changed)."""
+    idx = np.flatnonzero(mask)
+    if not idx.size:
         return
-    code = cols["hist_code"].copy()
-    code[mask] ^= np.where(code[mask] != NO_EVENT, 1, 0).astype(np.uint8)
+    code = cols["hist_code"] if inplace else cols["hist_code"].copy()
+    c = _rows_of(code)[idx].view(code.dtype).reshape(idx.size, -1)
+    c ^= (c != NO_EVENT).view(np.uint8)
+    _rows_of(code)[idx] = _rows_of(c)
     cols["hist_code"] = code
     for name, half in (("hist_seq", 6), ("hist_cnt", 3)):
-        v = cols[name].copy()
-        v[mask] = np.roll(v[mask], half, axis=1)
+        v = cols[name] if inplace else cols[name].copy()
+        r = _rows_of(v)[idx].view(v.dtype).reshape(idx.size, -1)
+        _rows_of(v)[idx] = _rows_of(np.concatenate([r[:, half:], r[:, :half]], axis=1))
         cols[name] = v
+
+
+def _rows_of(m: np.ndarray) -> np.ndarray:
+    """A C-contiguous matrix as a vector of opaque rows (fancy indexing of whole rows is then fast)."""
+    return m.view(np.dtype((np.void, m.itemsize * m.shape[1]))).reshape(m.shape[0])
 
 
 CHUNK_DEPENDENT = ("covered_c2s", "covered_s2c", "hist_code", "hist_cnt")

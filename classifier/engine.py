@@ -46,6 +46,7 @@ from .flows import (
     FlowAggregator,
     FlowTable,
     PacketTags,
+    _is_sorted,
     _keys_differ,
     canonical,
     finalize,
@@ -290,10 +291,10 @@ class Engine:
             held = _held(t, self._hold_until)
             self._gone_keys.append(t.key_hash[gone & ~held])
             gone &= ~held
-        ended = t.take(gone)
+        rows = np.flatnonzero(gone)
+        out = self._label_rows(t, rows, reason[rows])
         self._alive = t.take(~gone)
         self._note_alive()
-        out = self._label(ended, reason[gone])
         if self._cont_key.size:  # a cut flow that never went on is forgotten after its idle timeout
             stale = (clock - self._cont_clock > self.timeouts.batch_idle_ns) & ~np.isin(
                 self._cont_key, self._alive.key_hash
@@ -333,15 +334,17 @@ class Engine:
         reason = self._reasons(t, self.clock_ns)
         reason[_last_of_key(t) & np.isin(t.key_hash, done_keys)] = R_SPLIT
         gone = reason < R_FLUSH
+        rows = np.flatnonzero(gone)
+        out = self._label_rows(t, rows, reason[rows])
         self._alive = t.take(~gone)
         self._note_alive()
-        return self._label(t.take(gone), reason[gone])
+        return out
 
     def snapshot(self) -> Ended:
         """The flows alive now, labelled (they stay in the engine; ``reason`` is flush)."""
         t = self._absorb()
         self._note_alive()
-        return self._label(t.copy(), np.full(len(t), R_FLUSH, dtype=np.uint8), count=False)
+        return self._label(t, np.full(len(t), R_FLUSH, dtype=np.uint8), count=False)
 
     @property
     def alive(self) -> int:
@@ -383,16 +386,15 @@ class Engine:
         reason[~last] = R_SPLIT
         return reason
 
-    def _parts(self, flows: FlowTable, reason: np.ndarray) -> np.ndarray:
-        """Part numbers of ended flows; remembers the keys of flows cut by the active timeout."""
-        part = np.zeros(len(flows), dtype=np.int32)
+    def _parts(self, kh: np.ndarray, reason: np.ndarray) -> np.ndarray:
+        """Part numbers of ended flows (by key hash); remembers the keys of flows cut by the active timeout."""
+        part = np.zeros(kh.size, dtype=np.int32)
         if not self._cont_key.size and not (reason == R_ACTIVE).any():
             return part
-        kh = flows.key_hash
         order = np.argsort(self._cont_key, kind="stable")
         keys, parts = self._cont_key[order], self._cont_part[order]
         at = np.minimum(np.searchsorted(keys, kh), max(keys.size - 1, 0))
-        hit = (keys.size > 0) & (keys[at] == kh) if keys.size else np.zeros(len(flows), dtype=bool)
+        hit = (keys.size > 0) & (keys[at] == kh) if keys.size else np.zeros(kh.size, dtype=bool)
         prior = np.where(hit, parts[at] if keys.size else 0, 0)
         cut = reason == R_ACTIVE
         part[hit | cut] = (prior + 1)[hit | cut]
@@ -405,22 +407,27 @@ class Engine:
 
     def _label(self, flows: FlowTable, reason: np.ndarray, count: bool = True) -> Ended:
         """Orient, label and judge ended flows; within one pass by start time (then end time, key)."""
+        if flows.server_rule.any() or not _is_sorted(flows):
+            flows = canonical(flows)  # rows in key order: ties of the time order below keep it
+        return self._label_rows(flows, np.arange(len(flows)), reason, count)
+
+    def _label_rows(self, t: FlowTable, rows: np.ndarray, reason: np.ndarray, count: bool = True) -> Ended:
+        """``_label`` of rows ``rows`` (ascending) of the canonical table ``t``: one gather, already in time
+        order, oriented in place (orientation changes neither start, end nor key hash)."""
         from .pipeline import label_flows
 
-        oriented, labels = label_flows(flows, self.registry)
+        kh = t.key_hash[rows]
+        part = self._parts(kh, reason) if count else np.zeros(rows.size, dtype=np.int32)
+        if count:
+            for code, n in enumerate(np.bincount(reason, minlength=len(END_REASONS)).tolist()):
+                self.counters.ended[END_REASONS[code]] += n
+        order = np.lexsort((kh, t.last_ts_ns[rows], t.first_ts_ns[rows]))
+        oriented, labels = label_flows(t.take(rows[order]), self.registry, owned=True)
         if self.evidence:
             from .evidence.verdict import verdicts
 
             verdicts(oriented, labels, self.registry)
-        # orient keeps the key order of ``flows`` (it is sorted): reason stays aligned
-        part = self._parts(oriented, reason) if count else np.zeros(len(flows), dtype=np.int32)
-        if count:
-            for code, n in enumerate(np.bincount(reason, minlength=len(END_REASONS)).tolist()):
-                self.counters.ended[END_REASONS[code]] += n
-        order = np.lexsort((oriented.key_hash, oriented.last_ts_ns, oriented.first_ts_ns))
-        from .filters import take_labels
-
-        return Ended(oriented.take(order), take_labels(labels, order), part[order], reason[order], self.stats)
+        return Ended(oriented, labels, part[order], reason[order], self.stats)
 
 
 def _last_of_key(t: FlowTable) -> np.ndarray:

@@ -84,7 +84,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -988,6 +988,24 @@ def _swap_rows(t: FlowTable, mask: np.ndarray) -> FlowTable:
     return FlowTable(**cols)
 
 
+def _swap_rows_inplace(t: FlowTable, mask: np.ndarray) -> FlowTable:
+    """``_swap_rows`` done on ``t`` itself (its arrays are the caller's own)."""
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        for c, s in _PAIRS:
+            a, b = _rowwise(getattr(t, c)), _rowwise(getattr(t, s))
+            tmp = a[idx]
+            a[idx] = b[idx]
+            b[idx] = tmp
+        t.first_sender[idx] ^= np.uint8(1)
+        for name in ("syn_sender", "synack_sender"):
+            v = getattr(t, name)
+            w = v[idx]
+            v[idx] = np.where(w >= 0, 1 - w, w)
+        conn.swap_columns(vars(t), mask, inplace=True)
+    return t
+
+
 def _fold(t: FlowTable, head: np.ndarray, src: FlowTable, rows: np.ndarray) -> None:
     """In place: fold rows ``rows`` of ``src`` into rows ``head`` of ``t`` (later flow parts; heads unique)."""
     if not head.size:
@@ -1218,18 +1236,20 @@ def finalize(table: FlowTable) -> FlowTable:
     t = canonical(table)
     if len(t) == 0:
         return t
-    t = t.copy()
     soft = np.flatnonzero(t.start_kind == START_SOFT)
     soft = soft[soft > 0]
-    if soft.size:
-        head = soft - 1
-        fin = ((t.tcp_flags_c2s[head] | t.tcp_flags_s2c[head]) & (TCP_FIN | TCP_RST)) != 0
-        ok = (t.key_hash[head] == t.key_hash[soft]) & ~fin
-        ok &= ~_keys_differ(t, head, t, soft)
-        _fold(t, head[ok], t.copy(), soft[ok])
-        keep = np.ones(len(t), dtype=bool)
-        keep[soft[ok]] = False
-        t = t.take(keep)
+    if not soft.size:  # nothing to fold: the rows as they are, closed (a new start_kind column only)
+        return replace(t, start_kind=np.zeros(len(t), dtype=FLOW_DTYPES["start_kind"]))
+    head = soft - 1
+    fin = ((t.tcp_flags_c2s[head] | t.tcp_flags_s2c[head]) & (TCP_FIN | TCP_RST)) != 0
+    ok = (t.key_hash[head] == t.key_hash[soft]) & ~fin
+    ok &= ~_keys_differ(t, head, t, soft)
+    src = t.take(soft[ok])
+    keep = np.ones(len(t), dtype=bool)
+    keep[soft[ok]] = False
+    at = np.cumsum(keep) - 1  # row numbers after the soft rows left
+    t = t.take(keep)
+    _fold(t, at[head[ok]], src, np.arange(len(src)))
     t.start_kind[:] = START_CLOSED
     return t
 
@@ -1237,11 +1257,13 @@ def finalize(table: FlowTable) -> FlowTable:
 # --------------------------------------------------------------------------- server side
 
 
-def orient(table: FlowTable, port_status: np.ndarray | None) -> FlowTable:
+def orient(table: FlowTable, port_status: np.ndarray | None, *, owned: bool = False) -> FlowTable:
     """Decide each flow's server side (rules in ``SERVER_RULES`` order) and record the rule.
 
     ``port_status`` is the registry stage's ``(4, 65536)`` uint8 array (tcp, udp, sctp,
-    dccp; ``ASSIGNED == 1``) or None to skip the ``registry`` rule.
+    dccp; ``ASSIGNED == 1``) or None to skip the ``registry`` rule.  ``owned``: ``table`` is
+    unoriented and no one else holds its arrays, so its rows are turned around in place, in the
+    order they are (no copy of every column, no sort by key).
 
     >>> b = make_batch(ts_ns=[0, 1], src=["192.0.2.9", "198.51.100.7"], dst=["198.51.100.7", "192.0.2.9"],
     ...                sport=[53, 61000], dport=[61000, 53], proto=17)
@@ -1249,7 +1271,7 @@ def orient(table: FlowTable, port_status: np.ndarray | None) -> FlowTable:
     >>> t.row(0)["server"], int(t.server_port[0]), t.row(0)["server_rule_name"]
     ('192.0.2.9', 53, 'ephemeral')
     """
-    t = canonical(table)
+    t = table if owned and not table.server_rule.any() else canonical(table)
     n = len(t)
     swap = np.zeros(n, dtype=bool)
     rule = np.zeros(n, dtype=np.uint8)
@@ -1282,7 +1304,7 @@ def orient(table: FlowTable, port_status: np.ndarray | None) -> FlowTable:
     c_sys, s_sys = cp < SYSTEM_PORTS_END, sp < SYSTEM_PORTS_END
     decide(c_sys != s_sys, c_sys, RULE_LOWER_PORT)
     decide(np.ones(n, dtype=bool), t.first_sender == SENDER_SERVER, RULE_FIRST_PACKET)
-    out = _swap_rows(t, swap)
+    out = _swap_rows_inplace(t, swap) if owned and t is table else _swap_rows(t, swap)
     out.server_rule = rule
     return out
 

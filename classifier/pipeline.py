@@ -49,9 +49,10 @@ class Analysis:
     aggregates: Any = None  # report.aggregates.Aggregates of the run when ``flows`` does not hold every flow
 
 
-def label_flows(flows: FlowTable, registry: CompiledRegistry) -> tuple[FlowTable, Labels]:
-    """Orient finalized flows with the registry, then label them by their server port."""
-    flows = orient(flows, registry.status)
+def label_flows(flows: FlowTable, registry: CompiledRegistry, *, owned: bool = False) -> tuple[FlowTable, Labels]:
+    """Orient finalized flows with the registry, then label them by their server port (``owned``: the
+    caller's own copy, oriented in place)."""
+    flows = orient(flows, registry.status, owned=owned)
     client_counts = (flows.server_rule == RULE_FIRST_PACKET) | (flows.client_port < 1024)
     return flows, label_ports(registry, flows.proto, flows.client_port, flows.server_port, client_counts)
 

@@ -2,12 +2,16 @@
 
 One gather builds a fixed-width prefix matrix of the payloads (``PREFIX_BYTES`` per packet,
 read through a view of the chunk's bytes as overlapping fixed-size items, no per-packet
-Python), viewed also as little-endian 64-bit words; rows are bucketed by their first byte
-once, so each signature row looks only at the packets whose first byte it allows (or, for
-rows with no anchor byte, makes one contiguous pass over all of them).  Byte tests become
-word-wide ``(word & mask) == value`` comparisons; structural checks (``walk``) run on the
-rows the tests kept.  The result is a ``classifier.flows.PacketTags``: a signature code
-per packet (first matching row in table order) and the TLS server names found.
+Python), viewed also as little-endian 64-bit words.  Packets are then dispatched to the
+signatures their leading bytes allow: ``Dispatch`` holds, per byte position it reads (the
+first byte with the transport, and a few other positions), a 256-entry table of the
+signatures each byte value allows, as bit sets (one bit per signature), and one more on
+the payload length; AND-ing a handful of gathers gives each packet the set of signatures
+it may match, so a signature only looks at those packets and one that no packet allows
+costs nothing.  Byte tests the tables did not settle become word-wide
+``(word & mask) == value`` comparisons; structural checks (``walk``) run on the rows the
+tests kept.  The result is a ``classifier.flows.PacketTags``: a signature code per packet
+(first matching row in table order) and the TLS server names found.
 """
 
 from __future__ import annotations
@@ -23,10 +27,8 @@ from .table import PROTOCOLS, SIGNATURES, Bits, ByteIn, Echo, LenField, Lit, One
 
 PREFIX_BYTES = 32
 """Width of the prefix matrix: byte tests within it are word tests; tests past it gather bytes."""
-_ANCHOR_BUCKETS = 48
-"""A row whose key byte allows at most this many values tests that byte only; else it scans all rows."""
-_FEW_BUCKETS = 12
-"""... and with at most this many it reads the buckets of that byte (rows sorted by it once per batch)."""
+DISPATCH_POSITIONS = 8
+"""Byte positions of the prefix the dispatch tables read (the first byte, then the most telling others)."""
 
 PROTOCOL_CODE: dict[str, int] = {p.name: i + 1 for i, p in enumerate(PROTOCOLS)}
 """Protocol name -> code (1-based; 0 none)."""
@@ -67,12 +69,9 @@ class _Compiled:
     lenfields: list[LenField]
     echoes: list[Echo]
     anchor: np.ndarray  # first-byte values the row allows (sorted)
-    anchor_set: frozenset[int]
-    key_off: int  # the offset whose allowed byte values are fewest (the buckets the row reads)
-    key_vals: np.ndarray  # ... those values
-    key_lut: np.ndarray  # ... as a 256-entry table
+    first: np.ndarray  # ... as a 256-entry table
+    allowed: np.ndarray  # (PREFIX_BYTES, 256): byte values each position may hold (a necessary condition)
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
-    alt0_key: int  # identifies the alternatives (rows sharing them share their candidates)
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
 
@@ -101,20 +100,22 @@ def _to_words(tests: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return [(w, mv[0], mv[1]) for w, mv in sorted(acc.items()) if mv[0]]
 
 
-_BYTE_COST = np.ones(256)
-_BYTE_COST[[0x00, 0xFF]] = 8.0  # zero padding and all-ones: too common to bucket on
-_BYTE_COST[0x20] = 3.0  # space (text protocols)
-_BYTE_COST[0x01:0x04] = 2.0
-
-
-_FIRST_BYTE_BIAS = 4
-
-
 def _lut(values: frozenset[int]) -> np.ndarray:
     """256-entry bool table of a byte set."""
     lut = np.zeros(256, dtype=bool)
     lut[list(values)] = True
     return lut
+
+
+def _allowed(tests: list[tuple[int, int, int]]) -> np.ndarray:
+    """(PREFIX_BYTES, 256) table of the byte values each position may hold under these word tests."""
+    out = np.ones((PREFIX_BYTES, 256), dtype=bool)
+    for w, m, v in tests:
+        for sh in range(8):
+            bm, bv = (m >> (8 * sh)) & 0xFF, (v >> (8 * sh)) & 0xFF
+            if bm:
+                out[8 * w + sh] &= (np.arange(256) & bm) == bv
+    return out
 
 
 def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
@@ -194,12 +195,9 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         if off == 0:
             first &= (np.arange(256) & m) == v
     per_off[0] &= first
-    counts = per_off @ _BYTE_COST  # allowed values, weighted by how common they are in payloads
-    key_off = 0 if alt0 else int(np.argmin(counts))  # ties: the lowest offset
-    if counts[0] <= _FIRST_BYTE_BIAS * counts[key_off]:
-        key_off = 0  # the first byte's buckets are sorted anyway: read them unless another byte is far rarer
-    if key_off and not first.all():  # the buckets no longer imply the first byte's test
-        bytesets.insert(0, (0, first.copy()))
+    for choices in alts + [[ts for _, ts in alt0]]:  # one of several: a byte may hold what any of them allows
+        if choices:
+            per_off &= np.logical_or.reduce([_allowed(ts) for ts in choices])
     return _Compiled(
         code=code,
         sig=sig,
@@ -213,21 +211,14 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         lenfields=lenfields,
         echoes=echoes,
         anchor=np.flatnonzero(first),
-        anchor_set=frozenset(np.flatnonzero(first).tolist()),
-        key_off=key_off,
-        key_vals=np.flatnonzero(per_off[key_off]),
-        key_lut=per_off[key_off].copy(),
+        first=first,
+        allowed=per_off,
         alt0_by_byte=_group(alt0),
-        alt0_key=hash(tuple((v, tuple(ts)) for v, ts in alt0)),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
 
 COMPILED: tuple[_Compiled, ...] = tuple(_compile(i + 1, s) for i, s in enumerate(SIGNATURES))
-_KEY_USERS = np.bincount([c.key_off for c in COMPILED if c.key_vals.size <= _FEW_BUCKETS], minlength=PREFIX_BYTES)
-"""Signatures that would read the buckets of each offset (a sort per batch pays for itself with several)."""
-_KEY_USERS[0] = len(COMPILED)  # offset 0: the OneOf alternatives read it too
-_BUCKET_USERS = 3
 if len(COMPILED) > 255:  # pragma: no cover - codes are uint8
     raise ValueError("at most 255 signatures")
 
@@ -258,7 +249,7 @@ def prefix_matrix(data: np.ndarray, off: np.ndarray, width: int = PREFIX_BYTES) 
 
 
 class _Batch:
-    """The prefix matrix of one batch's candidate packets and its first-byte buckets."""
+    """The prefix matrix of one batch's candidate packets, and what the signatures found so far."""
 
     def __init__(self, data: np.ndarray, off: np.ndarray, plen: np.ndarray, proto: np.ndarray) -> None:
         self.src_hi = self.src_lo = self.dst_hi = self.dst_lo = self.sport = self.dport = proto
@@ -269,31 +260,10 @@ class _Batch:
         self.proto = proto
         self.m8 = prefix_matrix(data, off)
         self.mw = self.m8.view("<u8")
-        self._udp = (proto == PROTO_UDP).astype(np.uint16) << 8
         self.sig = np.zeros(off.shape[0], dtype=np.uint8)
         self.tagged: dict[int, np.ndarray] = {}  # signature code -> the rows it was given to
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
-        self._buckets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.alt0_rows: dict[tuple[int, int], np.ndarray] = {}  # (alternatives at offset 0, transport) -> rows
-
-    def bucket(self, value: int, off: int = 0, proto: int = 0) -> np.ndarray:
-        """Rows of transport ``proto`` (0: any) whose payload byte at ``off`` is ``value``.
-
-        Rows are sorted once per offset (on first use) by (is UDP, byte): a UDP-only or
-        TCP-only signature reads only its transport's rows.
-        """
-        if off not in self._buckets:
-            key = self.m8[:, off] | self._udp
-            start = np.zeros(513, dtype=np.int64)
-            np.cumsum(np.bincount(key, minlength=512), out=start[1:])
-            self._buckets[off] = (np.argsort(key, kind="stable"), start)
-        order, start = self._buckets[off]
-        if proto == PROTO_UDP:
-            return order[start[value + 256] : start[value + 257]]
-        if proto:
-            return order[start[value] : start[value + 1]]
-        return np.concatenate([order[start[value] : start[value + 1]], order[start[value + 256] : start[value + 257]]])
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -328,60 +298,139 @@ class _Batch:
         return self.data[at], ok
 
 
-def _candidates(b: _Batch, c: _Compiled) -> np.ndarray:
-    """Rows the signature may match, from the first-byte buckets (alternatives tested at once)."""
-    if c.alt0:
-        key = (c.alt0_key, c.proto)
-        if key in b.alt0_rows:  # another row with the same alternatives (HTTP methods) found them already
-            return b.alt0_rows[key]
-        parts = []
-        for v, group in c.alt0_by_byte.items():
-            if v not in c.anchor_set:
-                continue
-            bucket = b.bucket(v, 0, c.proto)
-            if not bucket.size:
-                continue
-            w0 = b.mw[bucket, 0]  # one gather per first byte, shared by its alternatives
-            for tests in group:
-                (w, m, val), rest = tests[0], tests[1:]
-                sel = bucket[(w0 & np.uint64(m)) == np.uint64(val)] if w == 0 else b.words_ok(bucket, tests[:1])
-                parts.append(b.words_ok(sel, rest))
-        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        if len(parts) > 1 and rows.size > 1:  # a row may pass two alternatives (one a prefix of the other)
-            rows.sort()
-            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
-        b.alt0_rows[key] = rows
-    elif c.key_vals.size <= _FEW_BUCKETS and _KEY_USERS[c.key_off] >= _BUCKET_USERS:
-        parts = [b.bucket(int(v), c.key_off, c.proto) for v in c.key_vals]
-        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    elif c.key_vals.size <= _ANCHOR_BUCKETS:  # one pass over the key byte's column
-        keep = c.key_lut[b.m8[:, c.key_off]]
-        pm = b.proto_mask(c.proto)
-        rows = np.flatnonzero(keep if pm is None else keep & pm)
-    else:  # no anchor byte: one contiguous pass over all rows with the row's last word test
-        keep = b.proto_mask(c.proto)
-        if c.words:
-            w, m, v = c.words[-1]
-            hit = (b.mw[:, w] & np.uint64(m)) == np.uint64(v)
-            keep = hit if keep is None else hit & keep
-        if c.anchor.size < 256:
-            lut = np.zeros(256, dtype=bool)
-            lut[c.anchor] = True
-            hit = lut[b.m8[:, 0]]
-            keep = hit if keep is None else hit & keep
-        rows = np.arange(b.off.shape[0]) if keep is None else np.flatnonzero(keep)
-    return rows
+@dataclass
+class _Rest:
+    """The tests of one row that its candidates still need (the rest the dispatch tables settled)."""
+
+    lengths: bool  # test the payload length bounds
+    words: list[tuple[int, int, int]]
+    bytesets: list[tuple[int, np.ndarray]]
 
 
-def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Evaluate one signature row and tag the rows it matches (those still untagged)."""
+def _bits(allowed: np.ndarray) -> np.ndarray:
+    """(values, rows) bool table -> (values, words) uint64 bit sets, bit ``i`` for row ``i``."""
+    k, n = allowed.shape
+    padded = np.zeros((k, -(-n // 64) * 64), dtype=bool)
+    padded[:, :n] = allowed
+    return np.packbits(padded, axis=1, bitorder="little").view("<u8")
+
+
+class Dispatch:
+    """Which signatures each packet may match, from its transport, length and a few leading bytes.
+
+    Built once from compiled rows (at import for the table): per position read, a 256-entry table of
+    bit sets of the rows each byte value allows (the first position keyed also by transport: TCP,
+    UDP, other), and one on the payload length.  ``rows_of`` ANDs their gathers for a batch: a
+    handful of passes however many rows there are (only the bit-set width grows, 64 rows a word).
+    """
+
+    def __init__(self, compiled: tuple[_Compiled, ...], positions: int = DISPATCH_POSITIONS) -> None:
+        self.compiled = compiled
+        n = len(compiled)
+        allowed = np.stack([c.allowed for c in compiled], axis=2) if n else np.ones((PREFIX_BYTES, 256, 0), bool)
+        # the most telling positions: where the rows exclude the most byte values (the first always)
+        score = (~allowed).sum(axis=(1, 2))
+        score[0] = score.max() + 1
+        self.positions = sorted(int(o) for o in np.argsort(-score, kind="stable")[:positions])
+        classes = np.zeros((3, n), dtype=bool)  # TCP, UDP, other transports
+        for i, c in enumerate(compiled):
+            classes[:, i] = [c.proto in (0, PROTO_TCP), c.proto in (0, PROTO_UDP), c.proto == 0]
+        self.first = _bits((classes[:, None, :] & allowed[0][None, :, :]).reshape(3 * 256, n))
+        self.luts = [_bits(allowed[o]) for o in self.positions[1:]]
+        bounds = [c.min_len for c in compiled] + [c.sig.max_len for c in compiled]
+        bounds += [int(c.lengths.max()) for c in compiled if c.lengths.size]
+        self.cap = max([64, *bounds]) + 1  # lengths from here on: every bound is below them
+        plen = np.arange(self.cap + 1)[:, None]
+        ok = np.ones((self.cap + 1, n), dtype=bool)
+        for i, c in enumerate(compiled):
+            ok[:, i] = plen[:, 0] >= c.min_len
+            if c.sig.max_len:
+                ok[:, i] &= plen[:, 0] <= c.sig.max_len
+            if c.lengths.size:
+                ok[:, i] &= np.isin(plen[:, 0], c.lengths)
+        self.length = _bits(ok)
+        settled = np.zeros(PREFIX_BYTES, dtype=bool)
+        settled[self.positions] = True
+        self.rest = [self._rest(c, settled) for c in compiled]
+
+    @staticmethod
+    def _rest(c: _Compiled, settled: np.ndarray) -> _Rest:
+        """The word and byte-set tests of ``c`` on positions the tables do not read (those are exact there)."""
+        words = []
+        for w, m, v in c.words:
+            gone = sum(0xFF << (8 * sh) for sh in range(8) if settled[8 * w + sh])
+            if m & ~gone:
+                words.append((w, m & ~gone, v & ~gone))
+        return _Rest(False, words, [(o, lut) for o, lut in c.bytesets if not settled[o]])
+
+    def run(self, b: _Batch, found: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Run each row, in table order, on the packets it may match (none: the row costs nothing)."""
+        cls = np.where(b.proto == PROTO_TCP, 0, np.where(b.proto == PROTO_UDP, 256, 512))
+        m = np.take(self.first, cls + b.m8[:, 0], axis=0)
+        m &= np.take(self.length, np.minimum(b.plen, self.cap), axis=0)
+        for o, lut in zip(self.positions[1:], self.luts, strict=True):
+            m &= np.take(lut, b.m8[:, o], axis=0)
+        rows, sigs = _pairs(m)
+        order = np.argsort(sigs, kind="stable")  # (a radix sort of small integers)
+        rows = rows[order]
+        at = np.zeros(len(self.compiled) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sigs, minlength=len(self.compiled)), out=at[1:])
+        bounds = at.tolist()
+        for i in np.flatnonzero(at[1:] > at[:-1]).tolist():  # in table order: the first row to match names it
+            _run(b, self.compiled[i], rows[bounds[i] : bounds[i + 1]], self.rest[i], found)
+
+
+def _pairs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, bit) of every set bit of ``m`` (rows of 64-bit words; bit ``64 * word + i``), peeled lowest first."""
+    r, w = np.nonzero(m)
+    x = m[r, w]
+    base = (w << 6).astype(np.int16) - 1
+    rows, bits = [], []
+    while r.size:
+        low = x & (~x + np.uint64(1))
+        rows.append(r)
+        bits.append(base + np.frexp(low.astype(np.float64))[1].astype(np.int16))  # exact: a power of two
+        x ^= low
+        keep = np.flatnonzero(x)
+        r, x, base = r[keep], x[keep], base[keep]
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int16)
+    return np.concatenate(rows), np.concatenate(bits)
+
+
+DISPATCH = Dispatch(COMPILED)
+"""The table's dispatch (benchmarks build others from part of the table)."""
+
+
+def _reference_rest(c: _Compiled) -> _Rest:
+    """Every test of the row (the reference path: candidates are all packets of its transport)."""
+    return _Rest(True, c.words, [(0, c.first), *c.bytesets])
+
+
+def _alt0_ok(b: _Batch, c: _Compiled, rows: np.ndarray) -> np.ndarray:
+    """The rows (a subset of ``rows``) that start with one of the row's alternatives at offset 0."""
+    b0 = b.m8[rows, 0]
+    keep = np.zeros(rows.size, dtype=bool)
+    for v, group in c.alt0_by_byte.items():
+        at = np.flatnonzero(b0 == v)
+        if not at.size:
+            continue
+        w0 = b.mw[rows[at], 0]  # one gather per first byte, shared by its alternatives
+        for tests in group:
+            ok = np.ones(at.size, dtype=bool)
+            for w, m, val in tests:
+                col = w0 if w == 0 else b.mw[rows[at], w]
+                ok &= (col & np.uint64(m)) == np.uint64(val)
+            keep[at[ok]] = True
+    return rows[keep]
+
+
+def _run(b: _Batch, c: _Compiled, rows: np.ndarray, rest: _Rest, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Evaluate one signature row on its candidate ``rows`` and tag those it matches (still untagged)."""
     if any(_REQUEST_CODES[e.request].isdisjoint(b.tagged) for e in c.echoes):
         return  # a reply to requests the batch does not hold
-    rows = _candidates(b, c)
-    if not rows.size:
-        return
     rows = rows[b.sig[rows] == 0]  # (candidates are of the row's transport already)
-    if c.min_len > 1 or c.sig.max_len or c.lengths.size:
+    if rest.lengths and rows.size:
         plen = b.plen[rows]
         keep = plen >= c.min_len
         if c.sig.max_len:
@@ -389,7 +438,13 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
         if c.lengths.size:
             keep &= _member(plen, c.lengths)
         rows = rows[keep]
-    rows = b.words_ok(rows, c.words)
+    rows = b.words_ok(rows, rest.words)
+    for off, lut in rest.bytesets:
+        if not rows.size:
+            return
+        rows = rows[lut[b.m8[rows, off]]]
+    if c.alt0 and rows.size:
+        rows = _alt0_ok(b, c, rows)
     for alternatives in c.alts:
         if not rows.size:
             return
@@ -400,10 +455,6 @@ def _run(b: _Batch, c: _Compiled, names: list[tuple[np.ndarray, np.ndarray]]) ->
                 sub &= (b.mw[rows, w] & np.uint64(m)) == np.uint64(v)
             ok |= sub
         rows = rows[ok]
-    for off, lut in c.bytesets:
-        if not rows.size:
-            return
-        rows = rows[lut[b.m8[rows, off]]]
     for off, lut in c.far:
         if not rows.size:
             return
@@ -518,10 +569,12 @@ def _check(b: _Batch, c: _Compiled, rows: np.ndarray) -> tuple[np.ndarray, tuple
     raise ValueError(f"unknown check {kind!r}")
 
 
-def scan(batch: PacketBatch) -> PacketTags:
+def scan(batch: PacketBatch, dispatch: Dispatch | None = None, reference: bool = False) -> PacketTags:
     """Recognise protocols in the payloads of one batch: a signature code per packet, and TLS server names.
 
-    Packets without captured payload, and later IP fragments, are not looked at.
+    Packets without captured payload, and later IP fragments, are not looked at.  ``dispatch``
+    (default: the whole table's) says which rows run; ``reference`` skips its tables (each row
+    tests every packet of its transport): the yardstick the tests hold the dispatch to.
 
     >>> from classifier.capture.reader import read_batches  # doctest: +SKIP
     >>> tags = scan(next(read_batches(["captures/sample.pcap"])))  # doctest: +SKIP
@@ -542,13 +595,18 @@ def scan(batch: PacketBatch) -> PacketTags:
     b.src_hi, b.src_lo, b.dst_hi, b.dst_lo = batch.src_hi, batch.src_lo, batch.dst_hi, batch.dst_lo
     b.sport, b.dport, b.idx = batch.sport, batch.dport, idx
     found: list[tuple[np.ndarray, np.ndarray]] = []
-    for c in COMPILED:
-        _run(b, c, found)
+    d = DISPATCH if dispatch is None else dispatch
+    if reference:  # every row looks at every packet of its transport (tests: the dispatch must agree)
+        for c in d.compiled:
+            pm = b.proto_mask(c.proto)
+            _run(b, c, np.arange(b.off.shape[0]) if pm is None else np.flatnonzero(pm), _reference_rest(c), found)
+    else:
+        d.run(b, found)
     tags.sig[idx] = b.sig
     if b.said:
-        rows = np.concatenate([r for r, _ in b.said])
+        rows = idx[np.concatenate([r for r, _ in b.said])]
         o = np.argsort(rows, kind="stable")
-        tags.said_rows = idx[rows[o]]
+        tags.said_rows = rows[o]
         tags.said = np.concatenate([v for _, v in b.said])[o]
     if found:
         rows = np.concatenate([r for r, _ in found])

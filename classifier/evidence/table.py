@@ -347,7 +347,10 @@ def _openvpn_reset(prefix: int, transport: str) -> tuple[Signature, ...]:
     The client's session id sits at 1; the server's ack carries it back after its own session id,
     the tls-auth bytes, the ack count and one packet id (small state: ``Echo``).  Without the
     client in view the exact lengths with a zero packet id still tell (weight 2); under
-    tls-crypt only packet id 1 and the time are in clear, at exact lengths.
+    tls-crypt only packet id 1 and the time are in clear, at exact lengths.  Under tls-crypt-v2
+    (OpenVPN 2.6, seen on a real pair) the packet id may start 0x0f, the client's v3 reset ends
+    with its wrapped key, whose last two bytes are its length (299 with the default metadata),
+    and the server's reset may carry 6 more bytes (72).
     """
     p = prefix
     pre: tuple[Test, ...] = (LenField(0, 2, add=2, op="eq", lo=14, hi=1500),) if prefix else ()
@@ -359,11 +362,14 @@ def _openvpn_reset(prefix: int, transport: str) -> tuple[Signature, ...]:
             lengths=(p + 14 + hmac,))  # fmt: skip
         for hmac in _OPENVPN_HMAC
     )
+    first_id = OneOf(p + 9, (b"\x00\x00\x00\x01", b"\x0f\x00\x00\x01"))  # tls-crypt packet id 1 (v2: 0x0f...)
     crypt = (
-        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op, Lit(p + 9, b"\x00\x00\x00\x01"),
+        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op, first_id,
             ByteIn(p + 13, _r(0x55, 0x7F)), lengths=(p + 54,)),  # fmt: skip
-        sig(f"openvpn-server-reset-alone{sfx}", transport, "server", *pre, Lit(p, b"\x40"),
-            Lit(p + 9, b"\x00\x00\x00\x01"), ByteIn(p + 13, _r(0x55, 0x7F)), lengths=(p + 66,)),  # fmt: skip
+        sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, Lit(p, b"\x50"), first_id,
+            ByteIn(p + 13, _r(0x55, 0x7F)), Tail(2, b"\x01\x2b"), lengths=(p + 54 + 299,)),  # fmt: skip
+        sig(f"openvpn-server-reset-alone{sfx}", transport, "server", *pre, Lit(p, b"\x40"), first_id,
+            ByteIn(p + 13, _r(0x55, 0x7F)), lengths=(p + 66, p + 72)),  # fmt: skip
     )
     client = sig(f"openvpn-client-reset{sfx}", transport, "client", *pre, client_op,
                  min_len=p + 14, max_len=p + 400, weight=1, confirm_only=True)  # fmt: skip
@@ -988,7 +994,7 @@ _TUNNELS_AND_MEDIA: tuple[Protocol, ...] = (
         _openvpn_reset(0, "udp") + _openvpn_reset(2, "tcp"),
         Carriers(names=("openvpn",)),
         zeek=None, wireshark=("openvpn",), ndpi=("OpenVPN",),
-        how="hard-reset opcode; the server's reset acknowledging the client's session id (small state)",
+        how="hard-reset opcode; the server's reset acknowledging the client's session id (small state); under tls-crypt(-v2) packet id 1, the time and exact lengths",
     ),
     Protocol(
         "wireguard", "WireGuard",

@@ -75,8 +75,8 @@ class Backend:
         count: int | None = None,
         file_name: str = "live",
         tee: BinaryIO | None = None,
-        batch_interval: float = 0.1,
-        batch_bytes: int = 4 << 20,
+        batch_interval: float = 0.5,
+        batch_bytes: int = 16 << 20,
         buffer_mib: int = 64,
     ) -> None:
         self.interfaces = list(interfaces)
@@ -233,7 +233,7 @@ class DumpcapBackend(Backend):
         super().__init__(*args, **kwargs)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_lines: list[str] = []
-        self.stream = PcapngStream(file_name=self.file_name, tee=self.tee)
+        self.stream = PcapngStream(self.batch_bytes, file_name=self.file_name, tee=self.tee)
         self.stream.max_packets = self.count
         self.eof = False
         self._last_take = time.monotonic()
@@ -289,18 +289,16 @@ class DumpcapBackend(Backend):
             raise dumpcap_error(self.stderr_lines, self.interfaces)
 
     def _read(self) -> None:
-        """Read what the pipe holds (up to ``batch_bytes`` more)."""
+        """Read what the pipe holds, until a batch's worth (``batch_bytes``) is buffered."""
         if self.eof:
             return
-        got = 0
-        while got < self.batch_bytes:
+        while self.stream.pending < self.batch_bytes:
             n = self.stream.readinto(self.fd)
             if n < 0:
                 return
             if n == 0:
                 self.eof = True
                 return
-            got += n
 
     def poll(self, timeout: float) -> list[LiveBatch]:
         """Read the pipe for up to ``timeout`` s; a batch every ``batch_interval`` s or ``batch_bytes``."""

@@ -1,14 +1,18 @@
 """The live loop: backend batches -> the engine -> flows out as they end -> the flow log and the view.
 
 A thin caller of ``classifier.engine.Engine``, as file analysis is.  One thread does everything that
-touches the flows (the backends' own threads only queue frames), so the engine needs no locks.  The
-loop waits on the backend at most ``batch_interval`` s at a time, so a stop (``--duration``,
+touches the flows (the backends' own threads only queue frames), so the engine needs no locks.
+Backends hand over batches of up to ``batch_bytes`` or ``batch_interval`` s of packets, whichever
+comes first: every batch pays fixed costs (the evidence scan's signatures, the flow stage), so a
+busy sensor works on few large batches while a quiet one still sees its packets within half a
+second.  The loop waits on the backend at most ``POLL_S`` at a time, so a stop (``--duration``,
 ``--count``, SIGINT, SIGTERM) is seen within ~100 ms; it then reads for ``backend.linger_s`` more
 (dumpcap hands over the kernel's packets in blocks retired every 250 ms), stops the capture, drains
 what it still holds and flushes every flow still open to the log, which closes its file whole.
 
-At every refresh the engine expires flows by the wall clock (idle, TCP closed, active timeout), so
-flows leave memory and reach the log (``report.rotate.FlowLog``) while the capture runs, and the view
+At refreshes the engine expires flows by the wall clock (idle, TCP closed, active timeout), so
+flows leave memory and reach the log (``report.rotate.FlowLog``) while the capture runs (a pass costs
+in the flows alive: a busy sensor spaces them by ``PASS_SPACING`` times their cost), and the view
 is drawn from running totals plus the flows alive: its cost follows the flows alive, not the flows seen.
 Label lag: the time from the oldest packet first seen by a refresh (its kernel timestamp) to that
 refresh's labelled snapshot.
@@ -60,7 +64,8 @@ class LiveOptions:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S
     write_pcap: str | None = None
     buffer_mib: int = 64  # kernel capture buffer per interface (dumpcap -B, socket buffer for scapy)
-    batch_interval: float = 0.1  # seconds between batches handed to the flow stage
+    batch_interval: float = 0.5  # seconds a batch gathers packets at most (or until ``batch_bytes``)
+    batch_bytes: int = 16 << 20  # captured bytes a batch gathers at most (~50,000 packets of 300 bytes)
     timeouts: Timeouts | None = None  # when flows end (None: ``idle_timeout`` and the engine's defaults)
     evidence: bool = True  # payload evidence (``--dissect none``: port labels only)
 
@@ -327,6 +332,12 @@ class _Stopper:
             signal.signal(sig, old)
 
 
+POLL_S = 0.1
+"""Longest wait on the backend at a time: a stop (signal, --duration, --count) is seen within this."""
+
+PASS_SPACING = 4.0
+"""A pass of the engine waits this many times the last one's cost after it (passes take ~20% of the time at most)."""
+
 RECENT_FLAGGED = 200
 """Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
 
@@ -364,7 +375,9 @@ class LiveSession:
         self.registry = registry
         self.backend_name = options.backend or default_backend()
         timeouts = options.timeouts or Timeouts(idle_s=options.idle_timeout)
-        self.engine = Engine(registry, timeouts, evidence=options.evidence)
+        # no passes of the engine's own (every 2^16 packets): a pass costs in the flows alive, which a
+        # sensor has many of, so passes happen here, by the wall clock (``_expire``)
+        self.engine = Engine(registry, timeouts, evidence=options.evidence, expire=False)
         self.log = log
         self.keep_flows = keep_flows
         self.filter = flow_filter
@@ -386,6 +399,8 @@ class LiveSession:
         self._stop = threading.Event()
         self._stopper: _Stopper | None = None
         self._draining = False
+        self._next_pass = 0.0  # monotonic time before which a refresh does no pass (``_expire``)
+        self.pass_s = 0.0  # seconds spent in passes
         self.started_mono = 0.0
         self.started_ns = 0
 
@@ -473,6 +488,7 @@ class LiveSession:
             file_name=file_name,
             tee=tee,
             batch_interval=opts.batch_interval,
+            batch_bytes=opts.batch_bytes,
             buffer_mib=opts.buffer_mib,
         )
         self.backend = backend
@@ -569,9 +585,20 @@ class LiveSession:
             self._new_min_ts = lo if self._new_min_ts is None else min(self._new_min_ts, lo)
             self._new_max_ts = hi if self._new_max_ts is None else max(self._new_max_ts, hi)
 
-    def _expire(self) -> None:
-        """Hand the flows ended by now (wall clock) to the log."""
+    def _expire(self, force: bool = True) -> None:
+        """Hand the flows ended by now (wall clock) to the log.
+
+        Unless ``force``d (a rotation), a pass waits until ``PASS_SPACING`` times the last one's cost
+        has gone by since it: a pass costs in the flows alive, so a busy sensor passes less often
+        (flows then reach the log a little later) instead of spending its time on passes.
+        """
+        start = time.monotonic()
+        if not force and start < self._next_pass:
+            return
         self._emit(self.engine.expire(time.time_ns()))
+        end = time.monotonic()
+        self.pass_s += end - start
+        self._next_pass = end + PASS_SPACING * (end - start)
 
     def _loop(self, backend: Backend, stopper: _Stopper, on_refresh: Callable[[Snapshot], None] | None) -> None:
         opts = self.opts
@@ -579,7 +606,7 @@ class LiveSession:
         next_refresh = self.started_mono + opts.refresh
         while True:
             now = time.monotonic()
-            wait = min(next_refresh - now, opts.batch_interval)
+            wait = min(next_refresh - now, POLL_S)
             if deadline is not None:
                 wait = min(wait, deadline - now)
             for lb in backend.poll(max(wait, 0.0)):
@@ -607,7 +634,7 @@ class LiveSession:
                 self._expire()  # the flows ended by the boundary belong to the file closing there
                 self._writing(log.rotate)
             if now >= next_refresh:
-                self._expire()
+                self._expire(force=False)
                 if on_refresh is not None:  # no view: no snapshot (labelling the alive flows costs)
                     on_refresh(self.snapshot())
                 else:
@@ -706,7 +733,12 @@ class LiveSession:
             started_at_ns=self.started_ns,
             error=error,
             running=self.running,
-            engine={"ended": dict(self.engine.counters.ended), "peak_alive": self.engine.counters.peak_alive},
+            engine={
+                "ended": dict(self.engine.counters.ended),
+                "peak_alive": self.engine.counters.peak_alive,
+                "passes": self.engine.counters.passes,
+                "pass_s": round(self.pass_s, 3),
+            },
         )
         if self.log is not None:
             self.stop_reason = result.stopped_by

@@ -25,7 +25,6 @@ from ..capture.columns import CaptureStats, PacketBatch
 from ..capture.decode import RawPackets, decode_chunk
 from ..capture.fragments import FragmentTable
 from ..capture.views import PAD, at
-from ..capture.walk import walk
 from .checks import LiveError
 
 ISB = 0x00000005
@@ -163,8 +162,8 @@ class PcapngStream:
             if end >= self.capacity:
                 self._grow(self.capacity * 2)
             return None
-        self._scan_isb(buf, stop)
         b = cb.blocks
+        self._scan_isb(buf, b.start, stop)
         if self.max_packets is not None and self.state.packets + b.pkt.size > self.max_packets:
             keep = max(self.max_packets - self.state.packets, 0)
             b = pcapng.Blocks(b.pkt[:keep], b.caplen[:keep], b.wire_len[:keep], b.ts_ns[:keep], b.linktype[:keep])
@@ -183,17 +182,32 @@ class PcapngStream:
         self.buf, self.fill = nb, rest
         return batch
 
-    def _scan_isb(self, buf: np.ndarray, stop: int) -> None:
-        """Record the counters of the Interface Statistics Blocks in ``buf[:stop]``."""
+    def _scan_isb(self, buf: np.ndarray, starts: np.ndarray | None, stop: int) -> None:
+        """Record the counters of the Interface Statistics Blocks in ``buf[:stop]``.
+
+        Only the gaps between packet blocks are walked (``starts``: the packet blocks' offsets, in
+        order): a live stream is nearly all packets, and its few other blocks sit in those gaps.
+        """
         assert self.sec is not None
         bo = self.sec.byteorder
         u32 = at(buf, bo + "u4")
-        w = walk(buf, u32, 0, stop, pcapng.chain(bo))
-        pos = w.pos[u32[w.pos] == ISB]
-        for p in pos.tolist():
-            n = int(u32[p + 4])
-            iface, opts = parse_isb(bytes(buf[p + 8 : p + n - 4]), bo)
-            self.state.isb[iface] = opts
+        if starts is None or not starts.size:
+            gaps = [(0, stop)]
+        else:
+            ends = starts + u32[starts + 4]
+            prev_end = np.concatenate(([0], ends))
+            next_start = np.concatenate((starts, [stop]))
+            at_gap = np.flatnonzero(prev_end < next_start)
+            gaps = list(zip(prev_end[at_gap].tolist(), next_start[at_gap].tolist(), strict=True))
+        for p, end in gaps:
+            while p + 12 <= end:
+                n = int(u32[p + 4])
+                if n < 12:
+                    break
+                if int(u32[p]) == ISB:
+                    iface, opts = parse_isb(bytes(buf[p + 8 : p + n - 4]), bo)
+                    self.state.isb[iface] = opts
+                p += n
 
     @property
     def interfaces(self) -> list[pcapng.Interface]:
