@@ -18,6 +18,7 @@ is raised again in the parent; a child that dies (killed, out of memory) is a on
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import pickle
@@ -271,6 +272,7 @@ def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence
     A thread writes to the pipe, ``AHEAD`` messages behind at most, so that reading goes on while the
     parent is busy with a batch that costs it more than the others (a pass of the engine's flow stage).
     """
+    gc.freeze()  # the parent's objects: a collection here would copy every page of them (copy on write)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
