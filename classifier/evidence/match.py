@@ -324,14 +324,13 @@ class Dispatch:
     handful of passes however many rows there are (only the bit-set width grows, 64 rows a word).
     """
 
-    def __init__(self, compiled: tuple[_Compiled, ...], positions: int = DISPATCH_POSITIONS) -> None:
+    def __init__(self, compiled: tuple[_Compiled, ...], positions: int | list[int] = DISPATCH_POSITIONS) -> None:
         self.compiled = compiled
         n = len(compiled)
         allowed = np.stack([c.allowed for c in compiled], axis=2) if n else np.ones((PREFIX_BYTES, 256, 0), bool)
-        # the most telling positions: where the rows exclude the most byte values (the first always)
-        score = (~allowed).sum(axis=(1, 2))
-        score[0] = score.max() + 1
-        self.positions = sorted(int(o) for o in np.argsort(-score, kind="stable")[:positions])
+        if isinstance(positions, int):
+            positions = _telling(allowed, positions)
+        self.positions = sorted({0, *(int(o) for o in positions)})
         classes = np.zeros((3, n), dtype=bool)  # TCP, UDP, other transports
         for i, c in enumerate(compiled):
             classes[:, i] = [c.proto in (0, PROTO_TCP), c.proto in (0, PROTO_UDP), c.proto == 0]
@@ -378,6 +377,29 @@ class Dispatch:
         bounds = at.tolist()
         for i in np.flatnonzero(at[1:] > at[:-1]).tolist():  # in table order: the first row to match names it
             _run(b, self.compiled[i], rows[bounds[i] : bounds[i + 1]], self.rest[i], found)
+
+
+_BYTE_WEIGHT = np.ones(256)
+_BYTE_WEIGHT[[0x00, 0xFF, 0x20]] = 8.0, 4.0, 2.0  # padding, all-ones and spaces: common in payloads
+_BYTE_WEIGHT /= _BYTE_WEIGHT.sum()
+
+
+def _telling(allowed: np.ndarray, k: int) -> list[int]:
+    """``k`` positions (the first, then greedily) that leave the fewest expected candidates over all rows.
+
+    ``allowed`` is (positions, 256, rows); a row's share of packets passing a position is the weight of
+    the byte values it allows there (common bytes weigh more), and passing several is their product.
+    """
+    share = np.einsum("pvr,v->pr", allowed.astype(float), _BYTE_WEIGHT)  # (positions, rows)
+    left = share[0].copy()
+    chosen = [0]
+    while len(chosen) < min(k, share.shape[0]):
+        gain = (left[None, :] * (1 - share)).sum(axis=1)
+        gain[chosen] = -1
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        left *= share[best]
+    return chosen
 
 
 def _pairs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
