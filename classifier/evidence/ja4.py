@@ -31,7 +31,8 @@ ALPN_WIDTH = 64
 _VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
              0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}  # fmt: skip
 _NONE = 1 << 16
-_VERSION_CODE = np.array([_VERSIONS.get(v, "00") for v in range(1 << 16)], dtype="S2")
+_VERSION_CODE = np.full(1 << 16, b"00", dtype="S2")
+_VERSION_CODE[list(_VERSIONS)] = [v.encode() for v in _VERSIONS.values()]
 """16-bit version -> its two JA4 characters."""
 """Marker of an absent entry in a fixed-width list (sorts after every real 16-bit value)."""
 
