@@ -72,6 +72,7 @@ class _Compiled:
     first: np.ndarray  # ... as a 256-entry table
     allowed: np.ndarray  # (PREFIX_BYTES, 256): byte values each position may hold (a necessary condition)
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
+    alt0_id: int  # rows with the same alternatives share one id (and what the batch found for them)
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
 
@@ -116,6 +117,10 @@ def _allowed(tests: list[tuple[int, int, int]]) -> np.ndarray:
             if bm:
                 out[8 * w + sh] &= (np.arange(256) & bm) == bv
     return out
+
+
+_ALT0_IDS: dict[tuple, int] = {}
+"""Alternatives at offset 0 -> their id."""
 
 
 def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
@@ -214,6 +219,7 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         first=first,
         allowed=per_off,
         alt0_by_byte=_group(alt0),
+        alt0_id=_ALT0_IDS.setdefault(tuple((v, tuple(ts)) for v, ts in alt0), len(_ALT0_IDS)),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
@@ -264,6 +270,7 @@ class _Batch:
         self.tagged: dict[int, np.ndarray] = {}  # signature code -> the rows it was given to
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
+        self.alt0: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alternatives' id -> (rows tested, rows passing)
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -430,21 +437,29 @@ def _reference_rest(c: _Compiled) -> _Rest:
 
 
 def _alt0_ok(b: _Batch, c: _Compiled, rows: np.ndarray) -> np.ndarray:
-    """The rows (a subset of ``rows``) that start with one of the row's alternatives at offset 0."""
-    b0 = b.m8[rows, 0]
-    keep = np.zeros(rows.size, dtype=bool)
-    for v, group in c.alt0_by_byte.items():
-        at = np.flatnonzero(b0 == v)
-        if not at.size:
-            continue
-        w0 = b.mw[rows[at], 0]  # one gather per first byte, shared by its alternatives
-        for tests in group:
-            ok = np.ones(at.size, dtype=bool)
-            for w, m, val in tests:
-                col = w0 if w == 0 else b.mw[rows[at], w]
-                ok &= (col & np.uint64(m)) == np.uint64(val)
-            keep[at[ok]] = True
-    return rows[keep]
+    """The rows (a subset of ``rows``) that start with one of the row's alternatives at offset 0.
+
+    Rows with the same alternatives (HTTP's request lines) share what was found: each packet is
+    tested once per batch."""
+    if c.alt0_id not in b.alt0:
+        b.alt0[c.alt0_id] = (np.zeros(b.off.shape[0], dtype=bool), np.zeros(b.off.shape[0], dtype=bool))
+    done, ok = b.alt0[c.alt0_id]
+    need = rows[~done[rows]]
+    if need.size:
+        done[need] = True
+        b0 = b.m8[need, 0]
+        for v, group in c.alt0_by_byte.items():
+            at = need[b0 == v]
+            if not at.size:
+                continue
+            w0 = b.mw[at, 0]  # one gather per first byte, shared by its alternatives
+            for tests in group:
+                (w, m, val), more = tests[0], tests[1:]
+                hit = (w0 if w == 0 else b.mw[at, w]) & np.uint64(m) == np.uint64(val)
+                for w, m, val in more:
+                    hit &= (w0 if w == 0 else b.mw[at, w]) & np.uint64(m) == np.uint64(val)
+                ok[at[hit]] = True
+    return rows[ok[rows]]
 
 
 def _run(b: _Batch, c: _Compiled, rows: np.ndarray, rest: _Rest, names: list[tuple[np.ndarray, np.ndarray]]) -> None:
