@@ -37,6 +37,13 @@ _VERSION_CODE[list(_VERSIONS)] = [v.encode() for v in _VERSIONS.values()]
 """Marker of an absent entry in a fixed-width list (sorts after every real 16-bit value)."""
 
 
+def _be16(data: np.ndarray) -> np.ndarray:
+    """Big-endian 16-bit value at every byte offset of ``data`` (a view: one gather reads a field)."""
+    if data.shape[0] < 2:
+        return np.zeros(0, dtype=">u2")
+    return np.ndarray(shape=(data.shape[0] - 1,), dtype=">u2", buffer=data, offset=0, strides=(1,))
+
+
 def _grease(v: np.ndarray) -> np.ndarray:
     """GREASE values (RFC 8701: 0x0a0a, 0x1a1a ... 0xfafa)."""
     return ((v & 0x0F0F) == 0x0A0A) & ((v >> 8) == (v & 0xFF))
@@ -124,27 +131,31 @@ def client_hello_and_name(
     ext_end = p + 2 + _u16(data, p)
     ok &= (clen % 2 == 0) & (ext_end <= whole)  # (implies walkable, and ext_end <= end)
     ciphers = _u16_list(data, cstart, np.where(ok, clen // 2, 0), MAX_CIPHERS)
-    # extensions, in lock-step: their types, and where SNI, ALPN, supported_versions and signature_algorithms sit
+    # extensions, in lock-step (a few gathers a step): their types and where each starts; then where SNI,
+    # ALPN, supported_versions and signature_algorithms sit (the last of each type; SNI: also the first)
     types = np.full((m, MAX_EXTENSIONS), _NONE, dtype=np.int64)
-    at = {t: np.full(m, -1, dtype=np.int64) for t in (0x0000, 0x0010, 0x002B, 0x000D)}
-    sni_at = np.full(m, -1, dtype=np.int64)  # the first server_name (at[0]: the last)
+    where_ = np.zeros((m, MAX_EXTENSIONS), dtype=np.int64)
     cut_end = np.minimum(ext_end, end)
     pos = p + 2
     alive = np.flatnonzero(walkable | ok)
+    be16 = _be16(data)  # (q + 4 <= cut_end: every read below lies in the buffer)
     for step in range(MAX_EXTENSIONS):
         if not alive.size:
             break
         q = pos[alive]
         inb = q + 4 <= cut_end[alive]
         alive, q = alive[inb], q[inb]
-        typ = _u16(data, q)
-        types[alive, step] = typ
-        for t, where in at.items():
-            hit = typ == t
-            where[alive[hit]] = q[hit] + 4
-        first = (typ == 0) & (sni_at[alive] < 0)
-        sni_at[alive[first]] = q[first] + 4
-        pos[alive] = q + 4 + _u16(data, q + 2)
+        types[alive, step] = be16[q]
+        where_[alive, step] = q + 4
+        pos[alive] = q + 4 + be16[q + 2]
+    rows_ = np.arange(m)
+    at = {}
+    for t in (0x0000, 0x0010, 0x002B, 0x000D):
+        hit = types == t
+        last = MAX_EXTENSIONS - 1 - np.argmax(hit[:, ::-1], axis=1)
+        at[t] = np.where(hit.any(axis=1), where_[rows_, last], -1)
+    hit = types == 0x0000
+    sni_at = np.where(hit.any(axis=1), where_[rows_, np.argmax(hit, axis=1)], -1)  # the first server_name
     for where in at.values():  # the fingerprint reads only what whole hellos said
         where[~ok] = -1
     ok &= pos >= ext_end  # every extension seen
