@@ -50,11 +50,13 @@ def _grease(v: np.ndarray) -> np.ndarray:
 
 
 def _u16_list(data: np.ndarray, start: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
-    """(rows, width) int64 of the big-endian 16-bit values at ``start`` (``count`` each; _NONE past it)."""
+    """(rows, w) int32 of the big-endian 16-bit values at ``start`` (``count`` each; _NONE past it); ``w`` is
+    ``width`` or, narrower, the longest ``count`` (the columns past it would hold only _NONE)."""
     from .match import prefix_matrix
 
-    raw = prefix_matrix(data, np.maximum(start, 0).astype(np.int64), 2 * width).astype(np.int64)
-    vals = (raw[:, 0::2] << 8) | raw[:, 1::2]
+    width = max(1, min(width, int(count.max()) if count.size else 1))
+    raw = prefix_matrix(data, np.maximum(start, 0).astype(np.int64), 2 * width)
+    vals = (raw[:, 0::2].astype(np.int32) << 8) | raw[:, 1::2]
     vals[np.arange(width)[None, :] >= count[:, None]] = _NONE
     return vals
 
@@ -139,6 +141,7 @@ def client_hello_and_name(
     pos = p + 2
     alive = np.flatnonzero(walkable | ok)
     be16 = _be16(data)  # (q + 4 <= cut_end: every read below lies in the buffer)
+    steps = 1
     for step in range(MAX_EXTENSIONS):
         if not alive.size:
             break
@@ -148,11 +151,13 @@ def client_hello_and_name(
         types[alive, step] = be16[q]
         where_[alive, step] = q + 4
         pos[alive] = q + 4 + be16[q + 2]
+        steps = step + 1
+    types, where_ = types[:, :steps], where_[:, :steps]  # (the columns no hello reached hold nothing)
     rows_ = np.arange(m)
     at = {}
     for t in (0x0000, 0x0010, 0x002B, 0x000D):
         hit = types == t
-        last = MAX_EXTENSIONS - 1 - np.argmax(hit[:, ::-1], axis=1)
+        last = steps - 1 - np.argmax(hit[:, ::-1], axis=1)
         at[t] = np.where(hit.any(axis=1), where_[rows_, last], -1)
     hit = types == 0x0000
     sni_at = np.where(hit.any(axis=1), where_[rows_, np.argmax(hit, axis=1)], -1)  # the first server_name
@@ -204,7 +209,7 @@ def _fingerprint(
     el = np.where(tvalid & (types != 0x0000) & (types != 0x0010), types, _NONE)[rows]
     el.sort(axis=1)
     b = _hash12(cl)
-    c = _hash12(np.concatenate([el, sigalgs[rows]], axis=1), sep_at=MAX_EXTENSIONS)
+    c = _hash12(np.concatenate([el, sigalgs[rows]], axis=1), sep_at=el.shape[1])
     sni = np.where(at[0x0000][rows] >= 0, "d", "i")
     nums = np.char.zfill(ncip[rows].astype("U2"), 2), np.char.zfill(next_[rows].astype("U2"), 2)
     a = np.char.add(np.char.add("t", _VERSION_CODE[best[rows]].astype("U2")), sni)
