@@ -78,6 +78,7 @@ def classify(
     *,
     evidence: bool = True,
     dissect: str | None = None,
+    jobs: int | None = None,
 ) -> Flows:
     """Read pcap/pcapng captures (files or directories) and label every flow by its server port.
 
@@ -96,6 +97,9 @@ def classify(
     ``portclass.tshark_protocol`` and ``portclass.tshark_agreement``) or ``"none"`` (the same as
     ``evidence=False``). None follows ``evidence``; ``evidence=False`` with ``"portclass"`` or
     ``"tshark"`` is a contradiction and raises ValueError.
+
+    ``jobs`` as the CLI's ``--jobs``: 1 one process, 2 a second (forked) process reads and inspects
+    payloads while this one builds flows; None: two for inputs of 32 MiB or more on 2 CPUs or more.
 
     >>> flows = classifier.classify(["a.pcap", "b.pcapng"], idle_timeout=60)  # doctest: +SKIP
     >>> len(flows), flows.summary()["totals"]["flagged_flows"]  # doctest: +SKIP
@@ -116,7 +120,7 @@ def classify(
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"no such capture: {', '.join(missing)}")
-    return Flows(analyze(list(paths), _registry(registry), idle_timeout, **how))
+    return Flows(analyze(list(paths), _registry(registry), idle_timeout, jobs=jobs, **how))
 
 
 def from_packets(
@@ -172,15 +176,17 @@ def flows_as_they_end(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
     *,
     evidence: bool = True,
+    jobs: int | None = None,
 ) -> Iterator[Flows]:
     """Read captures and yield labelled flows in chunks as they end (``classifier.engine``): a day-long
-    capture never holds more than the flows alive at once.
+    capture never holds more than the flows alive at once. ``jobs`` as ``classify``'s.
 
     >>> for chunk in classifier.flows_as_they_end("day.pcap"):  # doctest: +SKIP
     ...     chunk.to_pandas().to_parquet(...)
     """
-    from .capture.reader import read_batches
     from .engine import Engine, Timeouts
+    from .feed import batches, file_batches, two_processes
+    from .pipeline import CHUNK_BYTES
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -190,9 +196,12 @@ def flows_as_they_end(
     def chunk(e: Any) -> Flows:
         return _flows_of(e, eng, reg, idle_timeout, evidence, e.stats, paths)
 
-    for batch in read_batches([str(p) for p in paths]):
-        for e in eng.add(batch):
-            yield chunk(e)
+    source = file_batches(paths, CHUNK_BYTES)
+    child, name = two_processes(paths, jobs), str(paths[0]) if paths else ""
+    with batches(source, evidence=evidence, child=child, name=name) as items:
+        for batch, tags in items:
+            for e in eng.add(batch, tags):
+                yield chunk(e)
     last = eng.flush()
     if len(last):
         yield chunk(last)

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import select
 import signal
 import struct
 import sys
@@ -132,7 +133,10 @@ class Feed:
 
     ``source`` is called in the child (a closure is fine: the child is forked); ``name`` is named in
     the error when the child dies (the file being read is named instead once one is known).
-    Iterate once; leaving the ``with`` block (or ``close``) ends the child wherever it is.
+    Iterate once (or ``next``/``poll``); leaving the ``with`` block (or ``close``) ends the child
+    wherever it is.  A source that never ends by itself (a live capture, opened in the child: start
+    the Feed before any thread of this process) watches ``feed.stop`` and ends once it is set
+    (``request_stop``); ``poll(timeout)`` lets the caller's loop do other work in between.
     """
 
     def __init__(self, source: Callable[[], Iterable[PacketBatch]], *, evidence: bool = True, name: str = "") -> None:
@@ -141,6 +145,11 @@ class Feed:
         self.name = name
         self.current = name  # the last file a batch listed
         self.batches = 0
+        self.finished = False  # the source's end (or its error) has arrived
+        self.stop: Any = None
+        """Set by ``request_stop``; a source that runs until asked (a live capture) checks it in the child."""
+        with contextlib.suppress(OSError, ImportError):  # no POSIX semaphores here: no stop requests
+            self.stop = multiprocessing.get_context("fork").Event()
         self._proc: Any = None
         self._fd = -1
 
@@ -173,24 +182,49 @@ class Feed:
         self._fd = r
 
     def __iter__(self) -> Iterator[Item]:
-        while True:
-            try:
-                msg = _recv(self._fd)
-            except _Cut:
-                msg = None
-            if msg is None:
-                raise self._gone()
-            if msg[0] == _END:
-                return
-            if msg[0] == _ERROR:
-                raise msg[1]
-            cols, stats, tags = msg[1], msg[2], msg[3]
-            n = cols["ts_ns"].shape[0]
-            if stats.files:
-                self.current = stats.files[-1]
-            self.batches += 1
-            empty = np.zeros(0, dtype=np.uint8)
-            yield PacketBatch(**cols, payload_off=np.full(n, -1, dtype=np.int64), data=empty, stats=stats), tags
+        while (item := self.next()) is not None:
+            yield item
+
+    def next(self) -> Item | None:
+        """The next batch and its tags, waiting for it; None once the source has ended (``finished``)."""
+        if self.finished:
+            return None
+        try:
+            msg = _recv(self._fd)
+        except _Cut:
+            msg = None
+        if msg is None:
+            raise self._gone()
+        if msg[0] == _END:
+            self.finished = True
+            return None
+        if msg[0] == _ERROR:
+            self.finished = True
+            raise msg[1]
+        cols, stats, tags = msg[1], msg[2], msg[3]
+        n = cols["ts_ns"].shape[0]
+        if stats.files:
+            self.current = stats.files[-1]
+        self.batches += 1
+        empty = np.zeros(0, dtype=np.uint8)
+        return PacketBatch(**cols, payload_off=np.full(n, -1, dtype=np.int64), data=empty, stats=stats), tags
+
+    def poll(self, timeout: float) -> list[Item]:
+        """What arrives within ``timeout`` s, and whatever else is waiting then (a loop that must also
+        do other work, as a live capture's); [] on a timeout or once the source has ended (``finished``)."""
+        out: list[Item] = []
+        wait = max(timeout, 0.0)
+        while not self.finished and select.select([self._fd], [], [], wait)[0]:
+            item = self.next()
+            if item is not None:
+                out.append(item)
+            wait = 0.0
+        return out
+
+    def request_stop(self) -> None:
+        """Ask a source that watches ``stop`` to end (it then sends what it still holds, and its end)."""
+        if self.stop is not None:
+            self.stop.set()
 
     def close(self) -> None:
         """End the child (if it still runs) and wait for it."""

@@ -49,7 +49,7 @@ def _exit_now(signum: int) -> None:
         line = "\x1b[?25h\r\x1b[2K" + line
     os.write(2, line.encode())
     mp = sys.modules.get("multiprocessing")
-    if mp is not None:  # a forked reader of a split capture would read on for nothing
+    if mp is not None:  # a forked reading process (classifier.feed) would read on for nothing
         for child in mp.active_children():
             with contextlib.suppress(OSError):
                 os.kill(child.pid, signal.SIGKILL)

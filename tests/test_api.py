@@ -143,7 +143,7 @@ def test_classify_arguments(reg, xml_path, tmp_path, monkeypatch):
     cap.write_bytes(b"")
     res = classifier.classify(cap, registry=reg, idle_timeout=60)
     assert len(res) == 6
-    assert seen == {"paths": [cap], "registry": reg, "idle": 60, "evidence": True, "tshark": False}
+    assert seen == {"paths": [cap], "registry": reg, "idle": 60, "evidence": True, "tshark": False, "jobs": None}
     res = classifier.classify([str(cap), str(cap)], registry=xml_path)
     assert seen["paths"] == [str(cap), str(cap)] and seen["registry"].provenance.sha256 == reg.provenance.sha256
     with pytest.raises(FileNotFoundError, match="missing.pcap"):
@@ -177,7 +177,7 @@ def test_classify_dissect_mirrors_the_cli(reg, tmp_path, monkeypatch, kwargs, ex
     cap = tmp_path / "a.pcap"
     cap.write_bytes(b"")
     classifier.classify(cap, registry=reg, **kwargs)
-    assert seen == expected
+    assert seen == {**expected, "jobs": None}
     if "dissect" in kwargs:  # the same keywords as the CLI option
         assert cmd._dissect(argparse.Namespace(dissect=kwargs["dissect"])) == expected
 

@@ -316,3 +316,44 @@ def test_only_the_columns_cross(reg) -> None:
         assert a.dtype == b.dtype and np.array_equal(a, b) and b.flags.writeable, name
     assert tags is not None and tags.sig.shape == (len(batch),) and tags.sig.any()
     assert threading.active_count() == 1  # the parent stays single-threaded
+
+
+def test_python_api_with_two_processes(made: dict[str, Path], reg) -> None:
+    """``classify`` and ``flows_as_they_end`` with ``jobs=2`` give ``jobs=1``'s rows; a generator let go
+    before its end leaves no reading process behind."""
+    import classifier
+
+    path = made["day"]
+    one, two = classifier.classify(path, reg, jobs=1), classifier.classify(path, reg, jobs=2)
+    assert one.rows() == two.rows() and len(one) > 1000
+    chunks = [[c.rows() for c in classifier.flows_as_they_end(path, reg, jobs=j)] for j in (1, 2)]
+    assert chunks[0] == chunks[1] and len(chunks[0]) > 1
+    gen = classifier.flows_as_they_end(path, reg, jobs=2)
+    next(gen)
+    kids = _children(os.getpid())
+    assert kids
+    gen.close()
+    assert all(_gone(k) for k in kids)
+
+
+def test_a_source_that_runs_until_asked_to_stop() -> None:
+    """The live use: the source runs in the child until ``request_stop``; ``poll`` returns within its timeout."""
+    batch = next(iter(read_batches([shared("captures", "ndpi", "pcap", "443-curl.pcap")])))
+
+    def endless():
+        while not f.stop.is_set():
+            time.sleep(0.05)
+            yield batch
+        yield batch  # what it still held when asked
+
+    f = feed.Feed(endless)  # bound before the fork: the child's source sees it
+    with f:
+        got = []
+        t0 = time.monotonic()
+        while len(got) < 3:
+            got += f.poll(0.2)
+            assert time.monotonic() - t0 < 30
+        f.request_stop()
+        rest = list(f)
+        assert f.finished and f.poll(0.1) == [] and f.next() is None
+    assert len(got) + len(rest) >= 4 and all(len(b) == len(batch) and t is not None for b, t in got + rest)
