@@ -1,6 +1,7 @@
 """Archive benchmark: the 10 M-packet day capture cut into 96 files of 15 minutes, labelled into a dataset.
 
     python benchmarks/bench_archive.py [--capture /tmp/engine_day10m.pcap] [--workers 2] [--files N] [--keep]
+                                       [--cut DIR] [--repeat N]
 
 builds the day capture with ../shared/bench/make_day_pcap.py if missing, cuts it with ``editcap -i 900``
 (a ring buffer: dumpcap's naming, so flows crossing files are joined), then in one run:
@@ -9,7 +10,8 @@ builds the day capture with ../shared/bench/make_day_pcap.py if missing, cuts it
   3. the scheduler's overhead per task (empty tasks on the same kind of cluster);
   4. the bytes each task sends back (aggregates + edge flows; small, not growing with the file), and of
      them the summary aggregates' (the whole archive's summary is merged from these).
-``--files N`` labels only the first N files of the cut (a shorter ring buffer: a quicker run).
+``--files N`` labels only the first N files of the cut (a shorter ring buffer: a quicker run); ``--cut DIR``
+reuses a cut kept by ``--keep``; ``--repeat N`` alternates N runs of 1 and 2 and keeps the best of each.
 It closes with a model of the wall time for 10, 100 and 1,000 workers from the measured figures, and
 where it stops falling.  The machine's load average is printed: other processes slow both runs.
 """
@@ -95,16 +97,17 @@ def label(files: Path, out: Path, dask: str | None) -> tuple[float, object]:
     return time.perf_counter() - t0, oc
 
 
-def model(n_files: int, t_file: float, overhead: float, join_per_file: float, start: float, gib: float,
+def model(n_files: int, t_file: float, overhead: float, driver_per_file: float, start: float, gib: float,
           storage_gbs: float) -> list[tuple[int, float, str]]:  # fmt: skip
-    """Wall time by workers: start + waves of files + scheduler + driver join, floored by storage."""
+    """Wall time by workers: start + the slowest of (waves of files on the workers, the driver's work on
+    each file's results, the scheduler's tasks: both handle one file after the other), floored by storage."""
     out = []
     for w in (1, 2, 10, 100, 1000):
         waves = -(-n_files // w)
-        compute = start + waves * t_file + n_files * overhead + n_files * join_per_file
-        io = gib * 1.073741824 / storage_gbs
-        bound = "storage" if io > compute else "files" if waves == 1 else "compute"
-        out.append((w, max(compute, io), bound))
+        bounds = {"workers": waves * t_file, "driver": n_files * driver_per_file, "scheduler": n_files * overhead,
+                  "storage": gib * 1.073741824 / storage_gbs}  # fmt: skip
+        bound = max(bounds, key=bounds.__getitem__)
+        out.append((w, start + bounds[bound] if bound != "storage" else max(bounds[bound], start), bound))
     return out
 
 
@@ -115,6 +118,8 @@ def main() -> None:
     ap.add_argument("--storage-gbs", type=float, default=2.0, help="shared storage bandwidth assumed, GB/s")
     ap.add_argument("--files", type=int, default=0, help="label only the first N files of the cut (0: all)")
     ap.add_argument("--keep", action="store_true", help="keep the cut files and datasets in /tmp")
+    ap.add_argument("--cut", type=Path, help="a directory holding the cut already (kept; --files ignored)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of one process and local, alternated (best kept)")
     args = ap.parse_args()
     if not args.capture.exists():
         subprocess.run([sys.executable, str(SHARED / "bench" / "make_day_pcap.py"), str(args.capture),
@@ -122,11 +127,14 @@ def main() -> None:
     os.environ.setdefault("PORTCLASS_REGISTRY", str(SHARED / "registry" / "service-names-port-numbers.xml"))
     work = Path(tempfile.mkdtemp(prefix="bench_archive_", dir="/tmp"))
     files = work / "ring"
-    files.mkdir()
     t0 = time.perf_counter()
-    subprocess.run(["editcap", "-i", "900", str(args.capture), str(files / "day.pcap")], check=True)
+    if args.cut:
+        files = args.cut
+    else:
+        files.mkdir()
+        subprocess.run(["editcap", "-i", "900", str(args.capture), str(files / "day.pcap")], check=True)
     cut = sorted(files.iterdir())
-    if args.files:
+    if args.files and not args.cut:
         for f in cut[args.files :]:
             f.unlink()
         cut = cut[: args.files]
@@ -134,10 +142,15 @@ def main() -> None:
     print(f"cut {args.capture} into {len(cut)} files of 15 min ({gib:.2f} GiB) in {time.perf_counter() - t0:.1f} s")
     try:
         print(f"load average before: {os.getloadavg()}")
-        t_one, one = label(files, work / "one", None)
-        print(f"load average after one process: {os.getloadavg()}")
-        t_dask, dk = label(files, work / "dask", f"local:{args.workers}")
-        print(f"load average after dask local: {os.getloadavg()}")
+        runs: dict[str, list[tuple[float, object]]] = {"one": [], "local": []}
+        for _ in range(args.repeat):  # alternated: both see the same load
+            runs["one"].append(label(files, work / "one", None))
+            print(f"one process {runs['one'][-1][0]:.1f} s; load average {os.getloadavg()}")
+            runs["local"].append(label(files, work / "dask", f"local:{args.workers}"))
+            print(f"dask local {runs['local'][-1][0]:.1f} s; load average {os.getloadavg()}")
+        (t_one, one), (t_dask, dk) = (min(r, key=lambda x: x[0]) for r in runs.values())
+        if args.repeat > 1:
+            print("ratio of each pair:", ", ".join(f"{a[0] / b[0]:.2f}x" for a, b in zip(*runs.values(), strict=True)))
         svc = Services(args.workers)
         try:
             t_svc, sv = label(files, work / "svc", svc.address)
@@ -148,7 +161,6 @@ def main() -> None:
         pk = one.aggregate.stats.packets  # type: ignore[attr-defined]
         sizes = dk.result_bytes  # type: ignore[attr-defined]
         t_file = statistics.mean(one.task_seconds)  # type: ignore[attr-defined]
-        join = one.join_seconds  # type: ignore[attr-defined]
         print()
         print("| run | wall s | packets/s | speed-up |")
         print("| --- | ---: | ---: | ---: |")
@@ -157,18 +169,21 @@ def main() -> None:
         print(f"| --dask tcp:// ({args.workers} workers as services) | {t_svc:.1f} | {pk / t_svc:,.0f} | "
               f"{t_one / t_svc:.2f}x |")  # fmt: skip
         for name, o in (("one process", one), ("local", dk), ("services", sv)):
-            print(f"  {name}: label {o.label_seconds:.1f} s, edges {o.finish_seconds:.1f} s, "  # type: ignore[attr-defined]
-                  f"join {o.join_seconds:.1f} s, tasks' own time {sum(o.task_seconds):.1f} s")  # type: ignore[attr-defined]
+            print(f"  {name}: labelling {o.label_seconds:.1f} s, then the last edges and joins "  # type: ignore[attr-defined]
+                  f"{o.finish_seconds:.1f} s; the driver's own work {o.driver_seconds:.1f} s (of which joins "  # type: ignore[attr-defined]
+                  f"{o.join_seconds:.1f} s); tasks' own time {sum(o.task_seconds):.1f} s, "  # type: ignore[attr-defined]
+                  f"CPU {sum(o.task_cpu):.1f} s")  # type: ignore[attr-defined]
         print()
         print(f"flows {one.aggregate.running.flows:,} (dask {dk.aggregate.running.flows:,}), packets {pk:,}")  # type: ignore[attr-defined]
         print(f"per file: {t_file:.3f} s mean, {max(one.task_seconds):.3f} s max (one process)")  # type: ignore[attr-defined]
         print(f"scheduler overhead per task: {over * 1e3:.2f} ms ({args.workers} workers, empty tasks)")
-        print(f"driver join of the timeline's edges: {join:.2f} s for {len(cut)} files "
-              f"({join / len(cut) * 1e3:.1f} ms a file)")  # fmt: skip
+        drv = dk.driver_seconds / len(cut)  # type: ignore[attr-defined]
+        print(f"driver's work on each file's results (keys, edge join, summary merge): {drv * 1e3:.1f} ms a file "
+              f"(local:{args.workers}; of which joins {dk.join_seconds / len(cut) * 1e3:.1f} ms)")  # type: ignore[attr-defined]
         print(f"bytes sent back per task: min {min(sizes):,}, median {statistics.median(sizes):,.0f}, "
               f"max {max(sizes):,} (files {min(f.stat().st_size for f in cut) / 1e6:.0f}-"
               f"{max(f.stat().st_size for f in cut) / 1e6:.0f} MB)")  # fmt: skip
-        start = max(t_svc - sv.label_seconds - sv.finish_seconds - sv.join_seconds, 0.0)  # type: ignore[attr-defined]
+        start = max(t_svc - sv.label_seconds - sv.finish_seconds, 0.0)  # type: ignore[attr-defined]
         summ = dk.summary_bytes  # type: ignore[attr-defined]
         print(f"  of which the summary aggregates (services, hosts, scanners, timeline, {dk.aggregate.summary.limit} "  # type: ignore[attr-defined]
               f"worst flows): min {min(summ):,}, median {statistics.median(summ):,.0f}, max {max(summ):,}")  # fmt: skip
@@ -178,10 +193,11 @@ def main() -> None:
               f"{args.storage_gbs} GB/s):")  # fmt: skip
         print(f"| workers | {len(cut)} files s | bound | {len(cut) * 30:,} files s | bound |")
         print("| ---: | ---: | --- | ---: | --- |")
-        per_file = t_file + one.finish_seconds / len(cut)  # type: ignore[attr-defined]
-        # three tasks a file (label, its keys, its edge); the join is the driver's, one file after the other
-        day = model(len(cut), per_file, 3 * over, join / len(cut), start, gib, args.storage_gbs)
-        month = model(len(cut) * 30, per_file, 3 * over, join / len(cut), start, gib * 30, args.storage_gbs)
+        per_file = (t_one - one.driver_seconds) / len(cut)  # type: ignore[attr-defined]  # label and edge tasks
+        print(f"one file's tasks (label and edge) in one process: {per_file:.3f} s")
+        # three tasks a file (label, its keys, its edge); the driver handles each file's results in turn
+        day = model(len(cut), per_file, 3 * over, drv, start, gib, args.storage_gbs)
+        month = model(len(cut) * 30, per_file, 3 * over, drv, start, gib * 30, args.storage_gbs)
         for (w, a, ba), (_, b, bb) in zip(day, month, strict=True):
             print(f"| {w} | {a:.1f} | {ba} | {b:.1f} | {bb} |")
     finally:

@@ -6,8 +6,9 @@ alternating ``evidence=False`` / ``evidence=True`` so both see the same page cac
 the median wall time and CPU time (this process and its reader children: the figure that
 holds on a machine other jobs share) of each, the ratio, the evidence stage's share of the
 pipeline, and the signature scan alone (``classifier.evidence.scan`` over every batch,
-already in memory); then the scan's cost per packet as the protocol table grows (the first
-k protocols' signatures, k = 10, 20, ... all).
+already in memory); then the scan's CPU cost per packet as the protocol table grows (the first
+protocols' signatures, about 20, 50, 100 and all of them), dispatched and on the reference path that
+gives every signature every packet of its transport, and the cost of one ~1,000-packet batch.
 The registry's carrier index is built once before timing (a one-off ~30 ms per process).
 
     python benchmarks/bench_evidence.py [--runs 5] [--pcap FILE] [--max-share 0.30]
@@ -47,25 +48,58 @@ def cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def scan_cost_by_size(batches: list, runs: int) -> list[tuple[int, int, float]]:
-    """(protocols, signatures, CPU ns per packet) of the scan with the table's first k protocols."""
+def scan_cost_by_size(batches: list, runs: int) -> list[tuple[int, int, float, float]]:
+    """(protocols, signatures, CPU ns per packet of the dispatched scan, ... of the reference path) with the
+    table's first protocols, as many as make about 20, 50, 100 signatures, and all of them.
+
+    The reference path gives every signature every packet of its transport (its cost grows with the
+    table); the dispatch gives a signature only the packets whose leading bytes it allows.
+    """
     from classifier.evidence import match, table
 
     out = []
     packets = sum(len(b) for b in batches)
-    steps = sorted({*range(10, len(table.PROTOCOLS), 10), len(table.PROTOCOLS)})
-    for k in steps:
+    sizes = [len({s.protocol for s in match.SIGNATURES})]
+    for want in (20, 50, 100):
+        k = next(k for k in range(1, len(table.PROTOCOLS) + 1) if _rows(table.PROTOCOLS[:k]) >= want)
+        sizes.insert(-1, k)
+    for k in sorted(set(sizes)):
         keep = {p.name for p in table.PROTOCOLS[:k]}
         # replies whose request row is left out cannot match: keep the compiled rows as they are
         d = match.Dispatch(tuple(c for c in match.COMPILED if c.sig.protocol in keep))
-        best = float("inf")
+        best = {False: float("inf"), True: float("inf")}
         for _ in range(runs):
+            for ref in (False, True):
+                t0 = time.process_time()
+                for b in batches:
+                    match.scan(b, d, reference=ref)
+                best[ref] = min(best[ref], time.process_time() - t0)
+        out.append((k, len(d.compiled), 1e9 * best[False] / max(packets, 1), 1e9 * best[True] / max(packets, 1)))
+    return out
+
+
+def _rows(protocols: tuple) -> int:
+    """Signature rows of these protocols."""
+    return sum(len(p.signatures) for p in protocols)
+
+
+def small_batches(pcap: Path, runs: int, packets: int = 1000) -> tuple[int, float, float]:
+    """(batches, CPU ms per batch dispatched, ... reference) of the scan over batches of about ``packets``
+    packets (the live sensor's size): the fixed cost each batch pays."""
+    from classifier.capture.reader import read_batches
+    from classifier.evidence import match
+
+    first = next(iter(read_batches([pcap])))
+    size = max(4096, int(first.data.size * packets / max(len(first), 1)))
+    batches = [b for _, b in zip(range(100), read_batches([pcap], size), strict=False)]
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(runs):
+        for ref in (False, True):
             t0 = time.process_time()
             for b in batches:
-                match.scan(b, d)
-            best = min(best, time.process_time() - t0)
-        out.append((k, len(d.compiled), 1e9 * best / max(packets, 1)))
-    return out
+                match.scan(b, reference=ref)
+            best[ref] = min(best[ref], time.process_time() - t0)
+    return len(batches), 1e3 * best[False] / len(batches), 1e3 * best[True] / len(batches)
 
 
 def main() -> int:
@@ -117,9 +151,11 @@ def main() -> int:
     print(f"evidence share of the pipeline: {100 * share:.1f} % (limit {100 * args.max_share:.0f} %)")
     print(f"CPU time without/with:     {c_without:.3f} s / {c_with:.3f} s: evidence share {100 * c_share:.1f} %")
     print(f"signature scan alone:      {scan_s:.3f} s  ({1e9 * scan_s / max(packets, 1):.0f} ns/packet)")
-    print("scan CPU cost as the table grows (protocols, signatures, ns/packet):")
-    for k, nsig, ns in scan_cost_by_size(batches, max(1, args.runs // 2)):
-        print(f"  {k:3d} protocols {nsig:4d} signatures  {ns:6.0f} ns/packet")
+    print("scan CPU cost as the table grows (the table's first protocols; dispatched vs every row on every packet):")
+    for k, nsig, ns, ref in scan_cost_by_size(batches, max(1, args.runs // 2)):
+        print(f"  {k:3d} protocols {nsig:4d} signatures  {ns:6.0f} ns/packet  (reference {ref:6.0f} ns/packet)")
+    nb, ms, ref_ms = small_batches(pcap, max(1, args.runs // 2))
+    print(f"scan of small batches (~1,000 packets, {nb}): {ms:.2f} ms/batch CPU  (reference {ref_ms:.2f} ms/batch)")
     if last is not None:
         import numpy as np
 

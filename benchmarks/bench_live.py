@@ -72,6 +72,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid``'s children (dumpcap) so far."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return sum(cpu_s(int(k)) for k in kids)
+
+
 def wait_caught_up(pid: int, limit: float = 300.0) -> float:
     """Wait until the sensor is nearly idle (it read every packet the kernel holds for it); seconds waited."""
     t0 = time.monotonic()
@@ -151,6 +160,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=None, help="seconds before memory must be flat")
     ap.add_argument("--backend", default="dumpcap")
     ap.add_argument("--keep", default=None, help="write the rotated files here (default: a temporary directory)")
+    ap.add_argument("--tree", default=str(ROOT), help="run the sensor of this checkout (A/B runs; default this one)")
     args = ap.parse_args()
     pcap = args.pcap or next((str(p) for p in PCAPS if p.is_file()), None)
     if pcap is None:
@@ -186,7 +196,7 @@ def main() -> int:
         cmd += ["--idle-timeout", IDLE, "--buffer-size", "256"]
         err_path, out_path = out / "sensor.stderr", out / "sensor.stdout"
         with err_path.open("w") as err_fh, out_path.open("w") as out_fh:
-            sensor = subprocess.Popen(cmd, stdout=out_fh, stderr=err_fh, cwd=ROOT)
+            sensor = subprocess.Popen(cmd, stdout=out_fh, stderr=err_fh, cwd=args.tree)
             deadline = time.monotonic() + 60
             while "capturing on" not in err_path.read_text():
                 if sensor.poll() is not None or time.monotonic() > deadline:
@@ -227,6 +237,8 @@ def main() -> int:
             pps = float(m.group(1)) if m else 0.0
             failed = re.search(r"Failed packets:\s+(\d+)", text)
             caught_up = wait_caught_up(sensor.pid)  # a stop drops what dumpcap still holds in the kernel
+            sensor_cpu = cpu_s(sensor.pid)
+            dumpcap_cpu = children_cpu_s(sensor.pid)
             stop.set()
             sensor.send_signal(signal.SIGTERM)
             rc = sensor.wait(600)
@@ -265,6 +277,10 @@ def main() -> int:
           f"{peak_alive} alive at once); "
           f"dropped {dropped} (dumpcap's kernel counters); captured - sent {captured - sent:+,} (the veth's own "
           f"packets count too); kernel input backlog drops {backlog:,}, veth rx drops {veth_dropped:,}")  # fmt: skip
+    per = max(captured, 1)
+    print(f"cpu         sensor {sensor_cpu:.1f} s = {sensor_cpu / per * 1e6:.2f} us a packet captured (the Python "
+          f"process; {per / max(sensor_cpu, 1e-9):,.0f} packets a CPU second), dumpcap {dumpcap_cpu:.1f} s = "
+          f"{dumpcap_cpu / per * 1e6:.2f} us a packet")  # fmt: skip
     if after:
         print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
               f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%); mean of "

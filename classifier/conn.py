@@ -223,7 +223,8 @@ def build_machine() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Compose consecutive function ids per segment (``first`` marks each segment's first), in order.
 
-    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table.
+    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table.  ``ids``
+    may be a matrix: each column is composed on its own (the segments are shared).
 
     >>> gen, comp, funcs, state0 = machine()
     >>> f = np.array([gen[1, 2, 0], gen[0, 10, 0], gen[1, 8, 0]])  # S, SYN-ACK, ACK
@@ -233,15 +234,18 @@ def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     """
     comp = machine()[1]
     f = ids.astype(np.intp)
+    m = f.shape[0]
     start = np.flatnonzero(first)
-    rank = np.arange(f.size) - np.repeat(start, np.diff(np.append(start, f.size)))
-    while rank.any():
+    size = np.diff(np.append(start, m))
+    rank = np.arange(m) - np.repeat(start, size)
+    flat, k = comp.reshape(-1), comp.shape[1]
+    for _ in range(int(size.max() - 1).bit_length() if m else 0):  # rounds until every rank is 0
         left = np.flatnonzero((rank & 1) == 0)
         nxt = left + 1
-        has = nxt < f.size
+        has = nxt < rank.size
         has[has] &= rank[nxt[has]] != 0
         li = left[has]
-        f[li] = comp.reshape(-1)[f[li] * comp.shape[1] + f[li + 1]]
+        f[li] = flat[f[li] * k + f[li + 1]]
         f, rank = f[left], rank[left] >> 1
     return f.astype(np.uint16)
 
@@ -334,12 +338,14 @@ def _tcp_columns(
     first_ev = np.ones(it.size, dtype=bool)
     first_ev[1:] = rw[1:] != rw[:-1]
     target = rw[first_ev]
-    for col, is_orig in ((out.fsm_c, 1 - rv), (out.fsm_s, rv)):
-        ids = gen[is_orig, fc, hl]
-        # every packet function is idempotent: a run of equal ones is one (bulk data, repeated ACKs)
-        keep = first_ev.copy()
-        keep[1:] |= ids[1:] != ids[:-1]
-        col[target] = compose_segments(ids[keep], first_ev[keep])
+    ids = np.empty((it.size, 2), dtype=gen.dtype)  # (client originates, server originates)
+    ids[:, 0] = gen[1 - rv, fc, hl]
+    ids[:, 1] = gen[rv, fc, hl]
+    # every packet function is idempotent: a run of equal ones is one (bulk data, repeated ACKs)
+    keep = first_ev.copy()
+    keep[1:] |= (ids[1:] != ids[:-1]).any(axis=1)
+    both = compose_segments(ids[keep], first_ev[keep])
+    out.fsm_c[target], out.fsm_s[target] = both[:, 0], both[:, 1]
 
     # ---- S/H, F, R: recorded again when the sequence number differs from the last of that kind
     one = (bits == 1) & tcp
@@ -373,39 +379,43 @@ def _tcp_columns(
 
     # ---- sequence analysis per (flow, direction) in capture order
     P = it[_group_order(rw, rv, first_ev)]
-    g = row_of[P] * 2 + back[P]
+    row_p, back_p, seq_p, tlen_p = row_of[P], back[P], seq_s[P], tlen_s[P]
+    syn_p, rst_p = syn[P], rst[P]
+    g = row_p * 2 + back_p
     newg = np.ones(P.size, dtype=bool)
     newg[1:] = g[1:] != g[:-1]
     gstart = np.flatnonzero(newg)
     gid = np.cumsum(newg) - 1
     grow, gdir = g[gstart] // 2, g[gstart] % 2
-    fseq = seq_s[P][gstart]
-    rel = (seq_s[P] - fseq[gid]).view(np.int32).astype(np.int64)
-    seglen = tlen_s[P] + syn[P] + fin[P]
-    end = rel + seglen
-    end[rst[P]] = _FAR_BEFORE  # RSTs do not extend the span (Zeek trusts none after the first)
+    fseq = seq_p[gstart]
+    rel = (seq_p - fseq[gid]).view(np.int32).astype(np.int64)
+    end = rel + tlen_p
+    end += syn_p
+    end += fin[P]
+    end[rst_p] = _FAR_BEFORE  # RSTs do not extend the span (Zeek trusts none after the first)
     prev = _segmax(end, gid)
-    retx = (tlen_s[P] > 0) & ~newg & (end <= prev) & ~rst[P]
+    has_data = tlen_p > 0
+    retx = has_data & ~newg & (end <= prev) & ~rst_p
     hi = np.maximum.reduceat(end, gstart)
     for d, sfx in ((0, "c2s"), (1, "s2c")):
         sel = gdir == d
         getattr(out, f"seq_first_{sfx}")[grow[sel]] = fseq[sel]
         getattr(out, f"seq_hi_{sfx}")[grow[sel]] = hi[sel]
-        getattr(out, f"seq_syn_{sfx}")[grow[sel]] = syn[P][gstart][sel]
-        m = retx & (g % 2 == d)
-        pos = _first_per_group(row_of[P], m)
+        getattr(out, f"seq_syn_{sfx}")[grow[sel]] = syn_p[gstart][sel]
+        m = retx & (back_p == d)
+        pos = _first_per_group(row_p, m)
         events.append((P[pos], np.full(pos.size, 2, np.int64), np.full(pos.size, L_T * 2 + d, np.uint8)))
-        out.hist_cnt[:, d * 3] += np.bincount(row_of[P][m], minlength=len(out)).astype(np.int32)
+        out.hist_cnt[:, d * 3] += np.bincount(row_p[m], minlength=len(out)).astype(np.int32)
 
     # ---- acknowledgments: what each side's ACKs say of the other's sequence span
-    ackp = np.flatnonzero(((flags_s[P] & TCP_ACK) != 0) & ~rst[P])
+    ackp = np.flatnonzero(((flags_s[P] & TCP_ACK) != 0) & ~rst_p)
     if ackp.size:
         ag = g[ackp]
         na = np.ones(ackp.size, dtype=bool)
         na[1:] = ag[1:] != ag[:-1]
         astart = np.flatnonzero(na)
         aid = np.cumsum(na) - 1
-        aval = batch.tcp_ack[order][P[ackp]]
+        aval = batch.tcp_ack[order[P[ackp]]]
         afirst = aval[astart]
         arel = (aval - afirst[aid]).view(np.int32).astype(np.int64)
         ahi = np.maximum.reduceat(arel, astart)
@@ -416,10 +426,10 @@ def _tcp_columns(
             getattr(out, f"ack_hi_{sfx}")[arow[sel]] = ahi[sel]
 
     # ---- payload coverage in sequence order: seen bytes and holes (G)
-    dp = np.flatnonzero(tlen_s[P] > 0)
+    dp = np.flatnonzero(has_data)
     if dp.size:
-        ds = rel[dp] + syn[P][dp]
-        de = ds + tlen_s[P][dp]
+        ds = rel[dp] + syn_p[dp]
+        de = ds + tlen_p[dp]
         dg = g[dp]
         down = np.flatnonzero((ds[1:] < ds[:-1]) & (dg[1:] == dg[:-1]))
         if down.size:  # sort by sequence only the directions that had data out of order
@@ -435,11 +445,12 @@ def _tcp_columns(
         before = _segmax(de, did)
         seen = np.where(nd, de - ds, np.maximum(de - np.maximum(ds, before), 0))
         hole = ~nd & (ds > before)
-        covered = np.bincount(dg, weights=seen, minlength=1).astype(np.int64)
-        rowsd = np.unique(dg)
+        dstart = np.flatnonzero(nd)  # directions are runs of dg, ascending
+        covered = np.add.reduceat(seen, dstart)
+        rowsd = dg[dstart]
         for d, sfx in ((0, "c2s"), (1, "s2c")):
-            sel = rowsd[rowsd % 2 == d]
-            getattr(out, f"covered_{sfx}")[sel // 2] = covered[sel]
+            sel = rowsd % 2 == d
+            getattr(out, f"covered_{sfx}")[rowsd[sel] // 2] = covered[sel]
             m = hole & (dg % 2 == d)
             if m.any():
                 hr = dg[m] // 2

@@ -150,6 +150,41 @@ def test_frame_batcher_count_limit_and_link_types():
     assert b.stats.packets == 2 and len(tags) == 2 and fb.take() is None
 
 
+def _isb(received: int, dropped: int) -> bytes:
+    body = struct.pack("<III", 0, 0, 0) + stream._opt(stream.ISB_IFRECV, struct.pack("<Q", received))
+    body += stream._opt(stream.ISB_IFDROP, struct.pack("<Q", dropped)) + stream._opt(0, b"")
+    return stream._block(stream.ISB, body)
+
+
+def test_stream_finds_statistics_blocks_between_packets():
+    """Statistics blocks anywhere among the packet blocks (not only at the end) give their counters,
+    the latest one winning, and the packets around them all arrive."""
+    frames = _pcap_frames(CAPTURES / "sample.pcap")
+    fh = io.BytesIO()
+    w = PcapngWriter(fh, [("lo", 1)], "portclass test")
+    half = len(frames) // 2
+    for data, ts, wire in frames[:half]:
+        w.write(data, ts, 0, wire)
+    fh.write(_isb(5, 1) + _isb(half, 2))  # two in a row, between packets
+    cut = fh.tell()
+    for data, ts, wire in frames[half:]:
+        w.write(data, ts, 0, wire)
+    fh.write(_isb(len(frames), 3))
+    whole = fh.getvalue()
+    s = PcapngStream()
+    s.feed(whole[:cut])
+    first = s.take()
+    assert s.state.isb == {0: {stream.ISB_IFRECV: half, stream.ISB_IFDROP: 2}}
+    s.feed(whole[cut:])
+    second = s.take()
+    assert s.state.isb == {0: {stream.ISB_IFRECV: len(frames), stream.ISB_IFDROP: 3}}
+    assert s.state.packets == len(frames)
+    assert int(first.pkt_index.max()) <= half < int(second.pkt_index.min())
+    s.feed(_isb(len(frames) + 1, 4))  # a statistics block alone
+    s.take()
+    assert s.state.isb[0][stream.ISB_IFDROP] == 4
+
+
 def test_parse_isb_options():
     body = struct.pack("<III", 0, 0, 0) + struct.pack("<HHQ", 4, 8, 10) + struct.pack("<HHQ", 5, 8, 2)
     body += struct.pack("<HH", 0, 0)

@@ -47,6 +47,15 @@ def _columns() -> dict[str, object]:
         "b.list": pa.array([["x", 'y"'] if i % 2 else [] for i in range(n)], pa.list_(pa.string())),
         "b.const": "same",
         "c.some": pa.array([None if i % 4 else "v" for i in range(n)], pa.string()),
+        # numbers of every width and sign (small ones become codes, others text of their own)
+        "c.big": pa.array([None if i % 5 == 0 else (-1) ** i * 10**i for i in range(n)], pa.int64()),
+        "c.small": pa.array([i * 37 % 300 for i in range(n)], pa.int64()),
+        # a dictionary too large to fuse with its neighbours (``Lines.SMALL``), with a null value
+        "d.many": pa.DictionaryArray.from_arrays(
+            pa.array([(i * 97) % 1500 if i % 3 else None for i in range(n)], pa.int32()),
+            pa.array([None if j == 0 else f"v,{j}" for j in range(1500)], pa.string()),
+        ),
+        "d.few": pa.DictionaryArray.from_arrays(pa.array([i % 2 for i in range(n)], pa.int32()), pa.array([None, "x"])),
     }
 
 

@@ -12,23 +12,46 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .task import Keys, TaskResult, TaskSpec, finish, keys_of, run_task
+from .task import Finished, Keys, TaskSpec, finish, keys_of, run_task
 
 RETRIES = 3
+TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+"""Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers' environment (to give memory back
+sooner), which turns off glibc's dynamic mmap threshold: every NumPy array above 128 kB is then mapped
+afresh and faulted in page by page, and a task takes up to twice the CPU it takes in one process.  The
+workers ``--dask local`` starts keep malloc's defaults (a cluster's own workers: its own config); nor do
+they run Dask's sampling profiler (a stack walk every 10 ms that takes the GIL from the task)."""
+
+
+def _fork() -> dict[str, str]:
+    """Start ``--dask local`` workers by forking this process on Linux: they inherit its imports and
+    start in a fraction of a second, where a fresh interpreter takes seconds on a loaded machine."""
+    return {"distributed.worker.multiprocessing-method": "fork"} if sys.platform == "linux" else {}
 
 
 def dask_setup(worker: Any) -> None:
-    """Preload of ``--dask local`` workers: a session of their own, as a worker started as a service has.
+    """Preload of ``--dask local`` workers: a session of their own, as a worker started as a service has,
+    and the modules a task runs imported.
 
     Linux's autogroup shares the CPU between sessions: workers left in the session of the command that
     started them would share one session's share on a machine other processes load.
     """
     with contextlib.suppress(OSError):  # already a session leader
         os.setsid()
+    preload()
+
+
+def preload() -> None:
+    """Import what a task runs while the worker starts, not in its first task (a worker's own start-up)."""
+    import pyarrow.parquet  # noqa: F401
+
+    from ..evidence import match, verdict  # noqa: F401
+    from ..report import parquet  # noqa: F401
+    from . import parts, task  # noqa: F401
 
 
 def parse(spec: str) -> tuple[str, int | None]:
@@ -55,9 +78,13 @@ class DaskRunner:
         self.cluster = None
         logging.getLogger("distributed").setLevel(logging.ERROR)  # a loaded machine's heartbeat notes
         if address == "local":
-            self.cluster = LocalCluster(n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.ERROR,
-                                        preload=[__name__])  # fmt: skip  (dask_setup: own sessions)
+            import dask
+
+            preload()  # forked workers inherit the modules
+            with dask.config.set({TRIM: None, "distributed.worker.profile.enabled": False, **_fork()}):
+                self.cluster = LocalCluster(n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0", silence_logs=logging.ERROR,
+                                            preload=[__name__])  # fmt: skip  (dask_setup: own sessions)
             self.client = Client(self.cluster)
         else:
             try:
@@ -67,45 +94,40 @@ class DaskRunner:
         self.dashboard = self.client.dashboard_link
         self.sha = sha
         self.reg = self.client.scatter(blob, broadcast=True, hash=False)
-        self.futures: dict[str, Any] = {}
-
-    def label(self, specs: list[TaskSpec]) -> Iterator[Keys]:
-        """Submit one task per file; yields their summaries as they finish."""
+        self.futures: dict[str, Any] = {}  # labelling tasks' results (files of timelines) not finished yet
+        self.spent: dict[str, Any] = {}  # ... and those being finished
         from distributed import as_completed
 
-        summaries = []
+        self.done = as_completed()
+
+    def label(self, specs: list[TaskSpec]) -> None:
+        """Submit one task per file (in order); ``events`` yields their ``Keys`` as they end."""
         for s in specs:
             name = os.path.basename(s.path).replace(" ", "_")
             fut = self.client.submit(run_task, s, self.reg, self.sha, key=f"portclass-{name}-{s.ident}",
                                      retries=RETRIES, pure=False)  # fmt: skip
             if s.export:
                 self.futures[s.ident] = fut
-            summaries.append(self.client.submit(keys_of, fut, key=f"portclass-keys-{s.ident}", retries=RETRIES))
-        for fut in as_completed(summaries):
-            yield fut.result()
-            fut.release()
+            self.done.add(self.client.submit(keys_of, fut, key=f"portclass-keys-{s.ident}", retries=RETRIES))
 
-    def finish(self, specs: dict[str, TaskSpec], give: dict[str, tuple[Any, Any]]) -> dict[str, tuple]:
-        """The finishing tasks, where the files' results are (Dask runs them on the worker holding them)."""
-        futs = {
-            ident: self.client.submit(finish_sized, self.futures[ident], specs[ident], self.reg, self.sha, hk, tk,
-                                      key=f"portclass-edge-{ident}", retries=RETRIES)  # fmt: skip
-            for ident, (hk, tk) in give.items()
-        }
-        out = {ident: fut.result() for ident, fut in futs.items()}
-        for fut in [*futs.values(), *self.futures.values()]:
+    def finish(self, spec: TaskSpec, head_keys: Any, tail_keys: Any) -> None:
+        """A file's edge task, where its result is (before files not labelled yet: its result goes)."""
+        fut = self.futures.pop(spec.ident)
+        self.done.add(self.client.submit(finish, fut, spec, self.reg, self.sha, head_keys, tail_keys,
+                                         key=f"portclass-edge-{spec.ident}", retries=RETRIES, priority=1))  # fmt: skip
+        self.spent[spec.ident] = fut
+
+    def events(self) -> Iterator[Keys | Finished]:
+        """Results as tasks end, until none is left (the caller may submit more in between)."""
+        for fut in self.done:
+            res = fut.result()
             fut.release()
-        self.futures = {}
-        return out
+            if isinstance(res, Finished):  # the labelling task's result is no longer needed
+                self.spent.pop(res.ident).release()
+            yield res
 
     def close(self) -> None:
         """Disconnect (and stop the local cluster)."""
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
-
-
-def finish_sized(res: TaskResult, spec: TaskSpec, blob: bytes, sha: str, hk: Any, tk: Any) -> tuple:
-    """``task.finish`` and the pickled size of the edge it sends back."""
-    edge, parts, agg = finish(res, spec, blob, sha, hk, tk)
-    return edge, parts, agg, len(pickle.dumps(edge))

@@ -22,14 +22,22 @@ from ..registry.compile import CompiledRegistry
 
 HOUR_NS = 3600 * 1_000_000_000
 
+_SCHEMAS: dict[int, tuple[CompiledRegistry, Any]] = {}
+"""Schemas made in this process, by their registry (making one costs tens of ms): the driver's and the
+one its tasks decoded."""
+
 
 def dataset_schema(registry: CompiledRegistry) -> Any:
     """The Parquet schema of every part (the flat ECS columns of ``report.parquet``), no metadata."""
     from ..report.parquet import arrow_table
 
-    empty = Ended.empty()
-    a = Analysis(empty.flows, empty.labels, CaptureStats(), registry, part=empty.part)
-    return arrow_table(a, with_metadata=False).schema
+    if id(registry) not in _SCHEMAS:
+        empty = Ended.empty()
+        a = Analysis(empty.flows, empty.labels, CaptureStats(), registry, part=empty.part)
+        if len(_SCHEMAS) > 1:
+            _SCHEMAS.clear()
+        _SCHEMAS[id(registry)] = (registry, arrow_table(a, with_metadata=False).schema)  # it keeps its id
+    return _SCHEMAS[id(registry)][1]
 
 
 def partition_of(hour: int) -> str:

@@ -10,8 +10,10 @@ may.  What crosses the network is small: aggregates, key hashes, and the flows t
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -19,8 +21,10 @@ from ..capture.columns import CaptureStats
 from ..engine import R_FLUSH, Edge, Engine, Timeouts, _last_of_key
 from ..flows import START_CLOSED, finalize
 from ..registry.compile import CompiledRegistry
+from ..report.aggregates import Aggregates
+from . import state
 from .aggregate import LIMIT, Aggregate
-from .parts import PartWriter
+from .parts import PartWriter, dataset_schema
 
 _REGISTRIES: dict[str, CompiledRegistry] = {}
 """Registries decoded on this worker, by the sha256 of their compiled bytes."""
@@ -51,6 +55,8 @@ class TaskResult:
     seconds: float = 0.0
     engine: dict[str, int] = field(default_factory=dict)  # flows ended per reason
     first_ns: int | None = None  # the file's first packet's timestamp
+    summary: str | None = None  # its summary aggregates' file in the state directory (a file of its own)
+    cpu: float = 0.0  # CPU seconds of its process while it ran
 
 
 @dataclass
@@ -65,31 +71,58 @@ class Keys:
     clock_ns: int | None
     heads: np.ndarray  # key_hash of the held heads (the first flows of keys near the file's start)
     tails: np.ndarray  # key_hash of each key's last row (may go on in the next file)
+    summary: str | None = None  # a file of its own: its stored summary (``aggregate`` is then whole)
+    nbytes: int = 0  # its pickled size (what crossed the network)
+    summary_bytes: int = 0  # of which its summary aggregates'
+    cpu: float = 0.0  # CPU seconds of its process while it ran
+
+
+@dataclass
+class Finished:
+    """What a file of a timeline sends back once its edge is finished (``finish``)."""
+
+    ident: str
+    edge: Edge  # the rows that may join another file's flows
+    parts: list[str]  # the parts ``finish`` wrote
+    aggregate: Aggregate  # the whole file's aggregates (its labelling task's and its edge part's)
+    summary: str  # the file's stored summary aggregates
+    nbytes: int = 0  # pickled size of ``edge``
+    summary_bytes: int = 0  # ... and of the file's summary aggregates
+    cpu: float = 0.0  # CPU seconds of its process while it ran
 
 
 def keys_of(res: TaskResult) -> Keys:
-    """The small summary of a task's result that goes to the driver (the rows stay on the worker)."""
+    """The small summary of a task's result that goes to the driver (the rows stay on the worker).
+
+    A file of a timeline sends its counters only: its summary aggregates go back once its edge is
+    finished (``Finished``), whole."""
     z = np.zeros(0, dtype=np.uint64)
     e = res.edge
     if e is None:
-        return Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, None, z, z)
-    t = e.table
-    held = t.start_kind != START_CLOSED
-    tail = _last_of_key(t) & ~e.done
-    return Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, e.clock_ns,
-                np.unique(t.key_hash[held]), np.unique(t.key_hash[tail]))  # fmt: skip
+        k = Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, None, z, z, res.summary)
+        k.summary_bytes = len(pickle.dumps(res.aggregate.summary))
+    else:
+        t = e.table
+        held = t.start_kind != START_CLOSED
+        tail = _last_of_key(t) & ~e.done
+        counters = Aggregate(res.aggregate.running, res.aggregate.stats, Aggregates(limit=res.aggregate.summary.limit))
+        k = Keys(res.ident, counters, res.parts, res.seconds, res.first_ns, e.clock_ns,
+                 np.unique(t.key_hash[held]), np.unique(t.key_hash[tail]))  # fmt: skip
+    k.cpu = res.cpu
+    k.nbytes = len(pickle.dumps(k))
+    return k
 
 
 def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys: np.ndarray,
-           tail_keys: np.ndarray) -> tuple[Edge, list[str], Aggregate]:  # fmt: skip
-    """Write the edge rows no other file can continue (part ``<ident>.edge``); return the others.
+           tail_keys: np.ndarray) -> Finished:  # fmt: skip
+    """Write the edge rows no other file can continue (part ``<ident>.edge``); return the others, and
+    the file's whole aggregates (also stored in the state directory, as the driver needs them).
 
     Given back: every held row of a key in ``head_keys`` or ``tail_keys`` (a key's held rows go
     together: a soft row must meet its open row), and the last row of a key in ``tail_keys``.  A
     given row followed by a row written here is marked done (its key went on in this file).
     """
-    from .parts import dataset_schema
-
+    c0 = time.process_time()
     e = res.edge
     assert e is not None
     t = e.table
@@ -114,7 +147,13 @@ def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys:
     except BaseException:
         writer.abort()
         raise
-    return Edge(given, done, e.clock_ns), parts, agg
+    whole = Aggregate(summary=Aggregates(limit=spec.limit)).merge(res.aggregate).merge(agg)
+    fin = Finished(spec.ident, Edge(given, done, e.clock_ns), parts, whole,
+                   state.save_summary(Path(spec.root), spec.ident, whole.summary))  # fmt: skip
+    fin.nbytes = len(pickle.dumps(fin.edge))
+    fin.summary_bytes = len(pickle.dumps(whole.summary))
+    fin.cpu = time.process_time() - c0
+    return fin
 
 
 def registry_from(blob: bytes, sha256: str) -> CompiledRegistry:
@@ -138,9 +177,8 @@ def run_task(spec: TaskSpec, blob: bytes, sha256: str) -> TaskResult:
     """Read ``spec.path`` with the engine, writing flows as they end; see the module docstring."""
     from ..capture.reader import read_batches
     from ..pipeline import CHUNK_BYTES
-    from .parts import dataset_schema
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     registry = registry_from(blob, sha256)
     eng = Engine(registry, spec.timeouts, evidence=spec.evidence, hold_heads=spec.hold_heads)
     agg = Aggregate.new(spec.limit)
@@ -168,4 +206,6 @@ def run_task(spec: TaskSpec, blob: bytes, sha256: str) -> TaskResult:
         writer.abort()
         raise
     agg.stats = eng.stats
-    return TaskResult(spec.ident, agg, parts, edge, time.perf_counter() - t0, dict(eng.counters.ended), first)
+    summary = None if spec.export else state.save_summary(Path(spec.root), spec.ident, agg.summary)
+    return TaskResult(spec.ident, agg, parts, edge, time.perf_counter() - t0, dict(eng.counters.ended), first,
+                      summary, time.process_time() - c0)  # fmt: skip

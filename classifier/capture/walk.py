@@ -161,7 +161,7 @@ def _lockstep(
     st = stops + chain.len_off
     lane = np.arange(starts.size, dtype=np.int64)
     ends = np.empty(starts.size, np.int64)
-    ps, bads = [], []
+    ps = []
     lo_len, hi_len, align = chain.min_len, chain.max_len, chain.align
     floor = lo_len if chain.base == 0 else 0  # garbage lengths must still move the walk forward
     other = None if chain.min_off is None else chain.min_off - chain.len_off
@@ -170,19 +170,12 @@ def _lockstep(
         if other is not None:
             n = np.minimum(n, u32[p + other])
         ps.append(p)
-        bad = n > hi_len
-        if lo_len:
-            bad |= n < lo_len
-        if align > 1:
-            bad |= (n & (align - 1)) != 0
-        if bad.any():
-            bads.append(p[bad])
         if floor:
             n = np.maximum(n, floor)
         p = p + n
         p += chain.base
         keep = p < st
-        if not keep.all():
+        if np.count_nonzero(keep) < keep.size:
             done = ~keep
             ends[lane[done]] = p[done] - chain.len_off
             p = p[keep]
@@ -190,8 +183,17 @@ def _lockstep(
             lane = lane[keep]
     pos = np.concatenate(ps)
     pos.sort()
+    # lengths checked once for all the records visited (a bad one still moved its lane on, as read)
+    n = u32[pos]
+    if other is not None:
+        n = np.minimum(n, u32[pos + other])
+    bad = n > hi_len
+    if lo_len:
+        bad |= n < lo_len
+    if align > 1:
+        bad |= (n & (align - 1)) != 0
     pos -= chain.len_off
-    bad_pos = np.concatenate(bads) - chain.len_off if bads else np.empty(0, np.int64)
+    bad_pos = pos[bad]
     return pos, ends, bad_pos
 
 

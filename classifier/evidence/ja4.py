@@ -31,9 +31,17 @@ ALPN_WIDTH = 64
 _VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
              0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}  # fmt: skip
 _NONE = 1 << 16
-_VERSION_CODE = np.array([_VERSIONS.get(v, "00") for v in range(1 << 16)], dtype="S2")
+_VERSION_CODE = np.full(1 << 16, b"00", dtype="S2")
+_VERSION_CODE[list(_VERSIONS)] = [v.encode() for v in _VERSIONS.values()]
 """16-bit version -> its two JA4 characters."""
 """Marker of an absent entry in a fixed-width list (sorts after every real 16-bit value)."""
+
+
+def _be16(data: np.ndarray) -> np.ndarray:
+    """Big-endian 16-bit value at every byte offset of ``data`` (a view: one gather reads a field)."""
+    if data.shape[0] < 2:
+        return np.zeros(0, dtype=">u2")
+    return np.ndarray(shape=(data.shape[0] - 1,), dtype=">u2", buffer=data, offset=0, strides=(1,))
 
 
 def _grease(v: np.ndarray) -> np.ndarray:
@@ -42,11 +50,13 @@ def _grease(v: np.ndarray) -> np.ndarray:
 
 
 def _u16_list(data: np.ndarray, start: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
-    """(rows, width) int64 of the big-endian 16-bit values at ``start`` (``count`` each; _NONE past it)."""
+    """(rows, w) int32 of the big-endian 16-bit values at ``start`` (``count`` each; _NONE past it); ``w`` is
+    ``width`` or, narrower, the longest ``count`` (the columns past it would hold only _NONE)."""
     from .match import prefix_matrix
 
-    raw = prefix_matrix(data, np.maximum(start, 0).astype(np.int64), 2 * width).astype(np.int64)
-    vals = (raw[:, 0::2] << 8) | raw[:, 1::2]
+    width = max(1, min(width, int(count.max()) if count.size else 1))
+    raw = prefix_matrix(data, np.maximum(start, 0).astype(np.int64), 2 * width)
+    vals = (raw[:, 0::2].astype(np.int32) << 8) | raw[:, 1::2]
     vals[np.arange(width)[None, :] >= count[:, None]] = _NONE
     return vals
 
@@ -123,27 +133,34 @@ def client_hello_and_name(
     ext_end = p + 2 + _u16(data, p)
     ok &= (clen % 2 == 0) & (ext_end <= whole)  # (implies walkable, and ext_end <= end)
     ciphers = _u16_list(data, cstart, np.where(ok, clen // 2, 0), MAX_CIPHERS)
-    # extensions, in lock-step: their types, and where SNI, ALPN, supported_versions and signature_algorithms sit
+    # extensions, in lock-step (a few gathers a step): their types and where each starts; then where SNI,
+    # ALPN, supported_versions and signature_algorithms sit (the last of each type; SNI: also the first)
     types = np.full((m, MAX_EXTENSIONS), _NONE, dtype=np.int64)
-    at = {t: np.full(m, -1, dtype=np.int64) for t in (0x0000, 0x0010, 0x002B, 0x000D)}
-    sni_at = np.full(m, -1, dtype=np.int64)  # the first server_name (at[0]: the last)
+    where_ = np.zeros((m, MAX_EXTENSIONS), dtype=np.int64)
     cut_end = np.minimum(ext_end, end)
     pos = p + 2
     alive = np.flatnonzero(walkable | ok)
+    be16 = _be16(data)  # (q + 4 <= cut_end: every read below lies in the buffer)
+    steps = 1
     for step in range(MAX_EXTENSIONS):
         if not alive.size:
             break
         q = pos[alive]
         inb = q + 4 <= cut_end[alive]
         alive, q = alive[inb], q[inb]
-        typ = _u16(data, q)
-        types[alive, step] = typ
-        for t, where in at.items():
-            hit = typ == t
-            where[alive[hit]] = q[hit] + 4
-        first = (typ == 0) & (sni_at[alive] < 0)
-        sni_at[alive[first]] = q[first] + 4
-        pos[alive] = q + 4 + _u16(data, q + 2)
+        types[alive, step] = be16[q]
+        where_[alive, step] = q + 4
+        pos[alive] = q + 4 + be16[q + 2]
+        steps = step + 1
+    types, where_ = types[:, :steps], where_[:, :steps]  # (the columns no hello reached hold nothing)
+    rows_ = np.arange(m)
+    at = {}
+    for t in (0x0000, 0x0010, 0x002B, 0x000D):
+        hit = types == t
+        last = steps - 1 - np.argmax(hit[:, ::-1], axis=1)
+        at[t] = np.where(hit.any(axis=1), where_[rows_, last], -1)
+    hit = types == 0x0000
+    sni_at = np.where(hit.any(axis=1), where_[rows_, np.argmax(hit, axis=1)], -1)  # the first server_name
     for where in at.values():  # the fingerprint reads only what whole hellos said
         where[~ok] = -1
     ok &= pos >= ext_end  # every extension seen
@@ -192,7 +209,7 @@ def _fingerprint(
     el = np.where(tvalid & (types != 0x0000) & (types != 0x0010), types, _NONE)[rows]
     el.sort(axis=1)
     b = _hash12(cl)
-    c = _hash12(np.concatenate([el, sigalgs[rows]], axis=1), sep_at=MAX_EXTENSIONS)
+    c = _hash12(np.concatenate([el, sigalgs[rows]], axis=1), sep_at=el.shape[1])
     sni = np.where(at[0x0000][rows] >= 0, "d", "i")
     nums = np.char.zfill(ncip[rows].astype("U2"), 2), np.char.zfill(next_[rows].astype("U2"), 2)
     a = np.char.add(np.char.add("t", _VERSION_CODE[best[rows]].astype("U2")), sni)

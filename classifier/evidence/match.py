@@ -72,6 +72,7 @@ class _Compiled:
     first: np.ndarray  # ... as a 256-entry table
     allowed: np.ndarray  # (PREFIX_BYTES, 256): byte values each position may hold (a necessary condition)
     alt0_by_byte: dict[int, list[list[tuple[int, int, int]]]]  # alt0 grouped by first byte
+    alt0_id: int  # rows with the same alternatives share one id (and what the batch found for them)
     lengths: np.ndarray  # allowed payload lengths (empty: any)
 
 
@@ -116,6 +117,10 @@ def _allowed(tests: list[tuple[int, int, int]]) -> np.ndarray:
             if bm:
                 out[8 * w + sh] &= (np.arange(256) & bm) == bv
     return out
+
+
+_ALT0_IDS: dict[tuple, int] = {}
+"""Alternatives at offset 0 -> their id."""
 
 
 def _group(alt0: list[tuple[int, list[tuple[int, int, int]]]]) -> dict[int, list[list[tuple[int, int, int]]]]:
@@ -214,6 +219,7 @@ def _compile(code: int, sig: Signature) -> _Compiled:
         first=first,
         allowed=per_off,
         alt0_by_byte=_group(alt0),
+        alt0_id=_ALT0_IDS.setdefault(tuple((v, tuple(ts)) for v, ts in alt0), len(_ALT0_IDS)),
         lengths=np.array(sorted(sig.lengths), dtype=np.int64),
     )
 
@@ -264,6 +270,7 @@ class _Batch:
         self.tagged: dict[int, np.ndarray] = {}  # signature code -> the rows it was given to
         self.said: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, what they said)
         self._by_proto: dict[int, np.ndarray] = {}
+        self.alt0: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alternatives' id -> (rows tested, rows passing)
 
     def proto_mask(self, proto: int) -> np.ndarray | None:
         """Mask of the rows of one transport (None: all)."""
@@ -324,14 +331,13 @@ class Dispatch:
     handful of passes however many rows there are (only the bit-set width grows, 64 rows a word).
     """
 
-    def __init__(self, compiled: tuple[_Compiled, ...], positions: int = DISPATCH_POSITIONS) -> None:
+    def __init__(self, compiled: tuple[_Compiled, ...], positions: int | list[int] = DISPATCH_POSITIONS) -> None:
         self.compiled = compiled
         n = len(compiled)
         allowed = np.stack([c.allowed for c in compiled], axis=2) if n else np.ones((PREFIX_BYTES, 256, 0), bool)
-        # the most telling positions: where the rows exclude the most byte values (the first always)
-        score = (~allowed).sum(axis=(1, 2))
-        score[0] = score.max() + 1
-        self.positions = sorted(int(o) for o in np.argsort(-score, kind="stable")[:positions])
+        if isinstance(positions, int):
+            positions = _telling(allowed, positions)
+        self.positions = sorted({0, *(int(o) for o in positions)})
         classes = np.zeros((3, n), dtype=bool)  # TCP, UDP, other transports
         for i, c in enumerate(compiled):
             classes[:, i] = [c.proto in (0, PROTO_TCP), c.proto in (0, PROTO_UDP), c.proto == 0]
@@ -380,6 +386,29 @@ class Dispatch:
             _run(b, self.compiled[i], rows[bounds[i] : bounds[i + 1]], self.rest[i], found)
 
 
+_BYTE_WEIGHT = np.ones(256)
+_BYTE_WEIGHT[[0x00, 0xFF, 0x20]] = 8.0, 4.0, 2.0  # padding, all-ones and spaces: common in payloads
+_BYTE_WEIGHT /= _BYTE_WEIGHT.sum()
+
+
+def _telling(allowed: np.ndarray, k: int) -> list[int]:
+    """``k`` positions (the first, then greedily) that leave the fewest expected candidates over all rows.
+
+    ``allowed`` is (positions, 256, rows); a row's share of packets passing a position is the weight of
+    the byte values it allows there (common bytes weigh more), and passing several is their product.
+    """
+    share = np.einsum("pvr,v->pr", allowed.astype(float), _BYTE_WEIGHT)  # (positions, rows)
+    left = share[0].copy()
+    chosen = [0]
+    while len(chosen) < min(k, share.shape[0]):
+        gain = (left[None, :] * (1 - share)).sum(axis=1)
+        gain[chosen] = -1
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        left *= share[best]
+    return chosen
+
+
 def _pairs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, bit) of every set bit of ``m`` (rows of 64-bit words; bit ``64 * word + i``), peeled lowest first."""
     r, w = np.nonzero(m)
@@ -408,21 +437,29 @@ def _reference_rest(c: _Compiled) -> _Rest:
 
 
 def _alt0_ok(b: _Batch, c: _Compiled, rows: np.ndarray) -> np.ndarray:
-    """The rows (a subset of ``rows``) that start with one of the row's alternatives at offset 0."""
-    b0 = b.m8[rows, 0]
-    keep = np.zeros(rows.size, dtype=bool)
-    for v, group in c.alt0_by_byte.items():
-        at = np.flatnonzero(b0 == v)
-        if not at.size:
-            continue
-        w0 = b.mw[rows[at], 0]  # one gather per first byte, shared by its alternatives
-        for tests in group:
-            ok = np.ones(at.size, dtype=bool)
-            for w, m, val in tests:
-                col = w0 if w == 0 else b.mw[rows[at], w]
-                ok &= (col & np.uint64(m)) == np.uint64(val)
-            keep[at[ok]] = True
-    return rows[keep]
+    """The rows (a subset of ``rows``) that start with one of the row's alternatives at offset 0.
+
+    Rows with the same alternatives (HTTP's request lines) share what was found: each packet is
+    tested once per batch."""
+    if c.alt0_id not in b.alt0:
+        b.alt0[c.alt0_id] = (np.zeros(b.off.shape[0], dtype=bool), np.zeros(b.off.shape[0], dtype=bool))
+    done, ok = b.alt0[c.alt0_id]
+    need = rows[~done[rows]]
+    if need.size:
+        done[need] = True
+        b0 = b.m8[need, 0]
+        for v, group in c.alt0_by_byte.items():
+            at = need[b0 == v]
+            if not at.size:
+                continue
+            w0 = b.mw[at, 0]  # one gather per first byte, shared by its alternatives
+            for tests in group:
+                (w, m, val), more = tests[0], tests[1:]
+                hit = (w0 if w == 0 else b.mw[at, w]) & np.uint64(m) == np.uint64(val)
+                for w, m, val in more:
+                    hit &= (w0 if w == 0 else b.mw[at, w]) & np.uint64(m) == np.uint64(val)
+                ok[at[hit]] = True
+    return rows[ok[rows]]
 
 
 def _run(b: _Batch, c: _Compiled, rows: np.ndarray, rest: _Rest, names: list[tuple[np.ndarray, np.ndarray]]) -> None:

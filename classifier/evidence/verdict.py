@@ -323,25 +323,61 @@ SAID_COLUMNS: dict[str, tuple[str, str, str]] = {
 """Column (ECS name where ECS has one) -> (extractor, its field, direction): what each flow said."""
 
 
-def said_columns(flows: FlowTable) -> dict[str, list[Any]]:
-    """The ``SAID_COLUMNS`` of every flow, from what its evidence packet each way said (None where nothing)."""
-    from .extract import EXTRACTOR, fields_of
+@dataclass
+class Coded:
+    """A dictionary-encoded column: ``values[indices[i]]`` per row, null where the index is negative."""
+
+    indices: np.ndarray
+    values: list[str]
+
+    def tolist(self) -> list[str | None]:
+        """One value (or None) per row."""
+        table = np.array([*self.values, None], dtype=object)
+        return table[np.where(self.indices < 0, len(self.values), self.indices)].tolist()
+
+
+def said_codes(flows: FlowTable) -> dict[str, Coded]:
+    """The ``SAID_COLUMNS`` of every flow, from what its evidence packet each way said (null where
+    nothing), dictionary-encoded: each field of the stored values is cut out for all flows of one
+    extractor at once and decoded once per distinct value (``extract.fields_of`` per value, vectorized)."""
+    from .extract import _CONTROL, EXTRACTOR, FIELDS, QTYPES
 
     n = len(flows)
-    out: dict[str, list[Any]] = {k: [None] * n for k in SAID_COLUMNS}
+    out = {k: Coded(np.full(n, -1, dtype=np.int32), []) for k in SAID_COLUMNS}
     kinds = np.array([None] + [EXTRACTOR.get(x) for x in SIG_NAMES[1:]], dtype=object)
     for way, said, sig in (
         ("c2s", flows.said_c2s, flows.evidence_sig_c2s),
         ("s2c", flows.said_s2c, flows.evidence_sig_s2c),
     ):
-        want = {k: v for k, v in SAID_COLUMNS.items() if v[2] == way}
         kind = kinds[sig]
-        for i in np.flatnonzero(np.not_equal(said, None) & np.not_equal(kind, None)).tolist():
-            got = fields_of(kind[i], said[i])
-            for col, (k, f, _) in want.items():
-                if k == kind[i] and f in got:
-                    out[col][i] = got[f]
+        has = np.not_equal(said, None) & np.not_equal(kind, None)
+        for k in set(kind[has].tolist()):
+            want = {f: col for col, (kk, f, w) in SAID_COLUMNS.items() if kk == k and w == way}
+            if not want:
+                continue
+            rows = np.flatnonzero(has & (kind == k))
+            width = sum(w for _, w in FIELDS[k])
+            raw = np.array(said[rows].tolist(), dtype=f"S{width}").view(np.uint8).reshape(rows.size, width)
+            at = 0
+            for name, w in FIELDS[k]:
+                field, at = raw[:, at : at + w], at + w
+                if name not in want:
+                    continue
+                uniq, inv = np.unique(np.ascontiguousarray(field).view(f"S{w}").reshape(-1), return_inverse=True)
+                texts = [u.translate(_CONTROL).decode("utf-8", errors="replace") for u in uniq.tolist()]
+                if name == "dns.question.type":
+                    texts = [QTYPES.get(int(t), t) if t.isdigit() else t for t in texts]
+                col = out[want[name]]
+                code = np.asarray(inv, dtype=np.int32).reshape(-1) + len(col.values)
+                code[(uniq == b"")[inv.reshape(-1)]] = -1  # an empty field is left out
+                col.indices[rows] = code
+                col.values.extend(texts)
     return out
+
+
+def said_columns(flows: FlowTable) -> dict[str, list[Any]]:
+    """The ``SAID_COLUMNS`` of every flow as lists (None where nothing); see ``said_codes``."""
+    return {k: v.tolist() for k, v in said_codes(flows).items()}
 
 
 def said_summary(flows: FlowTable, rows: np.ndarray) -> np.ndarray:
@@ -376,57 +412,61 @@ def said_summary(flows: FlowTable, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def flow_evidence_columns(
-    flows: FlowTable, labels: Labels, reg: CompiledRegistry, files: list[str]
-) -> dict[str, list[Any]]:
-    """ECS-style columns of the evidence for every flow (rows in table order).
+def flow_evidence_columns(flows: FlowTable, labels: Labels, reg: CompiledRegistry, files: list[str]) -> dict[str, Any]:
+    """ECS-style columns of the evidence for every flow (rows in table order), dictionary-encoded
+    (``Coded``) but for ``portclass.evidence.packet`` (int64, -1 where none).
 
     ``network.protocol`` (the carrier of a carried protocol), ``network.application`` (the carried
     protocol, or the application a TLS server name belongs to), ``portclass.verdict``, ``portclass.verdict_note``,
     ``portclass.evidence.{signature,direction,file,packet}``, ``tls.client.server_name``, what the
     flow said (``SAID_COLUMNS``: HTTP request line, Host and User-Agent, DNS question, SSH software,
     server greeting), and
-    ``portclass.tshark_protocol`` / ``portclass.tshark_agreement`` when tshark was asked.
+    ``portclass.tshark_protocol`` / ``portclass.tshark_agreement`` (lists) when tshark was asked.
     """
+    from .apps import APP_NAMES, application_codes
+
     n = len(flows)
     v, p, side = labels.verdict, labels.protocol, labels.evidence_side
     sig = np.where(side == 1, flows.evidence_sig_s2c, np.where(side == 0, flows.evidence_sig_c2s, 0))
     pkt = np.where(side == 1, flows.evidence_pkt_s2c, flows.evidence_pkt_c2s)
     fidx = np.where(side == 1, flows.evidence_file_s2c, flows.evidence_file_c2s)
     has = side >= 0
-    sig_names = np.array(SIG_NAMES, dtype=object)[sig]
-    dirs = np.array(DIRECTIONS + (None,), dtype=object)[np.where(has, side, 2)]
-    file_arr = np.array(list(files) + [None], dtype=object)
-    fpath = file_arr[np.where(has & (fidx < len(files)), fidx, len(files))]
-    notes: list[str | None] = [None] * n
+    # notes: one per distinct (transport, port, protocol, verdict) of the flagged flows
     key = labels.transport.astype(np.int64) * NPORTS + flows.server_port
     flagged = np.flatnonzero((v == V_MISMATCH) | (v == V_UNREGISTERED))
-    cache: dict[tuple[int, int, int], str | None] = {}
-    for i in flagged.tolist():
-        k = (int(key[i]), int(p[i]), int(v[i]))
-        if k not in cache:
-            cache[k] = note(
-                reg, int(v[i]), int(p[i]), int(labels.transport[i]), int(flows.server_port[i]), int(flows.proto[i])
-            )
-        notes[i] = cache[k]
-    sni = flows.server_name
-    sni_txt = np.full(n, None, dtype=object)
-    named = np.flatnonzero(sni != b"")
-    if named.size:
-        sni_txt[named] = np.char.decode(sni[named], "utf-8", errors="replace").astype(object)
-    cols: dict[str, list[Any]] = {
-        "network.protocol": protocol_names(_SHOWN_AS[p]).tolist(),
-        "network.application": applications(p, flows.server_name).tolist(),
-        "portclass.verdict": np.array(VERDICTS, dtype=object)[v].tolist(),
-        "portclass.verdict_note": notes,
-        "portclass.evidence.signature": np.where(has, sig_names, None).tolist(),
-        "portclass.evidence.direction": dirs.tolist(),
-        "portclass.evidence.file": fpath.tolist(),
-        "portclass.evidence.packet": np.where(has, pkt, -1).astype(object).tolist(),
-        "tls.client.server_name": sni_txt.tolist(),
+    note_idx = np.full(n, -1, dtype=np.int32)
+    notes: list[str] = []
+    if flagged.size:
+        combo = (key[flagged] * 256 + p[flagged]) * 4 + v[flagged]
+        _, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+        for i in flagged[first].tolist():
+            port, number = int(flows.server_port[i]), int(flows.proto[i])
+            notes.append(note(reg, int(v[i]), int(p[i]), int(labels.transport[i]), port, number) or "")
+        note_idx[flagged] = np.asarray(inv, dtype=np.int32).reshape(-1)
+    # server names: decoded, and their application looked up, once per distinct name
+    names, sni_inv = np.unique(flows.server_name, return_inverse=True)
+    sni_inv = np.asarray(sni_inv, dtype=np.int32).reshape(-1)
+    sni_text = [b.decode("utf-8", errors="replace") for b in names.tolist()]
+    sni_idx = np.where((names == b"")[sni_inv], -1, sni_inv).astype(np.int32)
+    app = _CARRIED_CODE[np.asarray(p, dtype=np.int64)]  # a carried protocol, else the server name's application
+    free = (app < 0) & (sni_idx >= 0)
+    if free.any():
+        app_of_name = application_codes(names).astype(np.int32) + len(_CARRIED_NAMES) - 1
+        app_of_name[app_of_name < len(_CARRIED_NAMES)] = -1
+        app[free] = app_of_name[sni_inv[free]]
+    shown = _SHOWN_AS[p]
+    cols: dict[str, Any] = {
+        "network.protocol": Coded(np.where(shown == 0, -1, shown - 1).astype(np.int32), _PROTO_NAMES),
+        "network.application": Coded(app, [*_CARRIED_NAMES, *APP_NAMES[1:]]),
+        "portclass.verdict": Coded(v.astype(np.int32), list(VERDICTS)),
+        "portclass.verdict_note": Coded(note_idx, notes),
+        "portclass.evidence.signature": Coded(np.where(has, sig.astype(np.int32), -1), list(SIG_NAMES)),
+        "portclass.evidence.direction": Coded(np.where(has, side.astype(np.int32), -1), list(DIRECTIONS)),
+        "portclass.evidence.file": Coded(np.where(has & (fidx < len(files)), fidx.astype(np.int32), -1), list(files)),
+        "portclass.evidence.packet": np.where(has, pkt.astype(np.int64), -1),
+        "tls.client.server_name": Coded(sni_idx, sni_text),
     }
-    cols["portclass.evidence.packet"] = [x if x >= 0 else None for x in cols["portclass.evidence.packet"]]
-    cols.update(said_columns(flows))
+    cols.update(said_codes(flows))
     ts = labels.tshark_protocol
     if ts is not None and any(x is not None for x in ts.tolist()):
         from .tshark import agreement
@@ -434,3 +474,10 @@ def flow_evidence_columns(
         cols["portclass.tshark_protocol"] = ts.tolist()
         cols["portclass.tshark_agreement"] = agreement(labels).tolist()
     return cols
+
+
+_PROTO_NAMES = [q.name for q in PROTOCOLS]
+"""``network.protocol`` values: protocol code k >= 1 is entry k - 1."""
+_CARRIED_NAMES = [q.name for q in PROTOCOLS if q.over]
+_CARRIED_CODE = np.array([-1] + [_CARRIED_NAMES.index(q.name) if q.over else -1 for q in PROTOCOLS], dtype=np.int32)
+"""Protocol code -> index of the carried protocol's name in ``_CARRIED_NAMES`` (-1: not a carried one)."""

@@ -215,10 +215,15 @@ def flow_arrays(a: Analysis, order: np.ndarray | None = None) -> dict[str, Any]:
         else:
             cols[key] = counts(v, v < 0)
     # payload evidence: observed protocol, verdict against the registry, where it was seen, SNI
-    from ..evidence.verdict import flow_evidence_columns
+    from ..evidence.verdict import Coded, flow_evidence_columns
 
     for key, values in flow_evidence_columns(fl, lab, a.registry, list(a.stats.files)).items():
-        cols[key] = _arrow_of(values)
+        if isinstance(values, Coded):
+            cols[key] = coded(values.indices, values.values)
+        elif isinstance(values, np.ndarray):
+            cols[key] = counts(values, values < 0)
+        else:
+            cols[key] = _arrow_of(values)
     if n and not np.array_equal(order, np.arange(n)):
         taker = pa.array(np.asarray(order, dtype=np.int64))
         cols = {k: v.take(taker) for k, v in cols.items()}

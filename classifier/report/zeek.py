@@ -57,7 +57,9 @@ cannot cut a line.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,7 @@ so TLS is ``ssl`` and Elasticsearch (over HTTP) is ``http``; protocols Zeek has 
 """
 
 _ZEEK_PROTO = {6: "tcp", 17: "udp"}
+_ZEEK_PROTO_NAMES = [_ZEEK_PROTO.get(p, "unknown_transport") for p in range(256)]
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 _ESCAPED = {chr(c) for c in range(0x20)} | {"\x7f", "\\", "#"}
 _NEEDS_ESCAPE = r"[\x00-\x1f\x7f\\#]|^$|^-$|^\(empty\)$"
@@ -218,9 +221,7 @@ def render(a: Analysis) -> str:
 
 def body(a: Analysis) -> bytes:
     """One conn.log line per flow, by start time (no header), built column by column (``report.serialize``)."""
-    import pyarrow as pa
-
-    from .serialize import _join, _numbers, data_bytes, fields, per_value
+    from .serialize import Lines, int_values, per_value
 
     fl = a.flows
     n = len(fl)
@@ -230,29 +231,36 @@ def body(a: Analysis) -> bytes:
     ecs = flow_arrays(a, order)
     dur_ns = (fl.last_ts_ns - fl.first_ts_ns)[order]
     proto = fl.proto[order]
+    out = Lines(n)
 
-    def strings(arr: object) -> object:
-        return per_value(arr, escape, UNSET_FIELD, safe=_NEEDS_ESCAPE)
+    def strings(arr: object) -> Callable[[], None]:
+        return lambda: out.text(per_value(arr, escape, safe=_NEEDS_ESCAPE, spread=False), UNSET_FIELD)
 
-    def sets(arr: object) -> object:
-        return per_value(arr, _set_text, UNSET_FIELD)
+    def sets(arr: object) -> Callable[[], None]:
+        return lambda: out.text(per_value(arr, _set_text, spread=False), UNSET_FIELD)
 
-    def counts(x: np.ndarray | object) -> object:
-        arr = pa.array(np.asarray(x, dtype=np.int64)) if isinstance(x, np.ndarray) else x
-        return _numbers(arr).fill_null(UNSET_FIELD)
+    def counts(x: np.ndarray | object) -> Callable[[], None]:
+        if isinstance(x, np.ndarray):
+            return lambda: out.num(x)
+        v, valid = int_values(x)
+        return lambda: out.num(v, None if valid is True else np.asarray(valid), UNSET_FIELD)
 
-    def given(arr: object, mapping: dict[str, str]) -> object:
-        return per_value(arr, lambda v: escape(mapping.get(v, v)), UNSET_FIELD)
+    def given(arr: object, mapping: dict[str, str]) -> Callable[[], None]:
+        render = per_value(arr, lambda v: escape(mapping.get(v, v)), spread=False)
+        return lambda: out.text(render, UNSET_FIELD)
 
-    cols: dict[str, object] = {
-        "ts": _seconds_text(fl.first_ts_ns[order]),
-        "uid": text_array(uid_text(a, order)),
+    def text(arr: object) -> Callable[[], None]:
+        return lambda: out.text(arr)
+
+    cells: dict[str, Callable[[], None]] = {
+        "ts": text(_seconds_text(fl.first_ts_ns[order])),
+        "uid": text(text_array(uid_text(a, order))),
         "id.orig_h": strings(ecs["source.ip"]),
         "id.orig_p": counts(fl.client_port[order]),
         "id.resp_h": strings(ecs["destination.ip"]),
         "id.resp_p": counts(fl.server_port[order]),
-        "proto": per_value(coded(proto, [_ZEEK_PROTO.get(p, "unknown_transport") for p in range(256)]), str),
-        "duration": _seconds_text(dur_ns, unset=dur_ns <= 0),
+        "proto": text(per_value(coded(proto, _ZEEK_PROTO_NAMES), str, spread=False)),
+        "duration": text(_seconds_text(dur_ns, unset=dur_ns <= 0)),
         "conn_state": strings(ecs["portclass.conn_state"]),
         "history": strings(ecs["portclass.history"]),
         "orig_bytes": counts(ecs["portclass.orig_bytes"]),
@@ -263,7 +271,7 @@ def body(a: Analysis) -> bytes:
         "orig_pkts": counts(fl.packets_c2s[order]),
         "resp_pkts": counts(fl.packets_s2c[order]),
         "ip_proto": counts(proto),
-        "community_id": ecs["network.community_id"],  # base64: nothing to escape, never empty
+        "community_id": text(ecs["network.community_id"]),  # base64: nothing to escape, never empty
         "portclass_service": strings(ecs["portclass.service"]),
         "portclass_aliases": sets(ecs["portclass.aliases"]),
         "portclass_description": strings(ecs["portclass.description"]),
@@ -282,8 +290,13 @@ def body(a: Analysis) -> bytes:
         "portclass_file": strings(ecs["log.file.path"]),
     }
     for name in NEVER_SET:
-        cols[name] = UNSET_FIELD
-    return bytes(data_bytes(_join(fields([cols[name] for name, _ in FIELDS], SEPARATOR))))
+        cells[name] = functools.partial(out.lit, UNSET_FIELD)
+    for i, (name, _) in enumerate(FIELDS):
+        if i:
+            out.lit(SEPARATOR)
+        cells[name]()
+    out.lit("\n")
+    return bytes(out.data())
 
 
 def _set_text(v: list[str]) -> str:
