@@ -223,8 +223,9 @@ def build_machine() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Compose consecutive function ids per segment (``first`` marks each segment's first), in order.
 
-    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table.  ``ids``
-    may be a matrix: each column is composed on its own (the segments are shared).
+    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table; finished
+    segments leave the working arrays.  ``ids`` may be a matrix: each column is composed on its own
+    (the segments are shared).
 
     >>> gen, comp, funcs, state0 = machine()
     >>> f = np.array([gen[1, 2, 0], gen[0, 10, 0], gen[1, 8, 0]])  # S, SYN-ACK, ACK
@@ -233,21 +234,37 @@ def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     True
     """
     comp = machine()[1]
-    f = ids.astype(np.intp)
-    m = f.shape[0]
-    start = np.flatnonzero(first)
-    size = np.diff(np.append(start, m))
-    rank = np.arange(m) - np.repeat(start, size)
     flat, k = comp.reshape(-1), comp.shape[1]
-    for _ in range(int(size.max() - 1).bit_length() if m else 0):  # rounds until every rank is 0
-        left = np.flatnonzero((rank & 1) == 0)
-        nxt = left + 1
-        has = nxt < rank.size
-        has[has] &= rank[nxt[has]] != 0
-        li = left[has]
-        f[li] = flat[f[li] * k + f[li + 1]]
-        f, rank = f[left], rank[left] >> 1
-    return f.astype(np.uint16)
+    cols = [c.astype(np.intp) for c in (ids.T if ids.ndim == 2 else ids[None, :])]
+    start = np.flatnonzero(first)
+    size = np.diff(np.append(start, ids.shape[0]))
+    seg = np.arange(start.size)  # which output row each segment still being composed fills
+    out = [np.empty(start.size, np.uint16) for _ in cols]
+    while seg.size:
+        done = size == 1  # a finished segment leaves the working arrays
+        if done.any():
+            for o, c in zip(out, cols, strict=True):
+                o[seg[done]] = c[start[done]]
+            go = ~done
+            if go.any():
+                elems = np.repeat(go, size)
+                cols = [c[elems] for c in cols]
+            seg, size = seg[go], size[go]
+            start = np.cumsum(size) - size
+        if not seg.size:
+            break
+        # one round: element pairs (0, 1), (2, 3)... of each segment composed into their left one
+        rank = np.arange(cols[0].size) - np.repeat(start, size)
+        even = (rank & 1) == 0
+        right = np.flatnonzero(~even)
+        left = right - 1
+        for c in cols:
+            c[left] = flat[c[left] * k + c[right]]
+        keep = np.flatnonzero(even)
+        cols = [c[keep] for c in cols]
+        size = (size + 1) >> 1
+        start = np.cumsum(size) - size
+    return np.stack(out, axis=1) if ids.ndim == 2 else out[0]
 
 
 # --------------------------------------------------------------------------- per batch
