@@ -728,6 +728,17 @@ def conn_states(
 ) -> np.ndarray:
     """Zeek's conn_state of each flow of an oriented table (object array of str), without the history
     strings: only the few flows that may be RSTOS0 have theirs built, for its letter rule."""
+    return _STATE_NAMES[conn_state_codes(t, orig_size, resp_size)]
+
+
+_STATE_NAMES = np.array(CONN_STATES, dtype=object)
+_S = {name: i for i, name in enumerate(CONN_STATES)}
+
+
+def conn_state_codes(
+    t: FlowTable, orig_size: np.ndarray | None = None, resp_size: np.ndarray | None = None
+) -> np.ndarray:
+    """``conn_states`` as indices into ``CONN_STATES`` (uint8): no strings made."""
     if orig_size is None or resp_size is None:
         orig_size, resp_size = _sizes(t)
     final = machine()[3][t.fsm_c].astype(np.int64)
@@ -758,12 +769,12 @@ def conn_states(
             (os_ == SYN_SENT) & (rs == INACTIVE),
             (os_ == ESTABLISHED) & (rs == ESTABLISHED),
         ],
-        ["REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1"],
-        "OTH",
+        [_S[x] for x in ("REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1")],
+        _S["OTH"],
     )
     o_act, r_act = t.packets_c2s > 0, t.packets_s2c > 0
-    udp_state = np.select([o_act & r_act, o_act, r_act], ["SF", "S0", "SHR"], "OTH")
-    return np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, "OTH")).astype(object)
+    udp_state = np.select([o_act & r_act, o_act, r_act], [_S["SF"], _S["S0"], _S["SHR"]], _S["OTH"])
+    return np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, _S["OTH"])).astype(np.uint8)
 
 
 OUTCOMES = ("answered", "rejected", "no reply", "other")
@@ -777,11 +788,17 @@ _OUTCOME_OF |= {"S0": OUT_NO_REPLY, "RSTOS0": OUT_NO_REPLY, "SH": OUT_NO_REPLY}
 
 def outcomes(t: FlowTable, states: np.ndarray | None = None) -> np.ndarray:
     """Outcome code (``OUTCOMES`` index) per flow of an oriented table; UDP S0 is 'other' (one-way is normal)."""
-    if states is None:
-        states = conn_states(t)
     tcp = t.proto == PROTO_TCP
+    if states is None:  # from the state codes: no strings
+        code = conn_state_codes(t)
+        out = _OUTCOME_LUT[code]
+        udp_sf = (t.proto == PROTO_UDP) & (code == _S["SF"])
+        return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)
     uniq, inv = np.unique(states.astype(str), return_inverse=True)
     codes = np.array([_OUTCOME_OF.get(u, OUT_OTHER) for u in uniq.tolist()], dtype=np.uint8)
     out = codes[inv.reshape(-1)] if uniq.size else np.zeros(0, np.uint8)
     udp_sf = (t.proto == PROTO_UDP) & (states == "SF")
     return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)
+
+
+_OUTCOME_LUT = np.array([_OUTCOME_OF.get(name, OUT_OTHER) for name in CONN_STATES], dtype=np.uint8)
