@@ -18,6 +18,7 @@ is raised again in the parent; a child that dies (killed, out of memory) is a on
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import pickle
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from . import interrupt
 from .capture.columns import PacketBatch
 from .errors import EXIT_INTERNAL, PortclassError
 from .flows import PacketTags
@@ -176,7 +178,8 @@ class Feed:
         args = (w, r, self.source, self.evidence)
         self._proc = ctx.Process(target=_child, args=args, daemon=True, name="portclass-feed")
         try:
-            self._proc.start()
+            with interrupt.deferred():  # the child starts with SIGINT/SIGTERM held back, until its own handling is set
+                self._proc.start()
         finally:
             os.close(w)
         self._fd = r
@@ -246,8 +249,6 @@ class Feed:
 
     def _gone(self) -> BaseException:
         """The error for a child that died without saying why (killed); SIGINT/SIGTERM: an interruption."""
-        from . import interrupt
-
         self._proc.join(5.0)
         code = self._proc.exitcode
         if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
@@ -271,8 +272,11 @@ def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence
     A thread writes to the pipe, ``AHEAD`` messages behind at most, so that reading goes on while the
     parent is busy with a batch that costs it more than the others (a pass of the engine's flow stage).
     """
+    gc.freeze()  # the parent's objects: a collection here would copy every page of them (copy on write)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
     sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
     os.close(r)
     out: queue.Queue[tuple] = queue.Queue(AHEAD)
