@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier.cli import main
@@ -112,3 +113,46 @@ def test_jobs_changes_nothing_in_the_output(tmp_path: Path, xml_path: Path, caps
     assert capsys.readouterr().err == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
+
+
+def test_writing_error_behind_the_reading_is_one_line(tmp_path: Path, xml_path: Path, capsys, monkeypatch) -> None:
+    """The body is written in a thread of its own (``stream._Behind``): a full disk there still ends the run
+    with one line and exit 2, the output file as it was, and no writer thread left behind."""
+    import errno
+    import threading
+
+    from classifier.report import stream
+
+    def full(self, c) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stream._Body, "_add", full)
+    out = tmp_path / "flows.jsonl"
+    out.write_bytes(b"before\n")
+    argv = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["portclass: portclass: No space left on device"]
+    assert out.read_bytes() == b"before\n"
+    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+
+
+def test_reading_error_stops_the_writer(tmp_path: Path, reg) -> None:
+    """An error while reading, with chunks still queued for the writer: it propagates, the writer thread
+    ends, the output is untouched."""
+    import threading
+
+    from classifier.engine import Ended
+    from classifier.report.stream import analyze_streamed
+
+    whole = analyze([Path("captures/sample.pcap")], reg)
+
+    def failing(paths, registry, on_ended, **kw):
+        for _ in range(5):
+            on_ended(Ended(whole.flows, whole.labels, *(np.zeros(len(whole.flows), t) for t in (np.int32, np.uint8))))
+        raise OSError("capture vanished")
+
+    out = tmp_path / "flows.csv"
+    with pytest.raises(OSError, match="capture vanished"):
+        analyze_streamed(["captures/sample.pcap"], reg, "csv", out, failing)
+    assert not out.exists()
+    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]

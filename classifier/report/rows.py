@@ -17,7 +17,7 @@ from ..label import flag_list
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
-from .addr import unique_addresses
+from .addr import unique_address_array
 
 ECS_VERSION = "9.4.0"
 """The ECS version the documents follow (``ecs.version``); tests check the fields against its field list."""
@@ -72,7 +72,10 @@ def coded(indices: np.ndarray, values: list[Any], kind: Any = None) -> Any:
     import pyarrow as pa
 
     idx = np.asarray(indices).astype(np.int32, copy=False)
-    dictionary = pa.array(values, type=kind if kind is not None else pa.string())
+    if isinstance(values, pa.Array):
+        dictionary = values
+    else:
+        dictionary = pa.array(values, type=kind if kind is not None else pa.string())
     mask = idx < 0
     return pa.DictionaryArray.from_arrays(pa.array(idx, mask=mask if mask.any() else None), dictionary)
 
@@ -163,8 +166,8 @@ def flow_arrays(a: Analysis, order: np.ndarray | None = None) -> dict[str, Any]:
     n = len(fl)
     if order is None:
         order = np.argsort(fl.first_ts_ns, kind="stable")
-    cip, cinv = unique_addresses(fl.client_hi, fl.client_lo)
-    sip, sinv = unique_addresses(fl.server_hi, fl.server_lo)
+    cip, cinv = unique_address_array(fl.client_hi, fl.client_lo)
+    sip, sinv = unique_address_array(fl.server_hi, fl.server_lo)
     sinv_, names, descs, aliases = service_codes(a)
     finv, fnames = flag_codes(lab.flags)
     start = text_array(iso_text(fl.first_ts_ns))

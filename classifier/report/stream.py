@@ -153,6 +153,52 @@ class _Body:
             self.parquet.write_table(table.cast(self.parquet.schema))
 
 
+class _Behind:
+    """Serializes chunks in a thread of its own while the engine reads on: Arrow's kernels, NumPy and the
+    file writes release the GIL, so on a second core writing overlaps analysis instead of adding to it.
+
+    Chunks are written in the order given (end order) and at most ``depth`` wait, which bounds the
+    memory held.  An error while writing (a full disk) is raised in the caller's thread at its next
+    ``put`` or at ``close``; signals stay with the main thread (``classifier.interrupt``).
+    """
+
+    def __init__(self, body: _Body, depth: int = 1) -> None:
+        import queue
+        import threading
+
+        self.body = body
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self._queue: queue.Queue[Analysis | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (c := self._queue.get()) is not None:
+            if self.error is None and not self.abandoned:
+                try:
+                    self.body.add(c)
+                except BaseException as exc:  # handed to the caller's thread
+                    self.error = exc
+
+    def put(self, c: Analysis) -> None:
+        """Queue one chunk (waits while ``depth`` chunks wait already)."""
+        self._raise()
+        self._queue.put(c)
+
+    def close(self, abandon: bool = False) -> None:
+        """Wait until every queued chunk is written (``abandon``: dropped), then raise any writing error."""
+        self.abandoned = self.abandoned or abandon
+        self._queue.put(None)
+        self._thread.join()
+        if not abandon:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def analyze_streamed(
     paths: list[str], registry: Any, fmt: str, out: str | Path | None, analyze: Any = None, **kw: Any
 ) -> Analysis:
@@ -174,11 +220,13 @@ def analyze_streamed(
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
         body = _Body(fmt, sink)
+        behind = _Behind(body)
+        stack.callback(behind.close, abandon=True)  # on an error: the writer stops (a no-op after close)
         holder: dict[str, Analysis] = {}
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            body.add(_chunk(e, holder["a"]))
+            behind.put(_chunk(e, holder["a"]))
 
         holder["a"] = Analysis(
             flows=Ended.empty().flows,
@@ -193,6 +241,7 @@ def analyze_streamed(
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
+        behind.close()  # every chunk written (or the error that stopped the writing)
         a.running = running.totals(a)  # type: ignore[attr-defined]
         head, tail = _head(a, fmt), _tail(fmt)
         if fmt == "parquet":
