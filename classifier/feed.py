@@ -180,6 +180,10 @@ class Feed:
         try:
             with interrupt.deferred():  # the child starts with SIGINT/SIGTERM held back, until its own handling is set
                 self._proc.start()
+        except BaseException:
+            os.close(r)
+            self._proc = None
+            raise
         finally:
             os.close(w)
         self._fd = r
