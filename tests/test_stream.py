@@ -156,3 +156,21 @@ def test_reading_error_stops_the_writer(tmp_path: Path, reg) -> None:
         analyze_streamed(["captures/sample.pcap"], reg, "csv", out, failing)
     assert not out.exists()
     assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_one_core_writes_without_the_thread_the_same(fmt: str, tmp_path: Path, xml_path: Path, monkeypatch) -> None:
+    """On one CPU the body is written in the reading thread (no writer thread): the same output."""
+    from classifier.report import stream
+
+    base = ["--registry", str(xml_path), str(CAPTURES[1]), "-f", fmt, "--no-progress", "-o"]
+    assert main([*base, str(tmp_path / "two")]) == 0
+    monkeypatch.setattr(stream, "_cores", lambda: 1)
+    monkeypatch.setattr(stream, "_Behind", lambda *a: pytest.fail("a writer thread on one core"))
+    assert main([*base, str(tmp_path / "one")]) == 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "one").equals(pq.read_table(tmp_path / "two"))
+    else:
+        assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
