@@ -127,6 +127,7 @@ def test_writing_error_behind_the_reading_is_one_line(tmp_path: Path, xml_path: 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(stream._Body, "_add", full)
+    monkeypatch.setattr(stream, "_threaded", lambda: True)
     out = tmp_path / "flows.jsonl"
     out.write_bytes(b"before\n")
     argv = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
@@ -136,13 +137,16 @@ def test_writing_error_behind_the_reading_is_one_line(tmp_path: Path, xml_path: 
     assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
 
 
-def test_reading_error_stops_the_writer(tmp_path: Path, reg) -> None:
+def test_reading_error_stops_the_writer(tmp_path: Path, reg, monkeypatch) -> None:
     """An error while reading, with chunks still queued for the writer: it propagates, the writer thread
     ends, the output is untouched."""
     import threading
 
     from classifier.engine import Ended
+    from classifier.report import stream
     from classifier.report.stream import analyze_streamed
+
+    monkeypatch.setattr(stream, "_threaded", lambda: True)
 
     whole = analyze([Path("captures/sample.pcap")], reg)
 
@@ -160,10 +164,14 @@ def test_reading_error_stops_the_writer(tmp_path: Path, reg) -> None:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_one_core_writes_without_the_thread_the_same(fmt: str, tmp_path: Path, xml_path: Path, monkeypatch) -> None:
-    """On one CPU the body is written in the reading thread (no writer thread): the same output."""
+    """With the writer thread asked for (``PORTCLASS_WRITER_THREAD=1``) the output is the same as without;
+    on one CPU the body is written in the reading thread even so."""
     from classifier.report import stream
 
     base = ["--registry", str(xml_path), str(CAPTURES[1]), "-f", fmt, "--no-progress", "-o"]
+    monkeypatch.setenv(stream.WRITER_THREAD, "1")
+    monkeypatch.setattr(stream, "_cores", lambda: 2)
+    assert stream._threaded()
     assert main([*base, str(tmp_path / "two")]) == 0
     monkeypatch.setattr(stream, "_cores", lambda: 1)
     monkeypatch.setattr(stream, "_Behind", lambda *a: pytest.fail("a writer thread on one core"))
