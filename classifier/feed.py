@@ -276,6 +276,8 @@ def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence
     A thread writes to the pipe, ``AHEAD`` messages behind at most, so that reading goes on while the
     parent is busy with a batch that costs it more than the others (a pass of the engine's flow stage).
     """
+    with contextlib.suppress(OSError):
+        os.setsid()  # a session of its own: Linux's autogroup scheduler then gives it a share of its own
     gc.freeze()  # the parent's objects: a collection here would copy every page of them (copy on write)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
