@@ -56,7 +56,9 @@ class Services:
         dask = str(Path(sys.executable).parent / "dask")
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}  # see archive.cluster.TRIM
+        env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"  # as --dask local's workers
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True, "env": env}
         self.procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                         "--dashboard-address", f"127.0.0.1:{_free_port()}"], **quiet)]  # fmt: skip
         for _ in range(workers):
@@ -97,15 +99,15 @@ def label(files: Path, out: Path, dask: str | None) -> tuple[float, object]:
     return time.perf_counter() - t0, oc
 
 
-def model(n_files: int, t_file: float, overhead: float, driver_per_file: float, start: float, gib: float,
-          storage_gbs: float) -> list[tuple[int, float, str]]:  # fmt: skip
+def model(n_files: int, t_file: float, t_longest: float, overhead: float, driver_per_file: float, start: float,
+          gib: float, storage_gbs: float) -> list[tuple[int, float, str]]:  # fmt: skip
     """Wall time by workers: start + the slowest of (waves of files on the workers, the driver's work on
     each file's results, the scheduler's tasks: both handle one file after the other), floored by storage."""
     out = []
     for w in (1, 2, 10, 100, 1000):
         waves = -(-n_files // w)
-        bounds = {"workers": waves * t_file, "driver": n_files * driver_per_file, "scheduler": n_files * overhead,
-                  "storage": gib * 1.073741824 / storage_gbs}  # fmt: skip
+        bounds = {"workers": max(waves * t_file, t_longest), "driver": n_files * driver_per_file,
+                  "scheduler": n_files * overhead, "storage": gib * 1.073741824 / storage_gbs}  # fmt: skip
         bound = max(bounds, key=bounds.__getitem__)
         out.append((w, start + bounds[bound] if bound != "storage" else max(bounds[bound], start), bound))
     return out
@@ -189,15 +191,17 @@ def main() -> None:
               f"worst flows): min {min(summ):,}, median {statistics.median(summ):,.0f}, max {max(summ):,}")  # fmt: skip
         print(f"fixed cost of a run (connect, registry broadcast, plan, metadata): {start:.1f} s")
         print()
+        per_file = (t_one - one.driver_seconds) / len(cut)  # type: ignore[attr-defined]  # label and edge tasks
+        longest = max(one.task_seconds) * per_file / t_file  # type: ignore[attr-defined]  # ... of the busiest file
+        print(f"one file's tasks (label and edge) in one process: {per_file:.3f} s mean, {longest:.3f} s the longest")
+        print()
         print(f"model (these {len(cut)} files; and a month of them, {len(cut) * 30}, from shared storage at "
               f"{args.storage_gbs} GB/s):")  # fmt: skip
         print(f"| workers | {len(cut)} files s | bound | {len(cut) * 30:,} files s | bound |")
         print("| ---: | ---: | --- | ---: | --- |")
-        per_file = (t_one - one.driver_seconds) / len(cut)  # type: ignore[attr-defined]  # label and edge tasks
-        print(f"one file's tasks (label and edge) in one process: {per_file:.3f} s")
         # three tasks a file (label, its keys, its edge); the driver handles each file's results in turn
-        day = model(len(cut), per_file, 3 * over, drv, start, gib, args.storage_gbs)
-        month = model(len(cut) * 30, per_file, 3 * over, drv, start, gib * 30, args.storage_gbs)
+        day = model(len(cut), per_file, longest, 3 * over, drv, start, gib, args.storage_gbs)
+        month = model(len(cut) * 30, per_file, longest, 3 * over, drv, start, gib * 30, args.storage_gbs)
         for (w, a, ba), (_, b, bb) in zip(day, month, strict=True):
             print(f"| {w} | {a:.1f} | {ba} | {b:.1f} | {bb} |")
     finally:

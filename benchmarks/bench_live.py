@@ -258,6 +258,8 @@ def main() -> int:
     in_flows = int(m.group(1).replace(",", "")) if m else -1
     m = re.search(r"Without ports \(not in flows\): (.*)", summary)
     no_ports = sum(int(x.replace(",", "")) for x in re.findall(r" ([\d,]+)(?:,|$)", m.group(1))) if m else 0
+    m = re.search(r"Not decoded: (.*)", summary)  # e.g. fragments whose first part was dropped
+    no_ports += sum(int(x.replace(",", "")) for x in re.findall(r" ([\d,]+)(?:,|$)", m.group(1))) if m else 0
     files, flows, packets, problems = check_files(logs)
     after = [s for s in samples if s[0] >= warmup]
     lo = min((s[1] for s in after), default=0)
@@ -290,7 +292,8 @@ def main() -> int:
         print("memory      no sample after the warm-up (run longer)")
     adds_up = packets == in_flows == captured - no_ports and not problems
     print(f"files       {files} rotated files, {flows:,} flows carrying {packets:,} packets; the summary says "
-          f"{in_flows:,} packets in flows, and {no_ports:,} without ports (not in flows), of {captured:,} captured: "
+          f"{in_flows:,} packets in flows, and {no_ports:,} without ports or not decoded (not in flows), of "
+          f"{captured:,} captured: "
           f"{'adds up' if adds_up else 'DOES NOT add up'}")  # fmt: skip
     for p in problems[:20]:
         print(f"  problem: {p}")

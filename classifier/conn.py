@@ -223,8 +223,9 @@ def build_machine() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Compose consecutive function ids per segment (``first`` marks each segment's first), in order.
 
-    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table.  ``ids``
-    may be a matrix: each column is composed on its own (the segments are shared).
+    Pairwise rounds (log2 of the longest segment), each a lookup in the composition table; finished
+    segments leave the working arrays.  ``ids`` may be a matrix: each column is composed on its own
+    (the segments are shared).
 
     >>> gen, comp, funcs, state0 = machine()
     >>> f = np.array([gen[1, 2, 0], gen[0, 10, 0], gen[1, 8, 0]])  # S, SYN-ACK, ACK
@@ -233,21 +234,37 @@ def compose_segments(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     True
     """
     comp = machine()[1]
-    f = ids.astype(np.intp)
-    m = f.shape[0]
-    start = np.flatnonzero(first)
-    size = np.diff(np.append(start, m))
-    rank = np.arange(m) - np.repeat(start, size)
     flat, k = comp.reshape(-1), comp.shape[1]
-    for _ in range(int(size.max() - 1).bit_length() if m else 0):  # rounds until every rank is 0
-        left = np.flatnonzero((rank & 1) == 0)
-        nxt = left + 1
-        has = nxt < rank.size
-        has[has] &= rank[nxt[has]] != 0
-        li = left[has]
-        f[li] = flat[f[li] * k + f[li + 1]]
-        f, rank = f[left], rank[left] >> 1
-    return f.astype(np.uint16)
+    cols = [c.astype(np.intp) for c in (ids.T if ids.ndim == 2 else ids[None, :])]
+    start = np.flatnonzero(first)
+    size = np.diff(np.append(start, ids.shape[0]))
+    seg = np.arange(start.size)  # which output row each segment still being composed fills
+    out = [np.empty(start.size, np.uint16) for _ in cols]
+    while seg.size:
+        done = size == 1  # a finished segment leaves the working arrays
+        if done.any():
+            for o, c in zip(out, cols, strict=True):
+                o[seg[done]] = c[start[done]]
+            go = ~done
+            if go.any():
+                elems = np.repeat(go, size)
+                cols = [c[elems] for c in cols]
+            seg, size = seg[go], size[go]
+            start = np.cumsum(size) - size
+        if not seg.size:
+            break
+        # one round: element pairs (0, 1), (2, 3)... of each segment composed into their left one
+        rank = np.arange(cols[0].size) - np.repeat(start, size)
+        even = (rank & 1) == 0
+        right = np.flatnonzero(~even)
+        left = right - 1
+        for c in cols:
+            c[left] = flat[c[left] * k + c[right]]
+        keep = np.flatnonzero(even)
+        cols = [c[keep] for c in cols]
+        size = (size + 1) >> 1
+        start = np.cumsum(size) - size
+    return np.stack(out, axis=1) if ids.ndim == 2 else out[0]
 
 
 # --------------------------------------------------------------------------- per batch
@@ -711,6 +728,17 @@ def conn_states(
 ) -> np.ndarray:
     """Zeek's conn_state of each flow of an oriented table (object array of str), without the history
     strings: only the few flows that may be RSTOS0 have theirs built, for its letter rule."""
+    return _STATE_NAMES[conn_state_codes(t, orig_size, resp_size)]
+
+
+_STATE_NAMES = np.array(CONN_STATES, dtype=object)
+_S = {name: i for i, name in enumerate(CONN_STATES)}
+
+
+def conn_state_codes(
+    t: FlowTable, orig_size: np.ndarray | None = None, resp_size: np.ndarray | None = None
+) -> np.ndarray:
+    """``conn_states`` as indices into ``CONN_STATES`` (uint8): no strings made."""
     if orig_size is None or resp_size is None:
         orig_size, resp_size = _sizes(t)
     final = machine()[3][t.fsm_c].astype(np.int64)
@@ -741,12 +769,12 @@ def conn_states(
             (os_ == SYN_SENT) & (rs == INACTIVE),
             (os_ == ESTABLISHED) & (rs == ESTABLISHED),
         ],
-        ["REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1"],
-        "OTH",
+        [_S[x] for x in ("REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1")],
+        _S["OTH"],
     )
     o_act, r_act = t.packets_c2s > 0, t.packets_s2c > 0
-    udp_state = np.select([o_act & r_act, o_act, r_act], ["SF", "S0", "SHR"], "OTH")
-    return np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, "OTH")).astype(object)
+    udp_state = np.select([o_act & r_act, o_act, r_act], [_S["SF"], _S["S0"], _S["SHR"]], _S["OTH"])
+    return np.where(tcp, tcp_state, np.where(t.proto == PROTO_UDP, udp_state, _S["OTH"])).astype(np.uint8)
 
 
 OUTCOMES = ("answered", "rejected", "no reply", "other")
@@ -760,11 +788,17 @@ _OUTCOME_OF |= {"S0": OUT_NO_REPLY, "RSTOS0": OUT_NO_REPLY, "SH": OUT_NO_REPLY}
 
 def outcomes(t: FlowTable, states: np.ndarray | None = None) -> np.ndarray:
     """Outcome code (``OUTCOMES`` index) per flow of an oriented table; UDP S0 is 'other' (one-way is normal)."""
-    if states is None:
-        states = conn_states(t)
     tcp = t.proto == PROTO_TCP
+    if states is None:  # from the state codes: no strings
+        code = conn_state_codes(t)
+        out = _OUTCOME_LUT[code]
+        udp_sf = (t.proto == PROTO_UDP) & (code == _S["SF"])
+        return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)
     uniq, inv = np.unique(states.astype(str), return_inverse=True)
     codes = np.array([_OUTCOME_OF.get(u, OUT_OTHER) for u in uniq.tolist()], dtype=np.uint8)
     out = codes[inv.reshape(-1)] if uniq.size else np.zeros(0, np.uint8)
     udp_sf = (t.proto == PROTO_UDP) & (states == "SF")
     return np.where(tcp, out, np.where(udp_sf, OUT_ANSWERED, OUT_OTHER)).astype(np.uint8)
+
+
+_OUTCOME_LUT = np.array([_OUTCOME_OF.get(name, OUT_OTHER) for name in CONN_STATES], dtype=np.uint8)

@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,51 @@ def test_stream_finds_statistics_blocks_between_packets():
     s.feed(_isb(len(frames) + 1, 4))  # a statistics block alone
     s.take()
     assert s.state.isb[0][stream.ISB_IFDROP] == 4
+
+
+def _pipe_backend(**kw) -> tuple[backends.DumpcapBackend, int]:
+    """A dumpcap backend reading a pipe this test writes pcapng into (dumpcap's side played by the test)."""
+    b = backends.DumpcapBackend(["lo"], **kw)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    b.fd = r
+    return b, w
+
+
+def test_dumpcap_batches_by_size_before_their_time():
+    """A batch goes to the flow stage once ``batch_bytes`` are buffered, long before ``batch_interval``."""
+    data = (CAPTURES / "sample.pcapng").read_bytes()
+    b, w = _pipe_backend(batch_interval=3600.0, batch_bytes=4096)
+    try:
+        os.write(w, data)
+        os.close(w)
+        got = []
+        for _ in range(50):
+            got += b.poll(0.05)
+            if b.eof and not b.stream.pending:
+                break
+        assert len(got) >= 3  # 17 kB in batches of about 4 kB, no waiting for the hour
+        assert b.packets == 114
+        assert sum(int(x.batch.stats.packets) for x in got) == 114
+    finally:
+        os.close(b.fd)
+
+
+def test_dumpcap_batches_by_time_when_few_packets_come():
+    """Under ``batch_bytes``, what is buffered waits for ``batch_interval`` (one batch, not one per read)."""
+    data = (CAPTURES / "sample.pcapng").read_bytes()
+    b, w = _pipe_backend(batch_interval=0.3, batch_bytes=1 << 30)
+    try:
+        b._last_take = time.monotonic()
+        os.write(w, data[:8000])
+        assert b.poll(0.05) == []  # not due yet, far under the size
+        os.write(w, data[8000:])
+        time.sleep(0.3)
+        got = b.poll(0.05)
+        assert len(got) == 1 and b.packets == 114
+    finally:
+        os.close(w)
+        os.close(b.fd)
 
 
 def test_parse_isb_options():

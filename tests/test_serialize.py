@@ -102,3 +102,22 @@ def test_zeek_strings_escape_as_zeek_value_by_value() -> None:
         got = per_value(arr, escape, UNSET_FIELD, safe=_NEEDS_ESCAPE).to_pylist()
         assert got == [UNSET_FIELD if v is None else escape(v) for v in NASTY]
     assert escape("-x") == "-x" and escape("#") == "\\x23"
+
+
+def test_address_texts_built_by_arrow_are_ipaddress_texts() -> None:
+    """The writers' address dictionary (IPv4 by Arrow's kernels, IPv6 by ipaddress) against ipaddress."""
+    import ipaddress
+
+    import numpy as np
+
+    from classifier.flows import addr_to_words
+    from classifier.report.addr import unique_address_array
+
+    rng = np.random.default_rng(3)
+    v4 = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 2**32, 200)] + ["0.0.0.0", "255.255.255.255"]
+    v6 = [str(ipaddress.IPv6Address(int(x) << 64 | 1)) for x in rng.integers(0, 2**62, 20)] + ["::", "::1"]
+    addrs = v4 + v6 + v4[:10]
+    words = [addr_to_words(a) for a in addrs]
+    hi, lo = (np.array([w[i] for w in words], np.uint64) for i in (0, 1))
+    text, inv = unique_address_array(hi, lo)
+    assert [text.to_pylist()[i] for i in inv] == [ipaddress.ip_address(a).compressed for a in addrs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier.cli import main
@@ -112,3 +113,72 @@ def test_jobs_changes_nothing_in_the_output(tmp_path: Path, xml_path: Path, caps
     assert capsys.readouterr().err == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
+
+
+def test_writing_error_behind_the_reading_is_one_line(tmp_path: Path, xml_path: Path, capsys, monkeypatch) -> None:
+    """The body is written in a thread of its own (``stream._Behind``): a full disk there still ends the run
+    with one line and exit 2, the output file as it was, and no writer thread left behind."""
+    import errno
+    import threading
+
+    from classifier.report import stream
+
+    def full(self, c) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stream._Body, "_add", full)
+    monkeypatch.setattr(stream, "_threaded", lambda: True)
+    out = tmp_path / "flows.jsonl"
+    out.write_bytes(b"before\n")
+    argv = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["portclass: portclass: No space left on device"]
+    assert out.read_bytes() == b"before\n"
+    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+
+
+def test_reading_error_stops_the_writer(tmp_path: Path, reg, monkeypatch) -> None:
+    """An error while reading, with chunks still queued for the writer: it propagates, the writer thread
+    ends, the output is untouched."""
+    import threading
+
+    from classifier.engine import Ended
+    from classifier.report import stream
+    from classifier.report.stream import analyze_streamed
+
+    monkeypatch.setattr(stream, "_threaded", lambda: True)
+
+    whole = analyze([Path("captures/sample.pcap")], reg)
+
+    def failing(paths, registry, on_ended, **kw):
+        for _ in range(5):
+            on_ended(Ended(whole.flows, whole.labels, *(np.zeros(len(whole.flows), t) for t in (np.int32, np.uint8))))
+        raise OSError("capture vanished")
+
+    out = tmp_path / "flows.csv"
+    with pytest.raises(OSError, match="capture vanished"):
+        analyze_streamed(["captures/sample.pcap"], reg, "csv", out, failing)
+    assert not out.exists()
+    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_one_core_writes_without_the_thread_the_same(fmt: str, tmp_path: Path, xml_path: Path, monkeypatch) -> None:
+    """With the writer thread asked for (``PORTCLASS_WRITER_THREAD=1``) the output is the same as without;
+    on one CPU the body is written in the reading thread even so."""
+    from classifier.report import stream
+
+    base = ["--registry", str(xml_path), str(CAPTURES[1]), "-f", fmt, "--no-progress", "-o"]
+    monkeypatch.setenv(stream.WRITER_THREAD, "1")
+    monkeypatch.setattr(stream, "_cores", lambda: 2)
+    assert stream._threaded()
+    assert main([*base, str(tmp_path / "two")]) == 0
+    monkeypatch.setattr(stream, "_cores", lambda: 1)
+    monkeypatch.setattr(stream, "_Behind", lambda *a: pytest.fail("a writer thread on one core"))
+    assert main([*base, str(tmp_path / "one")]) == 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "one").equals(pq.read_table(tmp_path / "two"))
+    else:
+        assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()

@@ -26,13 +26,16 @@ from typing import Any
 import numpy as np
 
 from ..capture.columns import CaptureStats
-from ..engine import Edge, Engine, Timeouts
+from ..engine import Edge, Ended, Engine, Timeouts
 from ..registry.compile import CompiledRegistry
 from . import state
 from .aggregate import LIMIT, Aggregate
 from .inputs import Input, discover, timeline_id, timelines
 from .parts import PartWriter, dataset_schema
 from .task import Finished, Keys, TaskResult, TaskSpec, finish, keys_of, run_task
+
+JOIN_FILES = 16
+"""Files of a timeline whose joined flows go into one part (fewer, larger parts for the driver to write)."""
 
 FILE_COLUMNS = ("file_index", "payload_file_c2s", "payload_file_s2c", "evidence_file_c2s", "evidence_file_s2c")
 """Flow columns that index a run's file list (a task's file is index 0)."""
@@ -176,12 +179,14 @@ class TimelineJoin:
         self.end = Aggregate.new(limit)
         self.next = 0
         self.edges: dict[str, Edge] = {}
+        self.held: list[Ended] = []  # joined flows not written yet
         self.seconds = 0.0
 
-    def _write(self, name: str, ended: Any, into: Aggregate) -> list[str]:
+    def _write(self, name: str, ended: Any, into: Aggregate | None) -> list[str]:
         w = PartWriter(self.root, name, self.schema, self.registry)
         try:
-            into.add(ended)
+            if into is not None:
+                into.add(ended)
             w.add(ended)
             return w.close()
         except BaseException:
@@ -189,21 +194,35 @@ class TimelineJoin:
             raise
 
     def add(self, ident: str, edge: Edge) -> None:
-        """The edge of one new file; joins every file whose edges before it have all come."""
+        """The edge of one new file; joins every file whose edges before it have all come.  The joined
+        flows of ``JOIN_FILES`` files of the timeline (counted from its first) go into one part, named
+        after the last of them (a run again over the same files writes the same parts)."""
         t0 = time.perf_counter()
         self.edges[ident] = edge
         while self.next < len(self.files) and self.files[self.next].ident in self.edges:
             f = self.files[self.next]
             ended = self.eng.join(_remap(self.edges.pop(f.ident), self.base + self.next))
-            self.parts += self._write(f"{f.ident}.join", ended, self.joined)
+            self.joined.add(ended)
+            self.held.append(ended)
             self.next += 1
+            if (self.base + self.next) % JOIN_FILES == 0:
+                self._flush(f.ident)
         self.seconds += time.perf_counter() - t0
+
+    def _flush(self, ident: str) -> None:
+        """Write the joined flows held (part ``<ident>.join``)."""
+        if self.held:
+            ended = Ended.concat(self.held)
+            ended.stats = self.held[-1].stats
+            self.held = []
+            self.parts += self._write(f"{ident}.join", ended, None)
 
     def close(self) -> tuple[Aggregate, Aggregate]:
         """Write the flows open after the last file and the timeline's manifest entry; (joined, end)."""
         t0 = time.perf_counter()
         assert self.next == len(self.files), "a file's edge is missing"
         root, tid, stored = self.root, self.job.tid, self.stored
+        self._flush(self.files[-1].ident)
         carry, clock = self.eng._absorb().copy(), self.eng.clock_ns
         end_parts = self._write(f"{self.job.files[-1].ident}.end", self.eng.flush(), self.end)
         if stored is not None:  # the flows the last run wrote as ended by the end of input went on now

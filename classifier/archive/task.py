@@ -86,8 +86,8 @@ class Finished:
     parts: list[str]  # the parts ``finish`` wrote
     aggregate: Aggregate  # the whole file's aggregates (its labelling task's and its edge part's)
     summary: str  # the file's stored summary aggregates
-    nbytes: int = 0  # pickled size of ``edge``
-    summary_bytes: int = 0  # ... and of the file's summary aggregates
+    nbytes: int = 0  # its pickled size (what crossed the network)
+    summary_bytes: int = 0  # of which the file's summary aggregates'
     cpu: float = 0.0  # CPU seconds of its process while it ran
 
 
@@ -150,9 +150,9 @@ def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys:
     whole = Aggregate(summary=Aggregates(limit=spec.limit)).merge(res.aggregate).merge(agg)
     fin = Finished(spec.ident, Edge(given, done, e.clock_ns), parts, whole,
                    state.save_summary(Path(spec.root), spec.ident, whole.summary))  # fmt: skip
-    fin.nbytes = len(pickle.dumps(fin.edge))
     fin.summary_bytes = len(pickle.dumps(whole.summary))
     fin.cpu = time.process_time() - c0
+    fin.nbytes = len(pickle.dumps(fin))
     return fin
 
 

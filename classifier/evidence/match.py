@@ -327,33 +327,35 @@ class Dispatch:
 
     Built once from compiled rows (at import for the table): per position read, a 256-entry table of
     bit sets of the rows each byte value allows (the first position keyed also by transport: TCP,
-    UDP, other), and one on the payload length.  ``rows_of`` ANDs their gathers for a batch: a
-    handful of passes however many rows there are (only the bit-set width grows, 64 rows a word).
+    UDP, other), and one on the payload length.  ``run`` ANDs their gathers for a batch: a handful
+    of passes however many rows there are (only the bit-set width grows, 64 rows a word).
     """
 
     def __init__(self, compiled: tuple[_Compiled, ...], positions: int | list[int] = DISPATCH_POSITIONS) -> None:
         self.compiled = compiled
         n = len(compiled)
-        allowed = np.stack([c.allowed for c in compiled], axis=2) if n else np.ones((PREFIX_BYTES, 256, 0), bool)
+        allowed = np.stack([c.allowed for c in compiled]) if n else np.ones((0, PREFIX_BYTES, 256), bool)
         if isinstance(positions, int):
             positions = _telling(allowed, positions)
         self.positions = sorted({0, *(int(o) for o in positions)})
         classes = np.zeros((3, n), dtype=bool)  # TCP, UDP, other transports
         for i, c in enumerate(compiled):
             classes[:, i] = [c.proto in (0, PROTO_TCP), c.proto in (0, PROTO_UDP), c.proto == 0]
-        self.first = _bits((classes[:, None, :] & allowed[0][None, :, :]).reshape(3 * 256, n))
-        self.luts = [_bits(allowed[o]) for o in self.positions[1:]]
+        self.first = _bits((classes[:, None, :] & allowed[:, 0, :].T[None, :, :]).reshape(3 * 256, n))
+        self.luts = [_bits(allowed[:, o, :].T) for o in self.positions[1:]]
         bounds = [c.min_len for c in compiled] + [c.sig.max_len for c in compiled]
         bounds += [int(c.lengths.max()) for c in compiled if c.lengths.size]
         self.cap = max([64, *bounds]) + 1  # lengths from here on: every bound is below them
-        plen = np.arange(self.cap + 1)[:, None]
+        plen = np.arange(self.cap + 1)
         ok = np.ones((self.cap + 1, n), dtype=bool)
         for i, c in enumerate(compiled):
-            ok[:, i] = plen[:, 0] >= c.min_len
+            ok[:, i] = plen >= c.min_len
             if c.sig.max_len:
-                ok[:, i] &= plen[:, 0] <= c.sig.max_len
+                ok[:, i] &= plen <= c.sig.max_len
             if c.lengths.size:
-                ok[:, i] &= np.isin(plen[:, 0], c.lengths)
+                exact = np.zeros(self.cap + 1, dtype=bool)
+                exact[c.lengths] = True
+                ok[:, i] &= exact
         self.length = _bits(ok)
         settled = np.zeros(PREFIX_BYTES, dtype=bool)
         settled[self.positions] = True
@@ -386,7 +388,7 @@ class Dispatch:
             _run(b, self.compiled[i], rows[bounds[i] : bounds[i + 1]], self.rest[i], found)
 
 
-_BYTE_WEIGHT = np.ones(256)
+_BYTE_WEIGHT = np.ones(256, dtype=np.float32)
 _BYTE_WEIGHT[[0x00, 0xFF, 0x20]] = 8.0, 4.0, 2.0  # padding, all-ones and spaces: common in payloads
 _BYTE_WEIGHT /= _BYTE_WEIGHT.sum()
 
@@ -394,10 +396,10 @@ _BYTE_WEIGHT /= _BYTE_WEIGHT.sum()
 def _telling(allowed: np.ndarray, k: int) -> list[int]:
     """``k`` positions (the first, then greedily) that leave the fewest expected candidates over all rows.
 
-    ``allowed`` is (positions, 256, rows); a row's share of packets passing a position is the weight of
+    ``allowed`` is (rows, positions, 256); a row's share of packets passing a position is the weight of
     the byte values it allows there (common bytes weigh more), and passing several is their product.
     """
-    share = np.einsum("pvr,v->pr", allowed.astype(float), _BYTE_WEIGHT)  # (positions, rows)
+    share = (allowed.reshape(-1, 256).astype(np.float32) @ _BYTE_WEIGHT).reshape(allowed.shape[:2]).T
     left = share[0].copy()
     chosen = [0]
     while len(chosen) < min(k, share.shape[0]):

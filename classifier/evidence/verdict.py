@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,7 +329,7 @@ class Coded:
     """A dictionary-encoded column: ``values[indices[i]]`` per row, null where the index is negative."""
 
     indices: np.ndarray
-    values: list[str]
+    values: Sequence[str]  # a tuple: a fixed table (``report.rows.coded`` builds it once)
 
     def tolist(self) -> list[str | None]:
         """One value (or None) per row."""
@@ -457,11 +458,11 @@ def flow_evidence_columns(flows: FlowTable, labels: Labels, reg: CompiledRegistr
     shown = _SHOWN_AS[p]
     cols: dict[str, Any] = {
         "network.protocol": Coded(np.where(shown == 0, -1, shown - 1).astype(np.int32), _PROTO_NAMES),
-        "network.application": Coded(app, [*_CARRIED_NAMES, *APP_NAMES[1:]]),
-        "portclass.verdict": Coded(v.astype(np.int32), list(VERDICTS)),
+        "network.application": Coded(app, (*_CARRIED_NAMES, *APP_NAMES[1:])),
+        "portclass.verdict": Coded(v.astype(np.int32), VERDICTS),
         "portclass.verdict_note": Coded(note_idx, notes),
-        "portclass.evidence.signature": Coded(np.where(has, sig.astype(np.int32), -1), list(SIG_NAMES)),
-        "portclass.evidence.direction": Coded(np.where(has, side.astype(np.int32), -1), list(DIRECTIONS)),
+        "portclass.evidence.signature": Coded(np.where(has, sig.astype(np.int32), -1), SIG_NAMES),
+        "portclass.evidence.direction": Coded(np.where(has, side.astype(np.int32), -1), DIRECTIONS),
         "portclass.evidence.file": Coded(np.where(has & (fidx < len(files)), fidx.astype(np.int32), -1), list(files)),
         "portclass.evidence.packet": np.where(has, pkt.astype(np.int64), -1),
         "tls.client.server_name": Coded(sni_idx, sni_text),
@@ -476,7 +477,7 @@ def flow_evidence_columns(flows: FlowTable, labels: Labels, reg: CompiledRegistr
     return cols
 
 
-_PROTO_NAMES = [q.name for q in PROTOCOLS]
+_PROTO_NAMES = tuple(q.name for q in PROTOCOLS)
 """``network.protocol`` values: protocol code k >= 1 is entry k - 1."""
 _CARRIED_NAMES = [q.name for q in PROTOCOLS if q.over]
 _CARRIED_CODE = np.array([-1] + [_CARRIED_NAMES.index(q.name) if q.over else -1 for q in PROTOCOLS], dtype=np.int32)

@@ -338,6 +338,9 @@ POLL_S = 0.1
 PASS_SPACING = 4.0
 """A pass of the engine waits this many times the last one's cost after it (passes take ~20% of the time at most)."""
 
+MAX_PASS_GAP_S = 10.0
+"""Passes are never further apart than this (Zeek expires its connection table every 10 s as well)."""
+
 RECENT_FLAGGED = 200
 """Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
 
@@ -400,7 +403,7 @@ class LiveSession:
         self._stopper: _Stopper | None = None
         self._draining = False
         self._next_pass = 0.0  # monotonic time before which a refresh does no pass (``_expire``)
-        self.pass_s = 0.0  # seconds spent in passes
+        self.pass_s = 0.0  # CPU seconds spent in passes
         self.started_mono = 0.0
         self.started_ns = 0
 
@@ -592,13 +595,14 @@ class LiveSession:
         has gone by since it: a pass costs in the flows alive, so a busy sensor passes less often
         (flows then reach the log a little later) instead of spending its time on passes.
         """
-        start = time.monotonic()
-        if not force and start < self._next_pass:
+        now = time.monotonic()
+        if not force and now < self._next_pass:
             return
+        cpu = time.thread_time()  # not the wall time: on a loaded machine that would space passes without end
         self._emit(self.engine.expire(time.time_ns()))
-        end = time.monotonic()
-        self.pass_s += end - start
-        self._next_pass = end + PASS_SPACING * (end - start)
+        cost = time.thread_time() - cpu
+        self.pass_s += cost
+        self._next_pass = now + min(PASS_SPACING * cost, MAX_PASS_GAP_S)
 
     def _loop(self, backend: Backend, stopper: _Stopper, on_refresh: Callable[[Snapshot], None] | None) -> None:
         opts = self.opts

@@ -62,7 +62,7 @@ def _group(keys: np.ndarray, cols: dict[str, np.ndarray], how: dict[str, str]) -
     n = keys.shape[0]
     if n == 0:
         return keys, cols
-    order = np.lexsort(keys.T[::-1])  # stable: within a key, rows keep their order (first = earliest)
+    order = _stable_order(keys)  # stable: within a key, rows keep their order (first = earliest)
     ks = keys[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (ks[1:] != ks[:-1]).any(axis=1)
@@ -78,6 +78,17 @@ def _group(keys: np.ndarray, cols: dict[str, np.ndarray], how: dict[str, str]) -
         else:  # first
             out[name] = v[starts]
     return ks[starts], out
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort(keys.T[::-1])`` (rows by their words, stable) sorting only the words that vary
+    (e.g. the high word of IPv4 addresses is 0): one argsort where one word varies."""
+    vary = [keys[:, j] for j in range(keys.shape[1]) if (keys[:, j] != keys[0, j]).any()]
+    if not vary:
+        return np.arange(keys.shape[0])
+    if len(vary) == 1:
+        return np.argsort(vary[0], kind="stable")
+    return np.lexsort(vary[::-1])
 
 
 class _Grouped:

@@ -7,6 +7,7 @@ services), so the cost grows with hosts and services more than with flows.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..label import flag_list
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
-from .addr import unique_addresses
+from .addr import unique_address_array
 
 ECS_VERSION = "9.4.0"
 """The ECS version the documents follow (``ecs.version``); tests check the fields against its field list."""
@@ -29,6 +30,8 @@ _TRANSPORT_NAME = np.array([str(p) for p in range(256)], dtype=object)
 """IP protocol number -> ``network.transport`` (the registry's name where it has ports, else the number)."""
 for _p, _t in TRANSPORT_OF_PROTO.items():
     _TRANSPORT_NAME[_p] = TRANSPORTS[_t]
+_TRANSPORT_NAMES = tuple(_TRANSPORT_NAME.tolist())
+_IANA_NUMBERS = tuple(str(p) for p in range(256))
 
 
 def iso_times(ts_ns: np.ndarray) -> np.ndarray:
@@ -72,9 +75,21 @@ def coded(indices: np.ndarray, values: list[Any], kind: Any = None) -> Any:
     import pyarrow as pa
 
     idx = np.asarray(indices).astype(np.int32, copy=False)
-    dictionary = pa.array(values, type=kind if kind is not None else pa.string())
+    if isinstance(values, pa.Array):
+        dictionary = values
+    elif isinstance(values, tuple) and kind is None:  # a fixed table (protocol names ...): built once
+        dictionary = _fixed_dictionary(values)
+    else:
+        dictionary = pa.array(values, type=kind if kind is not None else pa.string())
     mask = idx < 0
     return pa.DictionaryArray.from_arrays(pa.array(idx, mask=mask if mask.any() else None), dictionary)
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_dictionary(values: tuple[str | None, ...]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
 
 
 def counts(x: np.ndarray, unset: np.ndarray | None = None) -> Any:
@@ -163,8 +178,8 @@ def flow_arrays(a: Analysis, order: np.ndarray | None = None) -> dict[str, Any]:
     n = len(fl)
     if order is None:
         order = np.argsort(fl.first_ts_ns, kind="stable")
-    cip, cinv = unique_addresses(fl.client_hi, fl.client_lo)
-    sip, sinv = unique_addresses(fl.server_hi, fl.server_lo)
+    cip, cinv = unique_address_array(fl.client_hi, fl.client_lo)
+    sip, sinv = unique_address_array(fl.server_hi, fl.server_lo)
     sinv_, names, descs, aliases = service_codes(a)
     finv, fnames = flag_codes(lab.flags)
     start = text_array(iso_text(fl.first_ts_ns))
@@ -186,19 +201,19 @@ def flow_arrays(a: Analysis, order: np.ndarray | None = None) -> dict[str, Any]:
         "destination.port": counts(fl.server_port),
         "destination.packets": counts(fl.packets_s2c),
         "destination.bytes": counts(fl.bytes_s2c),
-        "network.transport": coded(fl.proto, _TRANSPORT_NAME.tolist()),
-        "network.type": coded(fl.ip_version == 6, ["ipv4", "ipv6"]),
-        "network.iana_number": coded(fl.proto, [str(p) for p in range(256)]),
+        "network.transport": coded(fl.proto, _TRANSPORT_NAMES),
+        "network.type": coded(fl.ip_version == 6, ("ipv4", "ipv6")),
+        "network.iana_number": coded(fl.proto, _IANA_NUMBERS),
         "network.packets": counts(fl.packets_c2s.astype(np.int64) + fl.packets_s2c),
         "network.bytes": counts(fl.bytes_c2s.astype(np.int64) + fl.bytes_s2c),
         "network.community_id": text_array(community_id_text(fl)),
         "portclass.service": coded(np.where(np.equal(names, None)[sinv_], -1, sinv_), names),
         "portclass.description": coded(np.where(np.equal(descs, None)[sinv_], -1, sinv_), descs),
         "portclass.aliases": coded(sinv_, aliases, strings),
-        "portclass.status": coded(lab.status, list(STATUS_NAMES)),
+        "portclass.status": coded(lab.status, tuple(STATUS_NAMES)),
         "portclass.flags": coded(finv, fnames, strings),
         "portclass.severity": counts(lab.severity),
-        "portclass.server_rule": coded(fl.server_rule, list(SERVER_RULES)),
+        "portclass.server_rule": coded(fl.server_rule, tuple(SERVER_RULES)),
         # the k-th part of a flow the active timeout cut (classifier.engine), absent for a whole flow
         "portclass.flow_part": counts(part, part <= 0) if part is not None and part.any() else pa.nulls(n, pa.int64()),
         # the capture file each flow came from (its first packet's)
