@@ -79,12 +79,9 @@ def wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @contextmanager
-def server(cmd: list[str], port: int, **kw) -> Iterator[subprocess.Popen]:
-    """Run a server until the block ends (waits for its TCP port unless ``port`` is 0)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+def running(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Stop ``proc`` when the block ends, however it ends."""
     try:
-        if port:
-            wait_tcp(port, proc)
         yield proc
     finally:
         proc.terminate()
@@ -93,6 +90,15 @@ def server(cmd: list[str], port: int, **kw) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def server(cmd: list[str], port: int, **kw) -> Iterator[subprocess.Popen]:
+    """Run a server until the block ends (waits for its TCP port unless ``port`` is 0)."""
+    with running(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)) as proc:
+        if port:
+            wait_tcp(port, proc)
+        yield proc
 
 
 def _sync(path: Path, probe: int, size: int) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_evidence_servers import expected_verdict, need, tshark_says
+from tests.test_evidence_servers import expected_verdict, need, running, tshark_says
 
 SERVER_IP, CLIENT_IP = "10.254.0.1", "10.254.0.2"  # the veth pair's ends, inside the test's namespaces only
 TUNNEL_NET, TUNNEL_SERVER = "10.254.8.0", "10.254.8.1"  # the tunnel's own subnet (server side first)
@@ -86,20 +86,6 @@ def pair() -> Iterator[Pair]:
     finally:
         for ns in made:  # removing a namespace removes the veth end inside it, so the pair
             subprocess.run([ip, "netns", "del", ns], capture_output=True, timeout=10)
-
-
-@contextmanager
-def running(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
-    """Stop ``proc`` when the block ends, however it ends."""
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_log(log: Path, text: str, procs: tuple[subprocess.Popen, ...], timeout: float = 15) -> None:
