@@ -11,7 +11,7 @@ protocols' signatures, about 20, 50, 100 and all of them), dispatched and on the
 gives every signature every packet of its transport, and the cost of one ~1,000-packet batch.
 The registry's carrier index is built once before timing (a one-off ~30 ms per process).
 
-    python benchmarks/bench_evidence.py [--runs 5] [--pcap FILE] [--max-share 0.30]
+    python benchmarks/bench_evidence.py [--runs 5] [--pcap FILE] [--max-share 0.30] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--pcap", type=Path)
     ap.add_argument("--max-share", type=float, default=0.30, help="fail when evidence takes more of the pipeline")
+    ap.add_argument("--jobs", type=int, default=None, help="1: the pipeline in one process (default: as the CLI)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from classifier.capture.reader import read_batches
@@ -119,14 +120,14 @@ def main() -> int:
     pcap = capture(args.pcap)
     reg = compile_file(REGISTRY, use_cache=False)
     carrier_index(reg)
-    analyze([pcap], reg, evidence=False)  # warm the page cache and imports
+    analyze([pcap], reg, evidence=False, jobs=args.jobs)  # warm the page cache and imports
     times: dict[bool, list[float]] = {False: [], True: []}
     cpus: dict[bool, list[float]] = {False: [], True: []}
     last = None
     for _ in range(args.runs):
         for ev in (False, True):
             t0, c0 = time.perf_counter(), cpu()
-            a = analyze([pcap], reg, evidence=ev)
+            a = analyze([pcap], reg, evidence=ev, jobs=args.jobs)
             times[ev].append(time.perf_counter() - t0)
             cpus[ev].append(cpu() - c0)
             if ev:
