@@ -3,7 +3,7 @@
 The hashed bytes are ``seed (2) . saddr (4|16) . daddr (4|16) . proto (1) . 0 (1) . sport (2)
 . dport (2)``, network byte order, with the endpoints ordered so that the smaller
 (address, port) comes first; the ID is ``"1:" + base64(sha1(...))``.  Packing and ordering
-are vectorised over a ``FlowTable``, and so is the SHA-1 (``sha1_rows``).
+are vectorised over a ``FlowTable``; only the SHA-1 itself runs once per flow (hashlib).
 
 Every flow here carries ports (TCP, UDP, SCTP, DCCP), so the ICMP type/code mapping of
 the spec is not needed.  DCCP is hashed with its ports like the other port protocols
@@ -13,6 +13,7 @@ the spec is not needed.  DCCP is hashed with its ports like the other port proto
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import numpy as np
 
@@ -116,9 +117,14 @@ def _id_matrix(
     r4, m4, r6, m6 = _pack(*cols, seed=int(seed))
     digests = np.empty((n, _DIGEST + 1), dtype=np.uint8)  # +1: a zero byte makes each row 28 base64 chars
     digests[:, _DIGEST] = 0
+    sha1 = hashlib.sha1
     for rows, mat in ((r4, m4), (r6, m6)):
-        for lo in range(0, rows.size, _BLOCK_ROWS):
-            digests[rows[lo : lo + _BLOCK_ROWS], :_DIGEST] = sha1_rows(mat[lo : lo + _BLOCK_ROWS])
+        if not rows.size:
+            continue
+        width = mat.shape[1]
+        buf = mat.tobytes()
+        raw = b"".join(sha1(buf[i : i + width]).digest() for i in range(0, len(buf), width))
+        digests[rows, :_DIGEST] = np.frombuffer(raw, dtype=np.uint8).reshape(rows.size, _DIGEST)
     # base64 of 21 bytes = 28 chars whose last one encodes only the zero byte: it becomes the "=" pad
     text = np.frombuffer(base64.b64encode(digests.tobytes()), dtype=np.uint8).reshape(n, 28).copy()
     text[:, 27] = ord("=")
@@ -126,67 +132,6 @@ def _id_matrix(
     out[:, :2] = np.frombuffer(b"1:", dtype=np.uint8)
     out[:, 2:] = text
     return out
-
-
-_BLOCK_ROWS = 8192
-"""Messages hashed at once by ``sha1_rows`` (its 80 x rows message schedule stays in the CPU's cache)."""
-_SHA1_H = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0)
-_SHA1_K = (0x5A827999, 0x6ED9EBA1, 0x8F1BBCDC, 0xCA62C1D6)
-
-
-def sha1_rows(mat: np.ndarray) -> np.ndarray:
-    """SHA-1 (FIPS 180-4) of each row of an (n, L) uint8 matrix, L <= 55 bytes (one block), as (n, 20) uint8.
-
-    The rounds run on all rows at once in NumPy, which releases the GIL inside each operation: hashing
-    does not hold up the thread that reads while the writer thread computes Community IDs
-    (``hashlib`` per row holds it throughout, for about the same CPU time).
-
-    >>> bytes(sha1_rows(np.frombuffer(b"abc", np.uint8).reshape(1, 3))[0]).hex()
-    'a9993e364706816aba3e25717850c26c9cd0d89d'
-    """
-    n, length = mat.shape
-    if length > 55:
-        raise ValueError(f"one SHA-1 block holds at most 55 bytes of message, not {length}")
-    block = np.zeros((n, 64), dtype=np.uint8)
-    block[:, :length] = mat
-    block[:, length] = 0x80
-    block[:, 56:] = np.frombuffer((length * 8).to_bytes(8, "big"), dtype=np.uint8)
-    w = np.empty((80, n), dtype=np.uint32)
-    w[:16] = block.view(">u4").astype(np.uint32).T
-    tmp = np.empty(n, dtype=np.uint32)
-    for t in range(16, 80):  # the message schedule
-        np.bitwise_xor(w[t - 3], w[t - 8], out=tmp)
-        tmp ^= w[t - 14]
-        tmp ^= w[t - 16]
-        np.left_shift(tmp, 1, out=w[t])
-        w[t] |= tmp >> 31
-    a, b, c, d, e = (np.full(n, x, dtype=np.uint32) for x in _SHA1_H)
-    f, k = np.empty(n, dtype=np.uint32), np.empty(n, dtype=np.uint32)
-    for t in range(80):
-        if t < 20:  # Ch
-            np.bitwise_and(b, c, out=f)
-            np.bitwise_and(~b, d, out=k)
-            f |= k
-        elif 40 <= t < 60:  # Maj
-            np.bitwise_and(b, c, out=f)
-            np.bitwise_and(b, d, out=k)
-            f |= k
-            np.bitwise_and(c, d, out=k)
-            f |= k
-        else:  # Parity
-            np.bitwise_xor(b, c, out=f)
-            f ^= d
-        np.left_shift(a, 5, out=k)  # rotl 5
-        k |= a >> 27
-        f += k
-        f += e
-        f += np.uint32(_SHA1_K[t // 20])
-        f += w[t]
-        e, d, c, b, a = d, c, (b << 30) | (b >> 2), a, f.copy()
-    out = np.empty((n, 5), dtype=">u4")
-    for i, (x, h0) in enumerate(zip((a, b, c, d, e), _SHA1_H, strict=True)):
-        out[:, i] = x + np.uint32(h0)
-    return out.view(np.uint8).reshape(n, 20)
 
 
 def community_id_text(table: FlowTable, seed: int = 0) -> np.ndarray:

@@ -147,18 +147,3 @@ def test_seed_must_fit_16_bits() -> None:
 def test_docstring_examples() -> None:
     res = doctest.testmod(CID)
     assert res.failed == 0 and res.attempted >= 2
-
-
-def test_sha1_rows_is_hashlib_row_by_row() -> None:
-    """The vectorized SHA-1 behind the IDs against hashlib, for every one-block message length."""
-    import hashlib
-
-    from classifier.community_id import sha1_rows
-
-    rng = np.random.default_rng(7)
-    for length in range(56):
-        mat = rng.integers(0, 256, (37, length), dtype=np.uint8)
-        want = [hashlib.sha1(bytes(row)).digest() for row in mat]
-        assert [bytes(d) for d in sha1_rows(mat)] == want
-    with pytest.raises(ValueError):
-        sha1_rows(np.zeros((1, 56), np.uint8))

@@ -170,10 +170,10 @@ def test_one_core_writes_without_the_thread_the_same(fmt: str, tmp_path: Path, x
 
     base = ["--registry", str(xml_path), str(CAPTURES[1]), "-f", fmt, "--no-progress", "-o"]
     monkeypatch.setenv(stream.WRITER_THREAD, "1")
-    monkeypatch.setattr(stream, "_cores", lambda: 2)
+    monkeypatch.setattr(stream, "cpus", lambda: 2)
     assert stream._threaded()
     assert main([*base, str(tmp_path / "two")]) == 0
-    monkeypatch.setattr(stream, "_cores", lambda: 1)
+    monkeypatch.setattr(stream, "cpus", lambda: 1)
     monkeypatch.setattr(stream, "_Behind", lambda *a: pytest.fail("a writer thread on one core"))
     assert main([*base, str(tmp_path / "one")]) == 0
     if fmt == "parquet":

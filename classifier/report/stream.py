@@ -27,6 +27,7 @@ import numpy as np
 
 from ..capture.columns import CaptureStats
 from ..engine import Ended
+from ..feed import cpus
 from ..pipeline import Analysis
 from ..registry.compile import STATUS_NAMES
 from ..registry.model import TRANSPORTS
@@ -219,15 +220,7 @@ def _threaded() -> bool:
     """Whether to write behind the reading: off by default, as measured on a busy 2-core machine (no
     wall-time gain, about 20 MiB more at the peak); ``PORTCLASS_WRITER_THREAD=1`` turns it on for a
     quiet machine's benchmark, never on one CPU (no overlap to gain, only memory to lose)."""
-    return os.environ.get(WRITER_THREAD) == "1" and _cores() > 1
-
-
-def _cores() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return os.environ.get(WRITER_THREAD) == "1" and cpus() > 1
 
 
 def _one_arena() -> None:
