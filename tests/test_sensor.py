@@ -373,13 +373,14 @@ def test_disk_full_stops_cleanly_with_whole_files(tmp_path):
     assert len(errors) == 1 and "No space left on device" in errors[0], err
     assert re.match(rf"portclass: {re.escape(str(d / 'logs'))}/conn\.\S+: cannot write", errors[0]), errors[0]
     assert "Traceback" not in err and "stopped by error" in err
-    rotated = [f for f in copy.iterdir() if NAME.match(f.name)]
-    assert sum(len(read_flows(f, "jsonl")) for f in rotated) + 1 > 0
-    for f in copy.iterdir():  # the file being written when the disk filled: whole lines, no closing line
+    written = sum(len(read_flows(f, "jsonl")) for f in copy.iterdir() if NAME.match(f.name))  # rotated: whole
+    for f in copy.iterdir():  # the file being written when the disk filled: whole lines (maybe none), no closing line
         if not NAME.match(f.name):
             assert f.name == "conn.jsonl"
             text = f.read_text()
-            assert text.endswith("\n") and all(json.loads(x) for x in text.splitlines())
+            assert text == "" or text.endswith("\n"), text[-200:]
+            written += len([json.loads(x) for x in text.splitlines()])
+    assert written > 0  # the disk filled up with flows, and they are still there to read
 
 
 @live
