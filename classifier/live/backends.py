@@ -493,6 +493,9 @@ def _frame_socket_class() -> type:
     class FrameSocket(L2ListenSocket):  # type: ignore[misc, valid-type]
         def __init__(self, iface: str, bpf: str | None, index: int, rcvbuf: int) -> None:
             super().__init__(iface=iface, filter=kernel_filter(iface, bpf), promisc=False)
+            # the socket took every packet (in a tiny buffer) until scapy attached the filter: reading the
+            # kernel's counters resets them, so drops and packets count only what passed the filter
+            self.statistics()
             self.index = index
             self.loopback = is_loopback(iface)
             for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
