@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,6 +15,7 @@ import pytest
 from tests.shared import shared
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="portclass-tests-")
+atexit.register(shutil.rmtree, _SESSION_HOME, True)  # each session left one behind in /tmp
 # Every test (and every CLI subprocess) uses throwaway user directories, never the developer's own.
 os.environ["XDG_CACHE_HOME"] = os.path.join(_SESSION_HOME, "cache")
 os.environ["XDG_DATA_HOME"] = os.path.join(_SESSION_HOME, "data")
