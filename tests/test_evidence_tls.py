@@ -187,3 +187,19 @@ def test_real_openssl_handshake_gives_sni_application_alpn_and_ja4(tmp_path) -> 
     k = (row["source.ip"], row["source.port"], row["destination.ip"], row["destination.port"])
     assert row["portclass.tls.client.ja4"] == theirs[k][0]
     assert re.fullmatch(r"t13d\d{4}h2_[0-9a-f]{12}_[0-9a-f]{12}", row["portclass.tls.client.ja4"])
+
+
+def test_ja4_of_a_hello_without_extensions() -> None:
+    """A ClientHello that ends after its compression methods (allowed: RFC 5246 7.4.1.2) has a JA4: no
+    extensions count 00 and hash to zeros (it once got none: KakaoTalk_chat.pcap has one)."""
+    import numpy as np
+
+    from classifier.evidence.ja4 import client_hello
+
+    body = b"\x03\x01" + bytes(range(32)) + b"\x00" + b"\x00\x04\x00\x2f\x00\x35" + b"\x01\x00"
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    rec = b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs
+    ja4, alpn = client_hello(np.frombuffer(rec, np.uint8), np.array([0]), np.array([len(rec)]))
+    want = spec_ja4([0x2F, 0x35], [], [], [], 0x0301, None)
+    assert want.startswith("t10i020000_") and want.endswith("_000000000000")
+    assert ja4[0].decode() == want and alpn[0] == b""
