@@ -166,23 +166,11 @@ class Feed:
         """Fork the child (stdout and stderr flushed first, so it never writes their buffers again)."""
         if self.evidence:
             import classifier.evidence.match  # noqa: F401 - loaded once here, not in every child
-        ctx = multiprocessing.get_context("fork")
-        r, w = os.pipe()
-        with contextlib.suppress(AttributeError, OSError):
-            import fcntl
-
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # fewer, larger reads
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        args = (w, r, self.source, self.evidence)
-        self._proc = ctx.Process(target=_child, args=args, daemon=True, name="portclass-feed")
+        r, w = pipe()
         try:
-            with interrupt.deferred():  # the child starts with SIGINT/SIGTERM held back, until its own handling is set
-                self._proc.start()
+            self._proc = fork_child(_child, (w, r, self.source, self.evidence), "portclass-feed")
         except BaseException:
             os.close(r)
-            self._proc = None
             raise
         finally:
             os.close(w)
@@ -253,21 +241,67 @@ class Feed:
 
     def _gone(self) -> BaseException:
         """The error for a child that died without saying why (killed); SIGINT/SIGTERM: an interruption."""
-        self._proc.join(5.0)
-        code = self._proc.exitcode
-        if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
-            # a signal to the whole process group: once this process's handler has run, an interruption
-            deadline = time.monotonic() + 0.5
-            while interrupt.received is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if interrupt.received is not None:
-                return interrupt.Interrupted(interrupt.received)
-        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
-        return PortclassError(
-            f"the reading process ended unexpectedly ({how}) after {self.batches} batches",
-            path=self.current or None,
-            exit_code=EXIT_INTERNAL,
-        )
+        return child_gone(self._proc, f"the reading process ended unexpectedly ({{how}}) after {self.batches} batches",
+                          self.current or None)  # fmt: skip
+
+
+def pipe() -> tuple[int, int]:
+    """(read end, write end) of a pipe with a large buffer where the system allows (fewer, larger reads)."""
+    r, w = os.pipe()
+    with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return r, w
+
+
+def fork_child(target: Callable[..., None], args: tuple[Any, ...], name: str) -> Any:
+    """Start ``target(*args)`` in a forked daemon process (``classifier.feed``'s reader, ``report.writer``):
+    stdout and stderr flushed first, so the child never writes their buffers again, and SIGINT/SIGTERM
+    held back until the child has set its own handling (``child_setup``)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True, name=name)
+    with interrupt.deferred():
+        proc.start()
+    return proc
+
+
+def child_setup(name: str, term: Any = signal.SIG_DFL) -> None:
+    """First steps of a forked helper: its ``name`` as the process's name (``ps``, ``/proc/PID/comm``), a
+    session of its own (Linux's autogroup scheduler then gives it a CPU share of its own), the parent's
+    objects frozen (a collection would copy every page of them), SIGINT ignored (Ctrl-C reaches the
+    parent too; it decides), SIGTERM set to ``term``."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, name.encode()[:15] + b"\0", 0, 0, 0)  # PR_SET_NAME
+    gc.freeze()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, term)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
+    sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
+
+
+def child_gone(proc: Any, message: str, path: str | None) -> BaseException:
+    """The error for a helper process that died without saying why: ``message`` with ``{how}`` filled in
+    (killed by which signal, or its exit status), exit 70; after SIGINT/SIGTERM to the whole process
+    group, once this process's handler has run, an interruption instead."""
+    proc.join(5.0)
+    code = proc.exitcode
+    if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
+        deadline = time.monotonic() + 0.5
+        while interrupt.received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if interrupt.received is not None:
+            return interrupt.Interrupted(interrupt.received)
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+    return PortclassError(message.format(how=how), path=path, exit_code=EXIT_INTERNAL)
 
 
 def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence: bool) -> None:
@@ -276,14 +310,7 @@ def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence
     A thread writes to the pipe, ``AHEAD`` messages behind at most, so that reading goes on while the
     parent is busy with a batch that costs it more than the others (a pass of the engine's flow stage).
     """
-    with contextlib.suppress(OSError):
-        os.setsid()  # a session of its own: Linux's autogroup scheduler then gives it a share of its own
-    gc.freeze()  # the parent's objects: a collection here would copy every page of them (copy on write)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
-    sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
+    child_setup("portclass-feed")
     os.close(r)
     out: queue.Queue[tuple] = queue.Queue(AHEAD)
     sender = threading.Thread(target=_sender, args=(w, out), daemon=True)

@@ -192,12 +192,21 @@ def test_child_errors_are_raised_in_the_parent() -> None:
 # ---- a killed child, signals --------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    """Child process ids of ``pid`` (its main thread's)."""
+def _children(pid: int, name: str | None = "portclass-feed") -> list[int]:
+    """Child process ids of ``pid`` (its main thread's) named ``name`` (the reading process; None: any,
+    the writing process of a streamed format too, ``report.writer``)."""
     try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return [k for k in kids if name is None or _comm(k) == name]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -262,12 +271,14 @@ def test_signal_stops_parent_and_child(made: dict[str, Path], tmp_path: Path, si
         [sys.executable, "-m", "classifier", "--registry", _xml(), "--no-progress", "--jobs", "2", str(made["day"]),
          "-f", "jsonl", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
         start_new_session=True)  # fmt: skip
-    child = _wait_child(proc)
+    _wait_child(proc)
+    kids = _children(proc.pid, None)  # the reading and the writing process (report.writer)
+    assert len(kids) == 2
     time.sleep(0.05)
     os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     text = err.decode()
-    assert _gone(child), "the reading process was left running"
+    assert all(_gone(k) for k in kids), "a child process was left running"
     assert "Traceback" not in text and len(text.splitlines()) == 1, text
     if proc.returncode == 0:  # it had finished before the signal came
         return
@@ -281,10 +292,12 @@ def test_parent_killed_leaves_no_child(made: dict[str, Path]) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "classifier", "--registry", _xml(), "--no-progress", "--jobs", "2", str(made["day"]),
          "-f", "jsonl", "-o", os.devnull], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)  # fmt: skip
-    child = _wait_child(proc)
+    _wait_child(proc)
+    kids = _children(proc.pid, None)  # the reading and the writing process (report.writer)
+    assert len(kids) == 2
     proc.kill()
     proc.communicate(timeout=60)
-    assert _gone(child, 30.0), "the reading process outlived its parent"
+    assert all(_gone(k, 30.0) for k in kids), "a child process outlived its parent"
 
 
 # ---- when two processes are used ------------------------------------------------------------------------
