@@ -107,7 +107,8 @@ def analyze(
     source = file_batches(paths, CHUNK_BYTES, errors="warn" if several else "raise")
     child = two_processes(paths, jobs)
     try:
-        with batches(source, evidence=evidence, child=child, name=str(paths[0]) if paths else "") as items:
+        name = str(paths[0]) if paths else ""
+        with batches(source, evidence=evidence, child=child, name=name, flows=eng.flow_stage()) as items:
             for batch, tags in items:
                 for ended in eng.add(batch, tags):
                     take(ended)

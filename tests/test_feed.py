@@ -114,6 +114,36 @@ def test_api_flows_agree_with_many_small_batches(reg) -> None:
     assert a == b and sum(len(c) for c in runs[0]) > 0
 
 
+@pytest.mark.parametrize("share", ("all", "none"))
+def test_flow_tables_built_by_the_child_equal_the_engine_s(made: dict[str, Path], reg, monkeypatch, share) -> None:
+    """Pools whose flow tables the child builds (``feed.SHARE``) give the flows, labels, parts, end reasons
+    and counters of one process, chunk for chunk; with "none" no table crosses."""
+    from classifier.engine import Engine, Timeouts
+    from classifier.flows import FlowTable, Pooled
+
+    monkeypatch.setattr(feed, "SHARE", share)  # the child is forked: it sees the patched value
+    runs = []
+    for child in (False, True):
+        eng = Engine(reg, Timeouts(idle_s=20, active_s=600), min_packets=20000)
+        chunks, tables = [], 0
+        source = feed.file_batches([made["day"]], 1 << 20)
+        with feed.batches(source, child=child, flows=eng.flow_stage()) as items:
+            for batch, tags in items:
+                tables += isinstance(tags, Pooled)
+                chunks.extend(eng.add(batch, tags))
+        chunks.append(eng.flush())
+        runs.append((chunks, tables, eng.counters, eng.stats))
+    (one, none, c1, s1), (two, tables, c2, s2) = runs
+    assert none == 0 and (tables > 3 if share == "all" else tables == 0)
+    assert len(one) == len(two) > 3 and c1 == c2 and c1.ended["idle"] > 100 and s1.packets == s2.packets
+    assert s1.files == s2.files and s1.bytes == s2.bytes
+    for a, b in zip(one, two, strict=True):
+        assert a.flows.equals(b.flows) and a.part.tolist() == b.part.tolist() and a.reason.tolist() == b.reason.tolist()
+        for name in ("service", "verdict", "flags"):
+            assert getattr(a.labels, name).tolist() == getattr(b.labels, name).tolist(), name
+    assert sum(len(c) for c in one) == len(FlowTable.concat([c.flows for c in one])) > 1000
+
+
 # ---- damage and bad input --------------------------------------------------------------------------
 
 
