@@ -193,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
         flt = FlowFilter.from_args(args)
     except ValueError as exc:
         raise PortclassError(str(exc)) from None
+    from ..live.heap import hold_freed_memory
+
+    hold_freed_memory()  # a sensor's resident memory stays at its high-water mark (``live.heap``)
     registry = load_registry(args.registry)
     if flt.services:
         service_port_mask(registry, flt.services)  # an unknown name fails now, not after capturing

@@ -339,8 +339,9 @@ POLL_S = 0.1
 PASS_SPACING = 4.0
 """A pass of the engine waits this many times the last one's cost after it (passes take ~20% of the time at most)."""
 
-MAX_PASS_GAP_S = 10.0
-"""Passes are never further apart than this (Zeek expires its connection table every 10 s as well)."""
+MAX_PASS_GAP_S = 5.0
+"""Passes are never further apart than this (Zeek expires its connection table every 10 s): the rows built
+between two passes wait in memory, so a longer gap would raise the sensor's high-water mark (``live.heap``)."""
 
 RECENT_FLAGGED = 200
 """Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
