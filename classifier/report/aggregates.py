@@ -405,11 +405,79 @@ def _take(e: Ended, idx: np.ndarray, take_labels: Any) -> Ended:
     return Ended(e.flows.take(idx), take_labels(e.labels, idx), e.part[idx], e.reason[idx], e.stats)
 
 
+def take_ended(e: Ended, idx: np.ndarray) -> Ended:
+    """The rows ``idx`` of a chunk of ended flows."""
+    from ..filters import take_labels
+
+    return _take(e, idx, take_labels)
+
+
 # --------------------------------------------------------------------------- the aggregates
 
 
 @dataclass
-class Aggregates:
+class Totaling:
+    """The whole-run totals (``summary.Totals``) kept as sums over ended flows, not the flows: what a report's
+    head needs (the streaming writers, the sensor, a filtered run's whole capture); ``Aggregates`` adds the
+    tables and the worst flows to these sums."""
+
+    flows: int = 0
+    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
+    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
+    packets: int = 0
+    bytes: int = 0
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+    flagged: int = 0
+
+    def add(self, e: Ended) -> None:
+        """Count one chunk of ended flows."""
+        n = len(e)
+        if not n:
+            return
+        fl, lab = e.flows, e.labels
+        self.flows += n
+        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
+        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
+        self.packets += int(fl.packets_c2s.sum(dtype=np.int64) + fl.packets_s2c.sum(dtype=np.int64))
+        self.bytes += int(fl.bytes_c2s.sum(dtype=np.int64) + fl.bytes_s2c.sum(dtype=np.int64))
+        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
+        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
+        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
+        self.flagged += int(np.count_nonzero(lab.severity))
+
+    def merge(self, other: Totaling) -> Totaling:
+        """Fold in the sums of flows that ended after this one's (associative); returns self."""
+        self.flows += other.flows
+        self.by_transport = self.by_transport + other.by_transport
+        self.by_status = self.by_status + other.by_status
+        self.packets += other.packets
+        self.bytes += other.bytes
+        for name, pick in (("first_ts_ns", min), ("last_ts_ns", max)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
+        self.flagged += other.flagged
+        return self
+
+    def totals(self, a: Analysis) -> Totals:
+        """``summary.Totals`` of the run: these sums and ``a``'s capture counters."""
+        from .summary import totals_of
+
+        return totals_of(
+            a,
+            flows=self.flows,
+            by_transport=self.by_transport,
+            by_status=self.by_status,
+            flow_packets=self.packets,
+            flow_bytes=self.bytes,
+            first_ts_ns=self.first_ts_ns,
+            last_ts_ns=self.last_ts_ns,
+            flagged=self.flagged,
+        )
+
+
+@dataclass
+class Aggregates(Totaling):
     """Everything the one-document reports show of a run, kept as flows end (see the module docstring).
 
     >>> agg = Aggregates(limit=50_000)  # doctest: +SKIP
@@ -421,14 +489,6 @@ class Aggregates:
     limit: int = 50_000
     timeline_exact: int = TIMELINE_EXACT
     max_hosts: int = MAX_HOSTS
-    flows: int = 0
-    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
-    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
-    packets: int = 0
-    bytes: int = 0
-    first_ts_ns: int | None = None
-    last_ts_ns: int | None = None
-    flagged: int = 0
     by_outcome: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     by_verdict: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     by_flag: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.int64))  # flows with flag bit k
@@ -484,18 +544,10 @@ class Aggregates:
         if not n:
             return
         fl, lab = e.flows, e.labels
-        self.worst.add(e, self.flows)
-        self.flows += n
-        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
-        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
+        self.worst.add(e, self.flows)  # before the count: the chunk's place in end order
+        super().add(e)
         pk = fl.packets_c2s.astype(np.int64) + fl.packets_s2c
         by = fl.bytes_c2s.astype(np.int64) + fl.bytes_s2c
-        self.packets += int(pk.sum())
-        self.bytes += int(by.sum())
-        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
-        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
-        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
-        self.flagged += int(np.count_nonzero(lab.severity))
         codes = outcomes(fl)
         self.by_outcome += np.bincount(codes, minlength=4)
         self.by_verdict += np.bincount(lab.verdict, minlength=4)
@@ -544,16 +596,10 @@ class Aggregates:
 
     def merge(self, other: Aggregates) -> Aggregates:
         """Fold in the aggregates of flows that ended after this one's (associative); returns self."""
-        self.worst.merge(other.worst, self.flows)
-        self.flows += other.flows
-        for name in ("by_transport", "by_status", "by_outcome", "by_verdict", "by_flag", "by_protocol"):
+        self.worst.merge(other.worst, self.flows)  # before the sums: where ``other``'s end order starts
+        super().merge(other)
+        for name in ("by_outcome", "by_verdict", "by_flag", "by_protocol"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.packets += other.packets
-        self.bytes += other.bytes
-        for name, pick in (("first_ts_ns", min), ("last_ts_ns", max)):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
-        self.flagged += other.flagged
         self.key_group_any = self.key_group_any or other.key_group_any
         for name in ("svc", "hosts", "src", "src_port", "src_host"):
             getattr(self, name).merge(getattr(other, name))
@@ -578,22 +624,6 @@ class Aggregates:
     def left_out(self) -> int:
         """Flows not in the worst list (the bound cut them)."""
         return self.flows - len(self.worst)
-
-    def totals(self, a: Analysis) -> Totals:
-        """``summary.Totals`` of the run: these sums and ``a``'s capture counters."""
-        from .summary import totals_of
-
-        return totals_of(
-            a,
-            flows=self.flows,
-            by_transport=self.by_transport,
-            by_status=self.by_status,
-            flow_packets=self.packets,
-            flow_bytes=self.bytes,
-            first_ts_ns=self.first_ts_ns,
-            last_ts_ns=self.last_ts_ns,
-            flagged=self.flagged,
-        )
 
     def outcome_counts(self) -> dict[str, int]:
         """Flows per outcome: answered, rejected, no reply, other (as ``summary.outcome_counts``)."""

@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,9 +27,7 @@ import numpy as np
 from ..capture.columns import CaptureStats
 from ..engine import Ended
 from ..pipeline import Analysis
-from ..registry.compile import STATUS_NAMES
-from ..registry.model import TRANSPORTS
-from .summary import Totals, totals_of
+from .aggregates import Totaling
 
 STREAMED: tuple[str, ...] = ("jsonl", "csv", "zeek", "parquet")
 """Formats written as flows end."""
@@ -38,48 +35,8 @@ TEXT_ROWS = 2048
 """Rows whose JSON Lines or CSV text is built at once (columns are built 8192 rows at a time)."""
 
 
-@dataclass
-class Running:
-    """The whole-run totals a report head needs, kept as sums over ended flows (not the flows)."""
-
-    flows: int = 0
-    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
-    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
-    packets: int = 0
-    bytes: int = 0
-    first_ts_ns: int | None = None
-    last_ts_ns: int | None = None
-    flagged: int = 0
-
-    def add(self, e: Ended) -> None:
-        """Count one chunk of ended flows."""
-        n = len(e)
-        if not n:
-            return
-        fl, lab = e.flows, e.labels
-        self.flows += n
-        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
-        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
-        self.packets += int(fl.packets_c2s.sum(dtype=np.int64) + fl.packets_s2c.sum(dtype=np.int64))
-        self.bytes += int(fl.bytes_c2s.sum(dtype=np.int64) + fl.bytes_s2c.sum(dtype=np.int64))
-        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
-        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
-        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
-        self.flagged += int(np.count_nonzero(lab.severity))
-
-    def totals(self, a: Analysis) -> Totals:
-        """``summary.totals`` of the whole run, from the sums and the capture counters."""
-        return totals_of(
-            a,
-            flows=self.flows,
-            by_transport=self.by_transport,
-            by_status=self.by_status,
-            flow_packets=self.packets,
-            flow_bytes=self.bytes,
-            first_ts_ns=self.first_ts_ns,
-            last_ts_ns=self.last_ts_ns,
-            flagged=self.flagged,
-        )
+Running = Totaling
+"""The whole-run totals a report head needs, kept as sums over ended flows (``aggregates.Totaling``)."""
 
 
 def _chunk(e: Ended, a: Analysis) -> Analysis:
