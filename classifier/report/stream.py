@@ -102,13 +102,11 @@ class _Body:
 
         cols = table_arrays(c)
         if self.fmt in ("jsonl", "csv"):
-            from .serialize import csv_body, is_const, jsonl_body
+            from .serialize import csv_parts, jsonl_parts
 
-            text = jsonl_body if self.fmt == "jsonl" else csv_body
-            n = len(c.flows)
-            for lo in range(0, n, TEXT_ROWS):  # the text of a few thousand rows at a time (the peak's share)
-                part = {k: v if is_const(v) else v.slice(lo, TEXT_ROWS) for k, v in cols.items()}
-                self.sink.write(text(part))
+            parts = jsonl_parts if self.fmt == "jsonl" else csv_parts
+            for text in parts(cols, TEXT_ROWS):  # the lines of a few thousand rows at a time (the peak's share)
+                self.sink.write(text)
         elif self.fmt == "parquet":
             import pyarrow.parquet as pq
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import select
 import signal
+import threading
 import traceback
 from typing import Any, BinaryIO
 
@@ -33,6 +35,8 @@ from ..feed import _recv, _send, child_gone, child_setup, fork_child, pipe
 from ..pipeline import Analysis
 
 _CHUNK, _END, _DONE, _ERROR = "chunk", "end", "done", "error"
+AHEAD = 2
+"""Chunks received and waiting while the child writes one (each a few MiB of columns, see ``_receiver``)."""
 
 
 class WriterProcess:
@@ -125,10 +129,12 @@ def _child(r: int, w: int, parent_w: int, parent_r: int, fmt: str, sink: BinaryI
     child_setup("portclass-write", term=signal.SIG_IGN)
     os.close(parent_w)  # the parent's ends: its exit is then the end of this pipe
     os.close(parent_r)
+    inbox: queue.Queue[Any] = queue.Queue(AHEAD)
+    threading.Thread(target=_receiver, args=(r, inbox), daemon=True).start()
     try:
         body = _Body(fmt, sink)
         while True:
-            msg: Any = _recv(r)
+            msg: Any = inbox.get()
             if msg is None:  # the parent is gone
                 os._exit(0)
             if msg[0] == _END:
@@ -148,3 +154,16 @@ def _child(r: int, w: int, parent_w: int, parent_r: int, fmt: str, sink: BinaryI
         reply = (_ERROR, exc)
     with contextlib.suppress(OSError):
         _send(w, reply)
+
+
+def _receiver(r: int, inbox: queue.Queue[Any]) -> None:
+    """The child's reader: messages from the pipe into ``inbox`` (``AHEAD`` at most waiting), so that the
+    parent can hand over the next chunk while the child still writes one; None once the parent is gone."""
+    while True:
+        try:
+            msg = _recv(r)
+        except (EOFError, OSError):  # cut in the middle of a message: the parent died
+            msg = None
+        inbox.put(msg)
+        if msg is None or msg[0] != _CHUNK:
+            return
