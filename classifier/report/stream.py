@@ -7,6 +7,8 @@ lets them go, by start time within one chunk.  The head of a report (the JSON Li
 ``#`` lines, Zeek's header) carries whole-run totals, known only at the end: the body goes to a
 spool file first and is copied behind the head when the input is done (a file report stays whole
 or untouched).  Parquet writes one row group per chunk and its key/value metadata at the end.
+Where the reading runs in a process of its own (``classifier.feed``), the body is written by a third
+one (``report.writer``), to the same bytes.
 """
 
 from __future__ import annotations
