@@ -120,7 +120,8 @@ def analyze(
         give(ended)
 
     try:
-        with batches(source, evidence=evidence, child=child, name=str(paths[0]) if paths else "") as items:
+        name = str(paths[0]) if paths else ""
+        with batches(source, evidence=evidence, child=child, name=name, flows=eng.flow_stage()) as items:
             for batch, tags in items:
                 read += int(batch.stats.packets)
                 if second is not None:

@@ -68,6 +68,7 @@ class LiveOptions:
     batch_bytes: int = 16 << 20  # captured bytes a batch gathers at most (~50,000 packets of 300 bytes)
     timeouts: Timeouts | None = None  # when flows end (None: ``idle_timeout`` and the engine's defaults)
     evidence: bool = True  # payload evidence (``--dissect none``: port labels only)
+    child: bool | None = None  # read, decode and scan in a child process (``live.child``) where it helps; False: never
 
 
 @dataclass
@@ -338,8 +339,9 @@ POLL_S = 0.1
 PASS_SPACING = 4.0
 """A pass of the engine waits this many times the last one's cost after it (passes take ~20% of the time at most)."""
 
-MAX_PASS_GAP_S = 10.0
-"""Passes are never further apart than this (Zeek expires its connection table every 10 s as well)."""
+MAX_PASS_GAP_S = 5.0
+"""Passes are never further apart than this (Zeek expires its connection table every 10 s): the rows built
+between two passes wait in memory, so a longer gap would raise the sensor's high-water mark (``live.heap``)."""
 
 RECENT_FLAGGED = 200
 """Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
@@ -494,6 +496,10 @@ class LiveSession:
             batch_bytes=opts.batch_bytes,
             buffer_mib=opts.buffer_mib,
         )
+        from .child import ChildBackend, use_child
+
+        if opts.child is not False and use_child(backend):
+            backend = ChildBackend(backend, evidence=opts.evidence)
         self.backend = backend
         if self.backend_name == "pyshark":
             self.votes = ProtocolVotes()
@@ -579,7 +585,7 @@ class LiveSession:
         first_index = self.engine.stats.packets + 1  # number of the batch's first packet
         if self.votes is not None and lb.protocols is not None:
             self.votes.add(b, lb.protocols, first_index)
-        for ended in self.engine.add(b):
+        for ended in self.engine.add(b, lb.tags):
             self._emit(ended)
         if len(b):
             lo, hi = int(b.ts_ns.min()), int(b.ts_ns.max())

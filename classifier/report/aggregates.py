@@ -139,14 +139,17 @@ class _Grouped:
         return self
 
     def _prune(self) -> None:
-        """Keep the ``cap`` keys of largest rank (ties: the lower key), in key order."""
+        """Keep the ``cap`` keys of largest rank (ties: the lower key), in key order (no sort: the
+        ``cap``-th largest rank found by partition, and the first keys of that rank)."""
         rank = sum(self.cols[c] for c in self.rank)
-        order = np.lexsort((np.arange(rank.size), -rank))
-        keep, drop = np.sort(order[: self.cap]), order[self.cap :]  # type: ignore[misc]
-        self.pruned += int(drop.size)
-        self.loss += int(rank[drop].max())
+        cap = int(self.cap)  # type: ignore[arg-type]
+        v = np.partition(rank, rank.size - cap)[rank.size - cap]
+        keep = rank > v
+        keep[np.flatnonzero(rank == v)[: cap - int(np.count_nonzero(keep))]] = True
+        self.pruned += int(rank.size - cap)
+        self.loss += int(rank[~keep].max())
         self.keys = self.keys[keep]
-        self.cols = {n: v[keep] for n, v in self.cols.items()}
+        self.cols = {n: c[keep] for n, c in self.cols.items()}
 
 
     def merge(self, other: _Grouped) -> None:
@@ -154,8 +157,30 @@ class _Grouped:
         other.fold()
         self.pruned += other.pruned
         self.loss += other.loss
-        self.add(other.keys, other.cols)
-        self.fold()
+        if self._pending or not other.keys.shape[0]:
+            self.add(other.keys, other.cols)
+            self.fold()
+            return
+        # both sorted and unique: insert other's new keys in place and add into the keys both hold
+        # (what ``fold`` of the two makes, without sorting them again)
+        a, b = _sort_view(self.keys), _sort_view(other.keys)
+        pos = np.searchsorted(a, b)
+        hit = pos < a.size
+        hit[hit] = a[pos[hit]] == b[hit]
+        at, new = pos[hit], ~hit
+        cols = {}
+        for name, mine in self.cols.items():
+            theirs, kind = other.cols[name], self.how[name]
+            if kind != "first" and at.size:
+                mine = mine.copy()
+                if kind == "sum":
+                    mine[at] += theirs[hit]
+                else:
+                    mine[at] |= theirs[hit]
+            cols[name] = np.insert(mine, pos[new], theirs[new])
+        self.keys, self.cols = np.insert(self.keys, pos[new], other.keys[new], axis=0), cols
+        if self.cap is not None and self.keys.shape[0] > self.cap:
+            self._prune()
 
     def __len__(self) -> int:
         return int(self.fold().keys.shape[0])
@@ -202,8 +227,13 @@ class _Set:
 
     def keep_sources(self, sources: np.ndarray) -> None:
         """Keep the rows whose first two words are a row of the sorted 2-column ``sources``."""
-        if self.rows.size:
-            self.rows = self.rows[_find_bytes(_row_bytes(sources), self.sources()) >= 0]
+        if self.rows.size:  # rows are sorted: look up each run of one source once
+            s = self.sources()
+            head = np.ones(s.size, dtype=bool)
+            head[1:] = s[1:] != s[:-1]
+            starts = np.flatnonzero(head)
+            found = _find_bytes(_row_bytes(sources), s[starts]) >= 0
+            self.rows = self.rows[np.repeat(found, np.diff(np.append(starts, s.size)))]
 
 
 # --------------------------------------------------------------------------- timeline
@@ -775,6 +805,13 @@ class Aggregates(Totaling):
             fl = self.worst.kept.flows
             total += sum(getattr(fl, f.name).nbytes for f in fields(fl))
         return total
+
+
+def _sort_view(keys: np.ndarray) -> np.ndarray:
+    """Rows of a 2-D uint64 array as one value each that sorts as the rows do (``_stable_order``)."""
+    if keys.shape[1] == 1:
+        return keys[:, 0]
+    return np.ascontiguousarray(keys.astype(">u8")).view(f"S{8 * keys.shape[1]}").ravel()
 
 
 def _row_bytes(x: np.ndarray) -> np.ndarray:
