@@ -146,11 +146,11 @@ def run(args: argparse.Namespace) -> int:
 
         how = _dissect(args)
         timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
-        # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
-        streamed = args.format in STREAMED and not how["tshark"]
-        # the summary, json and html: from running aggregates and the worst flows, unless tshark needs
-        # every flow; a filter applies to flows as they end (classifier.filters.filtered)
-        aggregated = args.format in AGGREGATED and not how["tshark"]
+        # machine formats are written as flows end (classifier.report.stream); the summary, json and html
+        # come from running aggregates and the worst flows; a filter applies to flows as they end
+        # (classifier.filters.filtered), and so does tshark's second opinion (pipeline.analyze)
+        streamed = args.format in STREAMED
+        aggregated = args.format in AGGREGATED
         run_analyze = filtered(analyze, flt) if flt and (streamed or aggregated) else analyze
         with interrupt.stop_at_boundaries():
             if aggregated:
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:
-        if run_analyze is analyze:  # held every flow (--dissect tshark): filtered now
+        if run_analyze is analyze:  # a format that held every flow: filtered now
             analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     if not streamed:

@@ -810,14 +810,29 @@ def _copy_stats(s: CaptureStats) -> CaptureStats:
     return c
 
 
-def capture(options: LiveOptions, registry: CompiledRegistry) -> LiveResult:
-    """Run one live capture without a view (the API's entry point).
+def capture(
+    options: LiveOptions,
+    registry: CompiledRegistry,
+    *,
+    on_ended: Callable[[Ended], None] | None = None,
+    max_flows: int = 50_000,
+    keep_flows: bool = False,
+) -> LiveResult:
+    """Run one live capture without a view (the API's entry point); memory follows the flows alive.
+
+    Flows go to ``on_ended`` in chunks (``engine.Ended``) as they end; ``result.analysis`` holds no flow but
+    the run's running aggregates and its ``max_flows`` worst flows (``report.write(result.analysis, "json",
+    path)`` writes the whole-run document, as ``portclass live -f json`` does).  ``keep_flows=True`` keeps
+    every ended flow in ``result.analysis.flows`` instead: memory then follows the flows seen.
 
     >>> r = capture(LiveOptions(["lo"], bpf="udp port 53", duration=2), load_registry())  # doctest: +SKIP
-    >>> r.meta()["dropped"]  # doctest: +SKIP
-    0
+    >>> r.meta()["dropped"], r.analysis.aggregates.flows  # doctest: +SKIP
+    (0, 3)
     """
-    return LiveSession(options, registry).run()
+    from ..report.aggregates import Aggregates
+
+    agg = None if keep_flows else Aggregates(limit=max_flows)
+    return LiveSession(options, registry, keep_flows=keep_flows, on_ended=on_ended, aggregates=agg).run()
 
 
 __all__ = ["LiveError", "LiveOptions", "LiveResult", "LiveSession", "Snapshot", "capture"]

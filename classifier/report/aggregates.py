@@ -360,6 +360,9 @@ class Timeline:
 
 # --------------------------------------------------------------------------- worst flows
 
+DISAGREEMENTS = ("differ", "tshark-only", "portclass-only")
+"""``evidence.tshark.AGREEMENT`` values the terminal's tshark table lists."""
+
 
 class Worst:
     """The ``limit`` worst flows seen (severity, then bytes, then earliest, then end order), whole rows."""
@@ -524,6 +527,8 @@ class Aggregates(Totaling):
     by_flag: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.int64))  # flows with flag bit k
     by_protocol: np.ndarray | None = None  # (protocol code, verdict) flows, protocol > 0
     key_group_any: bool = False  # a flow kept apart by its file (flows.file_groups)
+    by_agreement: np.ndarray | None = None  # flows per evidence.tshark.AGREEMENT (--dissect tshark), else None
+    disagree: Worst | None = None  # the ``limit`` worst flows where tshark and portclass disagree
     svc: _Grouped = field(default=None)  # type: ignore[assignment]
     hosts: _Grouped = field(default=None)  # type: ignore[assignment]
     src: _Grouped = field(default=None)  # type: ignore[assignment]
@@ -615,6 +620,16 @@ class Aggregates(Totaling):
             self.src_host.add(np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1))
         self._sync_pairs()
         self.timeline.add(fl.first_ts_ns, _BAND_OF[lab.severity])
+        if lab.tshark_protocol is not None and lab.tshark_protocol[0] is not None:  # tshark named them
+            from ..evidence.tshark import AGREEMENT, agreement
+
+            agree = agreement(lab)
+            counts = np.array([np.count_nonzero(agree == k) for k in AGREEMENT], dtype=np.int64)
+            self.by_agreement = counts if self.by_agreement is None else self.by_agreement + counts
+            if self.disagree is None:
+                self.disagree = Worst(self.limit)
+            odd = np.flatnonzero(np.isin(agree, DISAGREEMENTS))
+            self.disagree.add(take_ended(e, odd), self.flows - n)
 
     def _sync_pairs(self) -> None:
         """After sources were pruned, drop their (source, port) and (source, host) pairs too."""
@@ -626,7 +641,8 @@ class Aggregates(Totaling):
 
     def merge(self, other: Aggregates) -> Aggregates:
         """Fold in the aggregates of flows that ended after this one's (associative); returns self."""
-        self.worst.merge(other.worst, self.flows)  # before the sums: where ``other``'s end order starts
+        offset = self.flows  # where ``other``'s end order starts
+        self.worst.merge(other.worst, offset)
         super().merge(other)
         for name in ("by_outcome", "by_verdict", "by_flag", "by_protocol"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -635,7 +651,30 @@ class Aggregates(Totaling):
             getattr(self, name).merge(getattr(other, name))
         self._sync_pairs()
         self.timeline.merge(other.timeline)
+        theirs = getattr(other, "by_agreement", None)
+        if theirs is not None:
+            mine = getattr(self, "by_agreement", None)
+            self.by_agreement = theirs.copy() if mine is None else mine + theirs
+            if getattr(self, "disagree", None) is None:
+                self.disagree = Worst(self.limit)
+            self.disagree.merge(other.disagree, offset)  # type: ignore[arg-type]
         return self
+
+    def disagreements_view(self, a: Analysis) -> Analysis:
+        """The kept worst flows where tshark and portclass disagree, as an analysis of ``a``'s run."""
+        import dataclasses
+
+        from ..engine import Ended
+
+        e = (self.disagree.kept if getattr(self, "disagree", None) is not None else None) or Ended.empty()
+        return dataclasses.replace(a, flows=e.flows, labels=e.labels, part=e.part, aggregates=self)
+
+    def agreement_counts(self) -> dict[str, int] | None:
+        """Flows per ``evidence.tshark.AGREEMENT`` (None: tshark was not asked)."""
+        from ..evidence.tshark import AGREEMENT
+
+        counts = getattr(self, "by_agreement", None)
+        return None if counts is None else {k: int(counts[i]) for i, k in enumerate(AGREEMENT)}
 
     @classmethod
     def of(cls, a: Analysis, limit: int | None = None) -> Aggregates:

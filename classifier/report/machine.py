@@ -170,6 +170,10 @@ def render(a: Analysis, fmt: str) -> str:
             buf.write(f"# {partial_note(a)}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
+        if a.tshark and "portclass.tshark_protocol" not in cols:  # the head of a streamed run: no flow here
+            at = keys.index("portclass.label_basis")
+            keys[at:at] = ["portclass.tshark_protocol", "portclass.tshark_agreement"]
+            cols = {k: cols.get(k, []) for k in keys}
         w.writerow(keys)
         for values in zip(*(cols[k] for k in keys), strict=True):
             w.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else v) for v in values])
