@@ -129,6 +129,30 @@ def test_worker_refuses_a_registry_whose_bytes_do_not_match(reg):
     assert task.registry_from(blob, sha).provenance.sha256 == reg.provenance.sha256
 
 
+def test_a_cached_registry_is_sent_as_its_cache_file(xml_path, tmp_path, monkeypatch):
+    """A registry loaded from the cache keeps the file's bytes: the archive sends them as they are (no
+    encoding again on every run), and a task decodes the same edition from them."""
+    from classifier.archive import task
+    from classifier.registry import cache
+    from classifier.registry.sources import compile_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fresh = compile_file(xml_path)  # compiled, and written to the cache
+    assert fresh.cache_bytes is None
+    cached = compile_file(xml_path)  # read back from the cache file
+    (entry,) = (tmp_path / "cache").rglob("*.pcreg")
+    assert cached.cache_bytes == entry.read_bytes() == b"".join(cache.dumps(fresh))
+    sent: list[bytes] = []
+    decode = task.registry_from
+    monkeypatch.setattr(task, "registry_from", lambda blob, sha: sent.append(blob) or decode(blob, sha))
+    ring = tmp_path / "in"
+    ring.mkdir()
+    shutil.copy(shared("captures", "ndpi", "pcap", "amqp.pcap"), ring)
+    oc = run([str(ring)], tmp_path / "out", cached)
+    assert oc.aggregate.running.flows > 0 and sent and all(b is cached.cache_bytes for b in sent)
+    assert cache.loads(sent[0]).provenance.sha256 == fresh.provenance.sha256
+
+
 def test_local_cluster_writes_what_one_process_writes(flows, tmp_path, reg):
     """``--dask local:2``: a distributed.LocalCluster of two worker processes, the same flows."""
     caps = flows.parent / "caps"

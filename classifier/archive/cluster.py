@@ -118,13 +118,16 @@ class DaskRunner:
         self.spent[spec.ident] = fut
 
     def events(self) -> Iterator[Keys | Finished]:
-        """Results as tasks end, until none is left (the caller may submit more in between)."""
-        for fut in self.done:
-            res = fut.result()
-            fut.release()
-            if isinstance(res, Finished):  # the labelling task's result is no longer needed
-                self.spent.pop(res.ident).release()
-            yield res
+        """Results as tasks end, until none is left (the caller may submit more in between).  Of the
+        results ready at once, files' keys come first: the edge tasks they make ready go out before the
+        driver joins and merges the finished edges (a driver behind does not hold the workers back)."""
+        for batch in self.done.batches():
+            for fut in sorted(batch, key=lambda f: str(f.key).startswith("portclass-edge-")):
+                res = fut.result()
+                fut.release()
+                if isinstance(res, Finished):  # the labelling task's result is no longer needed
+                    self.spent.pop(res.ident).release()
+                yield res
 
     def close(self) -> None:
         """Disconnect (and stop the local cluster)."""

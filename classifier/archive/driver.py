@@ -71,7 +71,7 @@ class Outcome:
     seconds: float
     task_seconds: list[float] = field(default_factory=list)
     task_cpu: list[float] = field(default_factory=list)  # CPU seconds of each file's tasks (label and edge)
-    result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result
+    result_bytes: list[int] = field(default_factory=list)  # pickled size of each task's result (0: one process)
     summary_bytes: list[int] = field(default_factory=list)  # of which its summary aggregates'
     join_seconds: float = 0.0  # the driver's joins of timelines' edges (while tasks run, and the last)
     driver_seconds: float = 0.0  # the driver's own work on the tasks' results (joins included)
@@ -267,13 +267,13 @@ class Runner:
         while self._fin or self._todo:
             if self._fin:
                 spec, hk, tk = self._fin.popleft()
-                yield finish(self.results.pop(spec.ident), spec, self.blob, self.sha, hk, tk)
+                yield finish(self.results.pop(spec.ident), spec, self.blob, self.sha, hk, tk, sizes=False)
                 continue
             s = self._todo.popleft()
             r = run_task(s, self.blob, self.sha)
             if r.edge is not None:
                 self.results[s.ident] = r
-            yield keys_of(r)
+            yield keys_of(r, sizes=False)
 
     def close(self) -> None:
         """Nothing to release in this process."""
@@ -464,7 +464,7 @@ def run(
     inputs = discover(paths)
     p = plan(inputs, manifest, root, timeouts, evidence, one_timeline, limit)
     forget(root, manifest, {s.ident for s in p.specs}, {i.path: i.ident for i in inputs})
-    blob = b"".join(cache.dumps(registry))
+    blob = registry.cache_bytes or b"".join(cache.dumps(registry))  # a cached registry: its file's bytes
     sha = hashlib.sha256(blob).hexdigest()
     runner = Runner(blob, sha) if dask is None else _dask_runner(dask, blob, sha)
     new = Aggregate.new(limit)  # this run's counters

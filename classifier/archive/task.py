@@ -91,16 +91,17 @@ class Finished:
     cpu: float = 0.0  # CPU seconds of its process while it ran
 
 
-def keys_of(res: TaskResult) -> Keys:
+def keys_of(res: TaskResult, sizes: bool = True) -> Keys:
     """The small summary of a task's result that goes to the driver (the rows stay on the worker).
 
     A file of a timeline sends its counters only: its summary aggregates go back once its edge is
-    finished (``Finished``), whole."""
+    finished (``Finished``), whole.  ``sizes``: measure what crosses the network (pickled sizes; a
+    run in one process sends nothing and leaves them 0)."""
     z = np.zeros(0, dtype=np.uint64)
     e = res.edge
     if e is None:
         k = Keys(res.ident, res.aggregate, res.parts, res.seconds, res.first_ns, None, z, z, res.summary)
-        k.summary_bytes = len(pickle.dumps(res.aggregate.summary))
+        k.summary_bytes = len(pickle.dumps(res.aggregate.summary)) if sizes else 0
     else:
         t = e.table
         held = t.start_kind != START_CLOSED
@@ -109,14 +110,15 @@ def keys_of(res: TaskResult) -> Keys:
         k = Keys(res.ident, counters, res.parts, res.seconds, res.first_ns, e.clock_ns,
                  np.unique(t.key_hash[held]), np.unique(t.key_hash[tail]))  # fmt: skip
     k.cpu = res.cpu
-    k.nbytes = len(pickle.dumps(k))
+    k.nbytes = len(pickle.dumps(k)) if sizes else 0
     return k
 
 
 def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys: np.ndarray,
-           tail_keys: np.ndarray) -> Finished:  # fmt: skip
+           tail_keys: np.ndarray, sizes: bool = True) -> Finished:  # fmt: skip
     """Write the edge rows no other file can continue (part ``<ident>.edge``); return the others, and
     the file's whole aggregates (also stored in the state directory, as the driver needs them).
+    ``sizes`` as for ``keys_of``.
 
     Given back: every held row of a key in ``head_keys`` or ``tail_keys`` (a key's held rows go
     together: a soft row must meet its open row), and the last row of a key in ``tail_keys``.  A
@@ -150,9 +152,10 @@ def finish(res: TaskResult, spec: TaskSpec, blob: bytes, sha256: str, head_keys:
     whole = Aggregate(summary=Aggregates(limit=spec.limit)).merge(res.aggregate).merge(agg)
     fin = Finished(spec.ident, Edge(given, done, e.clock_ns), parts, whole,
                    state.save_summary(Path(spec.root), spec.ident, whole.summary))  # fmt: skip
-    fin.summary_bytes = len(pickle.dumps(whole.summary))
     fin.cpu = time.process_time() - c0
-    fin.nbytes = len(pickle.dumps(fin))
+    if sizes:
+        fin.summary_bytes = len(pickle.dumps(whole.summary))
+        fin.nbytes = len(pickle.dumps(fin))
     return fin
 
 

@@ -56,10 +56,12 @@ TRANSPORT_NAMES = frozenset({"tcp", "udp", "sctp", "dccp"})
 
 @dataclass
 class LiveBatch:
-    """One batch of packets and, from pyshark, tshark's protocol name per packet (``pkt_index`` order)."""
+    """One batch of packets and, from pyshark, tshark's protocol name per packet (``pkt_index`` order);
+    from a backend run in a child process (``child``), the batch's evidence tags (made there)."""
 
     batch: PacketBatch
     protocols: list[str | None] | None = None
+    tags: Any = None  # ``flows.PacketTags`` of ``evidence.match.scan``, or None: the engine scans
 
 
 class Backend:

@@ -139,6 +139,7 @@ def loads(buf: bytes) -> CompiledRegistry | None:
             _records_loader=records,
             _row_loader=row,
             _names_loader=names,
+            cache_bytes=bytes(buf),
         )
     except (ValueError, KeyError, TypeError):
         return None

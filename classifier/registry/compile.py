@@ -117,6 +117,8 @@ class CompiledRegistry:
     _names_loader: object | None = field(default=None, repr=False)
     _row_loader: object | None = field(default=None, repr=False)
     _one: dict[int, Record] = field(default_factory=dict, repr=False)
+    cache_bytes: bytes | None = field(default=None, repr=False, compare=False)
+    """The cache file's bytes it was loaded from (``cache.loads``): what the archive sends its workers."""
 
     @property
     def records(self) -> list[Record]:
