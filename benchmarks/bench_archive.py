@@ -9,7 +9,9 @@ builds the day capture with ../shared/bench/make_day_pcap.py if missing, cuts it
   2. the same with ``--dask local:N`` (N worker processes; target on this 2-core machine: >= 1.7x);
   3. the scheduler's overhead per task (empty tasks on the same kind of cluster);
   4. the bytes each task sends back (aggregates + edge flows; small, not growing with the file), and of
-     them the summary aggregates' (the whole archive's summary is merged from these).
+     them the summary aggregates' (the whole archive's summary is merged from these);
+  5. the driver's own work per file, and the CPU of the driver's process (with ``local``, the scheduler's
+     too: it shares the machine's cores with the workers).
 ``--files N`` labels only the first N files of the cut (a shorter ring buffer: a quicker run); ``--cut DIR``
 reuses a cut kept by ``--keep``; ``--repeat N`` alternates N runs of 1 and 2 and keeps the best of each.
 It closes with a model of the wall time for 10, 100 and 1,000 workers from the measured figures, and
@@ -88,14 +90,16 @@ def scheduler_overhead(workers: int, tasks: int = 2000) -> float:
 
 
 def label(files: Path, out: Path, dask: str | None) -> tuple[float, object]:
-    """Wall seconds of a whole ``archive.run`` (cluster start included) and its outcome."""
+    """Wall seconds of a whole ``archive.run`` (cluster start included) and its outcome, with the CPU
+    seconds of this process (the driver; with ``local``, the scheduler's too) as ``process_cpu``."""
     from classifier.archive import run
     from classifier.registry.sources import load_registry
 
     reg = load_registry(os.environ.get("PORTCLASS_REGISTRY"))
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     oc = run([str(files)], out, reg, dask=dask)
+    oc.process_cpu = time.process_time() - c0  # type: ignore[attr-defined]
     return time.perf_counter() - t0, oc
 
 
@@ -174,7 +178,7 @@ def main() -> None:
             print(f"  {name}: labelling {o.label_seconds:.1f} s, then the last edges and joins "  # type: ignore[attr-defined]
                   f"{o.finish_seconds:.1f} s; the driver's own work {o.driver_seconds:.1f} s (of which joins "  # type: ignore[attr-defined]
                   f"{o.join_seconds:.1f} s); tasks' own time {sum(o.task_seconds):.1f} s, "  # type: ignore[attr-defined]
-                  f"CPU {sum(o.task_cpu):.1f} s")  # type: ignore[attr-defined]
+                  f"CPU {sum(o.task_cpu):.1f} s; this process's CPU {o.process_cpu:.1f} s")  # type: ignore[attr-defined]
         print()
         print(f"flows {one.aggregate.running.flows:,} (dask {dk.aggregate.running.flows:,}), packets {pk:,}")  # type: ignore[attr-defined]
         print(f"per file: {t_file:.3f} s mean, {max(one.task_seconds):.3f} s max (one process)")  # type: ignore[attr-defined]
