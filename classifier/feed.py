@@ -378,7 +378,9 @@ def _pooling(items: Iterable[Item], stage: FlowStage, out: queue.Queue[tuple]) -
     pooled = 0
     for batch, tags in items:
         seen.merge(batch.stats)
-        pool.append((batch, tags))
+        empty = np.zeros(0, dtype=np.uint8)  # the raw chunk is let go: neither the flows nor a message need it
+        pool.append((PacketBatch(**{c: getattr(batch, c) for c in COLUMNS}, payload_off=batch.payload_off, data=empty,
+                                 stats=batch.stats), tags))  # fmt: skip
         pooled += len(batch)
         if pooled < stage.min_packets:
             continue
