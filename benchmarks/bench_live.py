@@ -4,11 +4,12 @@
 Two network namespaces made for the run, joined by a veth pair: ``tcpreplay`` sends the day capture
 (``../shared/bench/make_day_pcap.py``; looped) from one at ``--rate`` packets/s for ``--minutes``,
 the sensor captures on the other end (dumpcap backend, no view) and writes rotated JSON Lines files.
-Every ``--sample`` seconds the sensor's resident memory is read from /proc (the Python process; the
-dumpcap child apart).  At the end (SIGTERM, as a service manager stops it) the benchmark prints:
+Every ``--sample`` seconds the sensor's resident memory is read from /proc (its engine process and
+its reading child, ``--jobs``; dumpcap apart).  At the end (SIGTERM, as a service manager stops it)
+the benchmark prints:
 
 - resident memory after warm-up: flat when max/min <= 1.10 (warm-up: the first ``--warmup`` s, by
-  default the longest idle timeout plus 30 s, the time flows need to start ending);
+  default 90 s: one loop of the day capture at 200,000 packets/s plus the TCP idle timeout);
 - packets sent (tcpreplay), captured and dropped (dumpcap's kernel counters): no drops at the rate;
 - the rotated files: each one whole (every line parses, closing line present), and the packets of
   their flows adding up to the packets captured with ports (the summary's flow packets).
@@ -18,7 +19,7 @@ short (``--idle-timeout tcp=30,udp=10,default=10``) for flows to end at the repl
 root, ``ip`` (iproute2) and ``tcpreplay`` (``bash benchmarks/setup``).
 
 usage: sudo .venv/bin/python benchmarks/bench_live.py [--pcap /tmp/engine_day10m.pcap] [--minutes 5]
-           [--rate 200000] [--rotate 1m] [--sample 5] [--keep DIR]
+           [--rate 200000] [--rotate 1m] [--sample 5] [--warmup 90] [--jobs N] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -51,16 +52,28 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def children_rss_kib(pid: int) -> int:
-    """Resident memory of ``pid``'s children (dumpcap), KiB."""
-    total = 0
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (the reading child, and dumpcap under it), depth first."""
     try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
-        return 0
-    for k in kids:
-        total += rss_kib(int(k)) or 0
-    return total
+        return []
+    return [p for k in kids for p in (k, *descendants(k))]
+
+
+def is_dumpcap(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "dumpcap"
+    except OSError:
+        return False
+
+
+def tree_rss_kib(pid: int) -> tuple[int, int, int]:
+    """Resident KiB of the sensor (``pid``), of its other portclass processes (the reading child), of dumpcap."""
+    own = rss_kib(pid) or 0
+    kids = descendants(pid)
+    dc = sum(rss_kib(k) or 0 for k in kids if is_dumpcap(k))
+    return own, sum(rss_kib(k) or 0 for k in kids if not is_dumpcap(k)), dc
 
 
 def cpu_s(pid: int) -> float:
@@ -72,23 +85,24 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu_s(pid: int) -> float:
-    """CPU seconds of ``pid``'s children (dumpcap) so far."""
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    return sum(cpu_s(int(k)) for k in kids)
+def tree_cpu_s(pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far of the sensor, its reading child, and dumpcap."""
+    kids = descendants(pid)
+    return (
+        cpu_s(pid),
+        sum(cpu_s(k) for k in kids if not is_dumpcap(k)),
+        sum(cpu_s(k) for k in kids if is_dumpcap(k)),
+    )
 
 
 def wait_caught_up(pid: int, limit: float = 300.0) -> float:
     """Wait until the sensor is nearly idle (it read every packet the kernel holds for it); seconds waited."""
     t0 = time.monotonic()
-    prev = cpu_s(pid)
+    prev = sum(tree_cpu_s(pid))
     while time.monotonic() - t0 < limit:
         time.sleep(2.0)
-        now = cpu_s(pid)
-        if now - prev < 0.2:  # under 10% of a core: only refreshes left
+        now = sum(tree_cpu_s(pid))
+        if now - prev < 0.3:  # under 15% of a core: only refreshes left
             break
         prev = now
     return time.monotonic() - t0
@@ -157,7 +171,10 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=200_000, help="packets/s sent (default 200,000)")
     ap.add_argument("--rotate", default="1m", help="the sensor's --rotate (default 1m)")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between memory samples")
-    ap.add_argument("--warmup", type=float, default=None, help="seconds before memory must be flat")
+    ap.add_argument("--warmup", type=float, default=90.0,
+                    help="seconds before memory must be flat (default 90: one loop of the day capture at 200,000 "
+                    "packets/s, 50 s, and the 30 s TCP idle timeout, for the flows alive to reach their steady number)")
+    ap.add_argument("--jobs", type=int, default=None, help="the sensor's --jobs (1: one process; default its own)")
     ap.add_argument("--backend", default="dumpcap")
     ap.add_argument("--keep", default=None, help="write the rotated files here (default: a temporary directory)")
     ap.add_argument("--tree", default=str(ROOT), help="run the sensor of this checkout (A/B runs; default this one)")
@@ -171,7 +188,7 @@ def main() -> int:
         if shutil.which(prog) is None:
             sys.exit(f"{prog} not found: apt-get install {'iproute2' if prog == 'ip' else 'tcpreplay'}")
     seconds = args.minutes * 60
-    warmup = args.warmup if args.warmup is not None else 60.0
+    warmup = args.warmup
     out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="portclass-sensor-"))
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
@@ -194,6 +211,8 @@ def main() -> int:
         cmd = ["ip", "netns", "exec", rx, sys.executable, "-m", "classifier", *reg, "live", "-i", "pcs1"]
         cmd += ["--backend", args.backend, "--no-view", "-f", "jsonl", "-o", str(logs), "--rotate", args.rotate]
         cmd += ["--idle-timeout", IDLE, "--buffer-size", "256"]
+        if args.jobs is not None:
+            cmd += ["--jobs", str(args.jobs)]
         err_path, out_path = out / "sensor.stderr", out / "sensor.stdout"
         with err_path.open("w") as err_fh, out_path.open("w") as out_fh:
             sensor = subprocess.Popen(cmd, stdout=out_fh, stderr=err_fh, cwd=args.tree)
@@ -207,18 +226,19 @@ def main() -> int:
                 f"{sensor.pid}, files in {logs} (rotate {args.rotate}); load {os.getloadavg()[0]:.2f}",
                 file=sys.stderr,
             )
-            samples: list[tuple[float, int, int]] = []
+            samples: list[tuple[float, int, int, int, int]] = []  # time, portclass (both processes), each, dumpcap
             stop = threading.Event()
 
             def sample() -> None:
                 t0 = time.monotonic()
                 while not stop.wait(args.sample):
-                    r = rss_kib(sensor.pid)
-                    if r is None:
+                    if rss_kib(sensor.pid) is None:
                         return
-                    samples.append((time.monotonic() - t0, r, children_rss_kib(sensor.pid)))
-                    t, kid = samples[-1][0], samples[-1][2] / 1024
-                    print(f"  {t:6.0f} s  RSS {r / 1024:7.1f} MiB (dumpcap {kid:.0f} MiB)", file=sys.stderr)
+                    own, kid, dc = tree_rss_kib(sensor.pid)
+                    t = time.monotonic() - t0
+                    samples.append((t, own + kid, own, kid, dc))
+                    print(f"  {t:6.0f} s  RSS {(own + kid) / 1024:7.1f} MiB (engine {own / 1024:.0f}, reader "
+                          f"{kid / 1024:.0f}; dumpcap {dc / 1024:.0f} MiB)", file=sys.stderr)  # fmt: skip
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -237,8 +257,7 @@ def main() -> int:
             pps = float(m.group(1)) if m else 0.0
             failed = re.search(r"Failed packets:\s+(\d+)", text)
             caught_up = wait_caught_up(sensor.pid)  # a stop drops what dumpcap still holds in the kernel
-            sensor_cpu = cpu_s(sensor.pid)
-            dumpcap_cpu = children_cpu_s(sensor.pid)
+            sensor_cpu, reader_cpu, dumpcap_cpu = tree_cpu_s(sensor.pid)
             stop.set()
             sensor.send_signal(signal.SIGTERM)
             rc = sensor.wait(600)
@@ -280,14 +299,22 @@ def main() -> int:
           f"dropped {dropped} (dumpcap's kernel counters); captured - sent {captured - sent:+,} (the veth's own "
           f"packets count too); kernel input backlog drops {backlog:,}, veth rx drops {veth_dropped:,}")  # fmt: skip
     per = max(captured, 1)
-    print(f"cpu         sensor {sensor_cpu:.1f} s = {sensor_cpu / per * 1e6:.2f} us a packet captured (the Python "
-          f"process; {per / max(sensor_cpu, 1e-9):,.0f} packets a CPU second), dumpcap {dumpcap_cpu:.1f} s = "
-          f"{dumpcap_cpu / per * 1e6:.2f} us a packet")  # fmt: skip
+    print(f"cpu         engine process {sensor_cpu:.1f} s = {sensor_cpu / per * 1e6:.2f} us a packet captured, "
+          f"reading child {reader_cpu:.1f} s = {reader_cpu / per * 1e6:.2f} us, dumpcap {dumpcap_cpu:.1f} s = "
+          f"{dumpcap_cpu / per * 1e6:.2f} us")  # fmt: skip
     if after:
-        print(f"memory      RSS after {warmup:g} s warm-up: {lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
+        own = [x[2] for x in after]
+        kid = [x[3] for x in after]
+        dc = [x[4] for x in after]
+        print(f"memory      RSS of portclass (engine process + reading child; dumpcap apart) after {warmup:g} s "
+              f"warm-up, every {args.sample:g} s: "
+              f"{lo / 1024:.0f}-{hi / 1024:.0f} MiB over {len(after)} "
               f"samples (max/min {hi / max(lo, 1):.3f}): {'flat' if flat else 'NOT flat'} (within 10%); mean of "
               f"the first third {early:.0f} MiB, of the last third {late:.0f} MiB; peak per minute "
               f"{', '.join(f'{p / 1024:.0f}' for p in minute_peaks)} MiB")  # fmt: skip
+        print(f"            engine process {min(own) / 1024:.0f}-{max(own) / 1024:.0f} MiB, reading child "
+              f"{min(kid) / 1024:.0f}-{max(kid) / 1024:.0f} MiB, dumpcap {min(dc) / 1024:.0f}-{max(dc) / 1024:.0f} "
+              f"MiB")  # fmt: skip
     else:
         print("memory      no sample after the warm-up (run longer)")
     adds_up = packets == in_flows == captured - no_ports and not problems

@@ -47,14 +47,15 @@ def _registry_path() -> str | None:
     return str(shared) if shared.is_file() else None
 
 
-def trial(backend: str, rate: int, seconds: float, pcap: str, refresh: float = 1.0) -> dict:
+def trial(backend: str, rate: int, seconds: float, pcap: str, refresh: float = 1.0, jobs: int | None = None) -> dict:
     """One capture at one rate (runs inside the namespace): a dict of figures."""
     from classifier.live.engine import LiveOptions, LiveSession
     from classifier.registry.sources import load_registry
 
     reg = load_registry(_registry_path())
     count = int(rate * seconds)
-    opts = LiveOptions(["lo"], refresh=refresh, backend=backend, idle_timeout=300)
+    child = None if jobs is None else jobs >= 2
+    opts = LiveOptions(["lo"], refresh=refresh, backend=backend, idle_timeout=300, child=child)
     session = LiveSession(opts, reg)
     replay: dict = {}
 
@@ -118,6 +119,7 @@ def main() -> int:
     ap.add_argument("--pcap", default=None, help="Ethernet capture to replay (default: bench1m.pcap)")
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of replay per rate")
     ap.add_argument("--refresh", type=float, default=1.0, help="seconds between labelled snapshots (as --refresh)")
+    ap.add_argument("--jobs", type=int, default=None, help="as portclass live --jobs (1: one process)")
     ap.add_argument("--rates", action="append", default=[], metavar="BACKEND=N,N,...")
     ap.add_argument("--trial", nargs=2, metavar=("BACKEND", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,7 +127,8 @@ def main() -> int:
     if pcap is None:
         sys.exit("no capture to replay: make one with ../shared/bench/make_bench_pcap.py benchmarks/out/bench1m.pcap")
     if args.trial:
-        print(json.dumps(trial(args.trial[0], int(args.trial[1]), args.seconds, pcap, args.refresh)), flush=True)
+        r = trial(args.trial[0], int(args.trial[1]), args.seconds, pcap, args.refresh, args.jobs)
+        print(json.dumps(r), flush=True)
         return 0
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark makes a network namespace and replays packets into it")
@@ -152,6 +155,8 @@ def main() -> int:
             for rate in rates[backend]:
                 cmd = ["ip", "netns", "exec", ns, sys.executable, __file__, "--trial", backend, str(rate)]
                 cmd += ["--seconds", str(args.seconds), "--pcap", pcap, "--refresh", str(args.refresh)]
+                if args.jobs is not None:
+                    cmd += ["--jobs", str(args.jobs)]
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
                 line = res.stdout.strip().splitlines()[-1:] or ["{}"]
                 try:

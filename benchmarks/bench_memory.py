@@ -4,9 +4,10 @@
 
 Builds the day captures (``../shared/bench/make_day_pcap.py``) in ``--dir`` if missing, then runs, one
 process at a time, the summary (terminal), ``-f json``, ``-f html`` and each streaming format
-(``-f jsonl|csv|zeek|parquet -o FILE``) on the small and the large capture: wall time and peak RSS of the
-whole process (GNU time -v), and CPU seconds (the machine may be shared).  Targets: peak <= 300 MiB
-on the large capture and <= 1.2x the small one's.
+(``-f jsonl|csv|zeek|parquet -o FILE``) on the small and the large capture: wall time, peak memory of
+the whole process tree (``bench_stream.timed``: the reading and the writing process counted too) and
+CPU seconds (the machine may be shared).  Targets: peak <= 300 MiB on the large capture and <= 1.2x
+the small one's.
 The summary, json and html are built from running aggregates (``classifier.report.aggregates``) and
 the run's worst flows; each streaming format writes flows as they end.  Prints a Markdown table.
 """

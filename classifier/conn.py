@@ -360,7 +360,8 @@ def _tcp_columns(
     ids[:, 1] = gen[rv, fc, hl]
     # every packet function is idempotent: a run of equal ones is one (bulk data, repeated ACKs)
     keep = first_ev.copy()
-    keep[1:] |= (ids[1:] != ids[:-1]).any(axis=1)
+    pair = ids.view(np.uint32).reshape(-1)  # both ids of a packet as one word (uint16 ids)
+    keep[1:] |= pair[1:] != pair[:-1]
     both = compose_segments(ids[keep], first_ev[keep])
     out.fsm_c[target], out.fsm_s[target] = both[:, 0], both[:, 1]
 
@@ -450,7 +451,12 @@ def _tcp_columns(
         dg = g[dp]
         down = np.flatnonzero((ds[1:] < ds[:-1]) & (dg[1:] == dg[:-1]))
         if down.size:  # sort by sequence only the directions that had data out of order
-            bad = np.isin(dg, np.unique(dg[down]))
+            run = np.ones(dg.size, dtype=bool)  # dg ascends: each direction is one run of it
+            run[1:] = dg[1:] != dg[:-1]
+            rid = np.cumsum(run) - 1
+            bad_run = np.zeros(int(rid[-1]) + 1, dtype=bool)
+            bad_run[rid[down]] = True
+            bad = bad_run[rid]
             sub = np.flatnonzero(bad)
             o2 = sub[np.lexsort((ds[sub], dg[sub]))]
             o = np.arange(dp.size)
@@ -485,23 +491,13 @@ def _tcp_columns(
 def _group_order(row: np.ndarray, back: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Permutation putting packets (sorted by flow, capture order) in (flow, direction, capture order) order.
 
-    A counting sort: each flow's client -> server packets keep their order at the flow's start, the
-    others follow; no comparison sort.
+    Each flow's client -> server packets keep their order at the flow's start, the others follow: one
+    stable sort of (flow, direction) over the packets listed by direction (``first`` is not needed).
     """
-    n = row.size
-    b = back.astype(np.int64)
-    start = np.flatnonzero(first)
-    size = np.diff(np.append(start, n))
-    seg = np.cumsum(first) - 1
-    cum_b = np.cumsum(b) - b  # server -> client packets before each packet
-    before_b = cum_b - cum_b[start][seg]  # ... within its flow
-    pos_in_flow = np.arange(n) - start[seg]
-    n_back = np.add.reduceat(b, start) if n else np.zeros(0, np.int64)
-    n_fwd = size - n_back
-    dest = np.where(b == 1, start[seg] + n_fwd[seg] + before_b, start[seg] + pos_in_flow - before_b)
-    perm = np.empty(n, dtype=np.int64)
-    perm[dest] = np.arange(n)
-    return perm
+    b = back.astype(bool)
+    fwd, rev = np.flatnonzero(~b), np.flatnonzero(b)
+    key = np.concatenate([row[fwd] << 1, (row[rev] << 1) | 1])
+    return np.concatenate([fwd, rev])[np.argsort(key, kind="stable")]
 
 
 def _store_events(out: FlowTable, row_of: np.ndarray, events: list) -> None:

@@ -44,8 +44,10 @@ from .flows import (
     TCP_FIN,
     TCP_RST,
     FlowAggregator,
+    FlowStage,
     FlowTable,
     PacketTags,
+    Pooled,
     _is_sorted,
     _keys_differ,
     canonical,
@@ -234,11 +236,15 @@ class Engine:
 
     # ---------------------------------------------------------------- input
 
-    def add(self, batch: PacketBatch, tags: PacketTags | None = None) -> Iterator[Ended]:
+    def add(self, batch: PacketBatch, tags: PacketTags | Pooled | None = None) -> Iterator[Ended]:
         """Fold the next batch (capture order) in; yields the flows that ended (none most of the time).
 
-        ``tags``: the batch's evidence scan when the caller ran it already (``classifier.feed``).
+        ``tags``: the batch's evidence scan when the caller ran it already (``classifier.feed``), or
+        the ``Pooled`` flow table another process built from the batches of ``batch.stats`` (``flow_stage``).
         """
+        if isinstance(tags, Pooled):
+            yield from self._add_pooled(batch.stats, tags)
+            return
         if tags is None and self._scan is not None and len(batch):
             tags = self._scan(batch)
         elif self._scan is None:
@@ -259,6 +265,27 @@ class Engine:
             ended = self.expire()
             if len(ended):
                 yield ended
+
+    def flow_stage(self) -> FlowStage:
+        """How this engine pools packets into flow tables, for a process that builds them (``Pooled``)."""
+        return FlowStage(self.timeouts.batch_idle_ns, self.min_packets, self.separate_files)
+
+    def _add_pooled(self, stats: CaptureStats, pooled: Pooled) -> Iterator[Ended]:
+        """``_add_piece`` of each batch of a pool, at once: the pool's table was built elsewhere."""
+        if self._agg.pending:
+            raise RuntimeError("a pooled flow table arrived while packets of an earlier pool wait")
+        self._agg.stats.merge(stats)
+        self._agg.add_table(pooled.table)
+        self.stats = self._agg.stats
+        if pooled.packets:
+            if self.hold_heads and self._hold_until is None:
+                idle = self.timeouts.batch_idle_ns
+                self._hold_until = pooled.first_ts_ns + idle if idle else np.iinfo(np.int64).max
+            self.clock_ns = pooled.last_ts_ns
+            if self.expire_enabled:
+                ended = self.expire()
+                if len(ended):
+                    yield ended
 
     def _end_all(self, code: int) -> Ended:
         """End every flow alive now (a clock step), as ``code``."""

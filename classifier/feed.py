@@ -7,7 +7,9 @@ every module already loaded) and ships each batch's columns and tags back throug
 (protocol 5) with their arrays out of band, read straight into fresh arrays.  The chunk's raw bytes
 stay in the child: after the scan nothing reads them (the flow stage reads the columns, the verdicts
 and said columns the tags).  The engine gets the same batches and tags in the same order, so the
-results are those of one process, byte for byte.
+results are those of one process, byte for byte.  Given the engine's ``flow_stage()``, the child also
+builds the flow tables of pools of packets while the parent lags behind (``SHARE``), the very tables the
+engine would build from those packets, so the flow stage's work goes to whichever process has time.
 
 Signals: the child ignores SIGINT (the parent decides when reading stops, ``classifier.interrupt``)
 and dies quietly of SIGTERM; the parent ends it when it leaves the ``Feed`` (SIGTERM, then SIGKILL)
@@ -40,10 +42,11 @@ import numpy as np
 from . import interrupt
 from .capture.columns import PacketBatch
 from .errors import EXIT_INTERNAL, PortclassError
-from .flows import PacketTags
+from .flows import FlowStage, PacketTags, Pooled, group_lut, pool_flows
 
-Item = tuple[PacketBatch, PacketTags | None]
-"""A batch and its evidence tags (None when payloads are not inspected)."""
+Item = tuple[PacketBatch, PacketTags | Pooled | None]
+"""A batch and its evidence tags (None when payloads are not inspected); or, where the child built a
+pool's flow table (``share``), an empty batch with the pool's counters and the ``Pooled`` table."""
 
 MIN_BYTES = 32 << 20
 """Inputs smaller than this are read in one process by default (two 16 MiB chunks: below, nothing overlaps)."""
@@ -57,7 +60,11 @@ AHEAD = 4
 _HEAD = struct.Struct("<QQ")  # bytes of the pickle, number of out-of-band buffers
 _ALIGN = 64
 _PIPE_BYTES = 1 << 20
-_END, _BATCH, _ERROR = "end", "batch", "error"
+_END, _BATCH, _POOL, _ERROR = "end", "batch", "pool", "error"
+
+SHARE = "auto"
+"""Which pools' flow tables the child builds (with a ``FlowStage``): "auto" those that close while the
+parent lags (``AHEAD - 1`` messages or more wait for it), "all", or "none" (tests force either)."""
 
 
 def cpus() -> int:
@@ -115,9 +122,15 @@ def file_batches(
 
 @contextlib.contextmanager
 def batches(
-    source: Callable[[], Iterable[PacketBatch]], *, evidence: bool = True, child: bool = False, name: str = ""
+    source: Callable[[], Iterable[PacketBatch]],
+    *,
+    evidence: bool = True,
+    child: bool = False,
+    name: str = "",
+    flows: FlowStage | None = None,
 ) -> Iterator[Iterator[Item]]:
-    """The batches of ``source()`` with their tags; made in a child process (``Feed``, ``name``) when ``child``.
+    """The batches of ``source()`` with their tags; made in a child process (``Feed``, ``name``, ``flows``)
+    when ``child``.
 
     >>> with batches(file_batches(["a.pcap"], 16 << 20), child=True) as items:  # doctest: +SKIP
     ...     for batch, tags in items:
@@ -126,7 +139,7 @@ def batches(
     if not child:
         yield scanned(source(), evidence)
         return
-    with Feed(source, evidence=evidence, name=name) as feed:
+    with Feed(source, evidence=evidence, name=name, flows=flows) as feed:
         yield iter(feed)
 
 
@@ -139,11 +152,22 @@ class Feed:
     wherever it is.  A source that never ends by itself (a live capture, opened in the child: start
     the Feed before any thread of this process) watches ``feed.stop`` and ends once it is set
     (``request_stop``); ``poll(timeout)`` lets the caller's loop do other work in between.
+    With ``flows`` (the engine's ``flow_stage()``) the child also builds the flow tables of some pools
+    of packets (``SHARE``), so that the two processes share the flow stage's work: the engine gets
+    exactly the tables it would have built itself.
     """
 
-    def __init__(self, source: Callable[[], Iterable[PacketBatch]], *, evidence: bool = True, name: str = "") -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable[PacketBatch]],
+        *,
+        evidence: bool = True,
+        name: str = "",
+        flows: FlowStage | None = None,
+    ) -> None:
         self.source = source
         self.evidence = evidence
+        self.flows = flows
         self.name = name
         self.current = name  # the last file a batch listed
         self.batches = 0
@@ -166,23 +190,11 @@ class Feed:
         """Fork the child (stdout and stderr flushed first, so it never writes their buffers again)."""
         if self.evidence:
             import classifier.evidence.match  # noqa: F401 - loaded once here, not in every child
-        ctx = multiprocessing.get_context("fork")
-        r, w = os.pipe()
-        with contextlib.suppress(AttributeError, OSError):
-            import fcntl
-
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # fewer, larger reads
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        args = (w, r, self.source, self.evidence)
-        self._proc = ctx.Process(target=_child, args=args, daemon=True, name="portclass-feed")
+        r, w = pipe()
         try:
-            with interrupt.deferred():  # the child starts with SIGINT/SIGTERM held back, until its own handling is set
-                self._proc.start()
+            self._proc = fork_child(_child, (w, r, self.source, self.evidence, self.flows), "portclass-feed")
         except BaseException:
             os.close(r)
-            self._proc = None
             raise
         finally:
             os.close(w)
@@ -209,10 +221,14 @@ class Feed:
             self.finished = True
             raise msg[1]
         cols, stats, tags = msg[1], msg[2], msg[3]
-        n = cols["ts_ns"].shape[0]
         if stats.files:
             self.current = stats.files[-1]
         self.batches += 1
+        if msg[0] == _POOL:
+            from .capture.reader import empty_batch
+
+            return empty_batch(stats), tags
+        n = cols["ts_ns"].shape[0]
         empty = np.zeros(0, dtype=np.uint8)
         return PacketBatch(**cols, payload_off=np.full(n, -1, dtype=np.int64), data=empty, stats=stats), tags
 
@@ -253,45 +269,87 @@ class Feed:
 
     def _gone(self) -> BaseException:
         """The error for a child that died without saying why (killed); SIGINT/SIGTERM: an interruption."""
-        self._proc.join(5.0)
-        code = self._proc.exitcode
-        if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
-            # a signal to the whole process group: once this process's handler has run, an interruption
-            deadline = time.monotonic() + 0.5
-            while interrupt.received is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if interrupt.received is not None:
-                return interrupt.Interrupted(interrupt.received)
-        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
-        return PortclassError(
-            f"the reading process ended unexpectedly ({how}) after {self.batches} batches",
-            path=self.current or None,
-            exit_code=EXIT_INTERNAL,
-        )
+        return child_gone(self._proc, f"the reading process ended unexpectedly ({{how}}) after {self.batches} batches",
+                          self.current or None)  # fmt: skip
 
 
-def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence: bool) -> None:
+def pipe() -> tuple[int, int]:
+    """(read end, write end) of a pipe with a large buffer where the system allows (fewer, larger reads)."""
+    r, w = os.pipe()
+    with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return r, w
+
+
+def fork_child(target: Callable[..., None], args: tuple[Any, ...], name: str) -> Any:
+    """Start ``target(*args)`` in a forked daemon process (``classifier.feed``'s reader, ``report.writer``):
+    stdout and stderr flushed first, so the child never writes their buffers again, and SIGINT/SIGTERM
+    held back until the child has set its own handling (``child_setup``)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True, name=name)
+    with interrupt.deferred():
+        proc.start()
+    return proc
+
+
+def child_setup(name: str, term: Any = signal.SIG_DFL) -> None:
+    """First steps of a forked helper: its ``name`` as the process's name (``ps``, ``/proc/PID/comm``), a
+    session of its own (Linux's autogroup scheduler then gives it a CPU share of its own), the parent's
+    objects frozen (a collection would copy every page of them), SIGINT ignored (Ctrl-C reaches the
+    parent too; it decides), SIGTERM set to ``term``."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, name.encode()[:15] + b"\0", 0, 0, 0)  # PR_SET_NAME
+    gc.freeze()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, term)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
+    sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
+
+
+def child_gone(proc: Any, message: str, path: str | None) -> BaseException:
+    """The error for a helper process that died without saying why: ``message`` with ``{how}`` filled in
+    (killed by which signal, or its exit status), exit 70; after SIGINT/SIGTERM to the whole process
+    group, once this process's handler has run, an interruption instead."""
+    proc.join(5.0)
+    code = proc.exitcode
+    if code is not None and -code in (signal.SIGINT, signal.SIGTERM):
+        deadline = time.monotonic() + 0.5
+        while interrupt.received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if interrupt.received is not None:
+            return interrupt.Interrupted(interrupt.received)
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+    return PortclassError(message.format(how=how), path=path, exit_code=EXIT_INTERNAL)
+
+
+def _child(
+    w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence: bool, flows: FlowStage | None
+) -> None:
     """The child: read, decode and scan, and send each batch (then ``end``, or the error) to the parent.
 
     A thread writes to the pipe, ``AHEAD`` messages behind at most, so that reading goes on while the
     parent is busy with a batch that costs it more than the others (a pass of the engine's flow stage).
     """
-    with contextlib.suppress(OSError):
-        os.setsid()  # a session of its own: Linux's autogroup scheduler then gives it a share of its own
-    gc.freeze()  # the parent's objects: a collection here would copy every page of them (copy on write)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
-    sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
+    child_setup("portclass-feed")
     os.close(r)
     out: queue.Queue[tuple] = queue.Queue(AHEAD)
     sender = threading.Thread(target=_sender, args=(w, out), daemon=True)
     sender.start()
     try:
-        for batch, tags in scanned(source(), evidence):
-            out.put((_BATCH, {name: getattr(batch, name) for name in COLUMNS}, batch.stats, tags))
-            del batch, tags
+        items = scanned(source(), evidence)
+        for msg in _messages(items) if flows is None else _pooling(items, flows, out):
+            out.put(msg)
+            del msg
         out.put((_END,))
     except BaseException as exc:  # noqa: BLE001 - every error goes to the parent, to be raised there
         if not isinstance(exc, PortclassError):
@@ -304,6 +362,49 @@ def _child(w: int, r: int, source: Callable[[], Iterable[PacketBatch]], evidence
     sender.join()
 
 
+def _messages(items: Iterable[Item]) -> Iterator[tuple]:
+    """A batch message per batch: its columns (not the raw bytes), counters and tags."""
+    for batch, tags in items:
+        yield _BATCH, {name: getattr(batch, name) for name in COLUMNS}, batch.stats, tags
+
+
+def _pooling(items: Iterable[Item], stage: FlowStage, out: queue.Queue[tuple]) -> Iterator[tuple]:
+    """Messages of batches pooled as the engine's ``FlowAggregator`` pools them: when a pool closes,
+    either its flow table (``SHARE``; the parent lags) or its batches, one message each."""
+    from .capture.columns import CaptureStats
+
+    seen = CaptureStats()  # every batch's counters so far: the files, for the flow key's file groups
+    pool: list[Item] = []
+    pooled = 0
+    for batch, tags in items:
+        seen.merge(batch.stats)
+        pool.append((batch, tags))
+        pooled += len(batch)
+        if pooled < stage.min_packets:
+            continue
+        if SHARE == "all" or (SHARE == "auto" and out.qsize() >= AHEAD - 1):
+            yield _pooled(pool, seen, stage)
+        else:
+            yield from _messages(pool)
+        pool, pooled = [], 0
+        del batch, tags
+    yield from _messages(pool)  # the last pool: the engine builds it when it flushes
+
+
+def _pooled(pool: list[Item], seen: Any, stage: FlowStage) -> tuple:
+    """The message of a closed pool: its flow table (``pool_flows``) in place of its batches."""
+    from .capture.columns import CaptureStats
+
+    full = [(b, t) for b, t in pool if len(b)]
+    table = pool_flows([b for b, _ in full], [t for _, t in full], stage.idle_timeout_ns,
+                       group_lut(seen.files) if stage.separate_files else None)  # fmt: skip
+    stats = CaptureStats()
+    for b, _ in pool:
+        stats.merge(b.stats)
+    packets = sum(len(b) for b, _ in full)
+    return _POOL, None, stats, Pooled(table, packets, int(full[0][0].ts_ns[0]), int(full[-1][0].ts_ns[-1]))
+
+
 def _sender(w: int, out: queue.Queue[tuple]) -> None:
     """The child's writer: messages from ``out`` to the pipe until the last one (``end`` or an error)."""
     while True:
@@ -312,7 +413,7 @@ def _sender(w: int, out: queue.Queue[tuple]) -> None:
             _send(w, msg)
         except OSError:  # the parent is gone or stopped listening (a broken pipe)
             os._exit(0)
-        if msg[0] != _BATCH:
+        if msg[0] not in (_BATCH, _POOL):
             os.close(w)
             return
 

@@ -14,6 +14,7 @@ unfiltered analysis (for totals that must describe everything).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -275,3 +276,76 @@ def whole_totals(a: Analysis) -> dict[str, Any]:
     if sel is not None:
         out["selection"] = sel.to_dict()
     return out
+
+
+# --------------------------------------------------------------------------- as flows end
+
+
+class Filtering:
+    """A filter applied to flows as they end (``engine.Ended`` chunks): what passes goes on, what does not
+    is only counted, so a filtered run holds no more flows than an unfiltered one (the flows alive at once).
+
+    It counts the whole run (``whole``: the totals every report's head gives of the capture) and the
+    ``selection`` (flows kept of flows seen, flagged kept of flagged seen), as ``apply`` does at the end.
+    """
+
+    def __init__(self, flt: FlowFilter, registry: CompiledRegistry) -> None:
+        from .report.aggregates import Totaling
+
+        self.flt, self.registry = flt, registry
+        self.whole = Totaling()
+        self.kept = self.kept_flagged = 0
+
+    def keep(self, e: Any) -> Any:
+        """The rows of ``e`` (an ``engine.Ended``) the filter keeps, after counting every row of ``e``."""
+        from .report.aggregates import take_ended
+
+        self.whole.add(e)
+        if not len(e):
+            return e
+        view = Analysis(flows=e.flows, labels=e.labels, stats=e.stats, registry=self.registry)
+        idx = np.flatnonzero(mask(view, self.flt))
+        if idx.size < len(e):
+            e = take_ended(e, idx)
+        self.kept += int(idx.size)
+        self.kept_flagged += int(np.count_nonzero(e.labels.severity))
+        return e
+
+    def selection(self) -> Selection:
+        """What the filter kept so far, out of every flow seen."""
+        return Selection(self.flt.describe(), self.kept, self.whole.flows, self.kept_flagged, self.whole.flagged)
+
+    def result(self, a: Analysis) -> FilteredAnalysis:
+        """The run's analysis ``a`` (of the kept flows) with its selection and the whole run's totals."""
+        whole = dataclasses.replace(a)
+        whole.running = self.whole.totals(a)  # type: ignore[attr-defined]  # what summary.totals reads first
+        kept = {f.name: getattr(a, f.name) for f in fields(Analysis)}
+        return FilteredAnalysis(**kept, selection=self.selection(), whole=whole)
+
+
+def filtered(analyze: Any, flt: FlowFilter) -> Any:
+    """``analyze`` (``pipeline.analyze``'s signature, streaming through ``on_ended``) filtering flows as they
+    end: ``on_ended`` receives only the kept flows, and the result is a ``FilteredAnalysis`` whose
+    ``selection`` and ``whole`` totals are those ``apply`` gives of the whole-run analysis."""
+
+    def run(paths: Any, registry: CompiledRegistry, *args: Any, on_ended: Any, **kw: Any) -> FilteredAnalysis:
+        f = Filtering(flt, registry)
+
+        def take(e: Any) -> None:
+            kept = f.keep(e)
+            if len(kept):
+                on_ended(kept)
+
+        a = analyze(paths, registry, *args, on_ended=take, **kw)
+        if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
+            from .engine import Ended
+
+            n = len(a.flows)
+            part = a.part if a.part is not None else np.zeros(n, np.int32)
+            take(Ended(a.flows, a.labels, part, np.zeros(n, np.uint8), a.stats))
+            empty = Ended.empty()
+            a = dataclasses.replace(a, flows=empty.flows, labels=empty.labels, part=empty.part)
+        return f.result(a)
+
+    return run
+

@@ -1400,6 +1400,48 @@ def file_groups(files: Sequence[str], merge: bool = False) -> np.ndarray:
     return g
 
 
+def group_lut(files: Sequence[str]) -> np.ndarray:
+    """Group per file_index (uint16, all 2^16 indices) of the files seen so far (``file_groups``)."""
+    out = np.arange(1 << 16, dtype=np.uint16)  # a file not listed yet is its own group
+    g = file_groups(files)[: 1 << 16]
+    out[: g.size] = g
+    return out
+
+
+def pool_flows(
+    pool: Sequence[PacketBatch], tags: Sequence[PacketTags | None], idle_timeout_ns: int, groups: np.ndarray | None
+) -> FlowTable:
+    """``flows_from_batch`` of pooled consecutive batches (and their tags) as one batch."""
+    batch = pool[0] if len(pool) == 1 else concat_batches(pool)
+    merged: PacketTags | None = None
+    if any(t is not None for t in tags):
+        sizes = [len(b) for b in pool]
+        full = [t if t is not None else PacketTags.none(k) for t, k in zip(tags, sizes, strict=True)]
+        merged = full[0] if len(full) == 1 else PacketTags.concat(full, sizes)
+    return flows_from_batch(batch, idle_timeout_ns, merged, groups)
+
+
+@dataclass(frozen=True)
+class FlowStage:
+    """How an engine's ``FlowAggregator`` pools packets into partial tables, so that another process
+    can build the very same tables (``classifier.feed``): pools close at ``min_packets`` packets."""
+
+    idle_timeout_ns: int
+    min_packets: int
+    separate_files: bool
+
+
+@dataclass
+class Pooled:
+    """A pool's partial flow table built elsewhere (``pool_flows`` of the batches of ``stats``), in
+    place of those batches: what ``FlowAggregator`` would have built from them."""
+
+    table: FlowTable
+    packets: int
+    first_ts_ns: int  # the pool's first and last packet's timestamps
+    last_ts_ns: int
+
+
 class FlowAggregator:
     """Stream batches into flows with memory bounded by the number of flows, not packets.
 
@@ -1458,22 +1500,11 @@ class FlowAggregator:
             return
         pool, tags = self._pool, self._tags
         self._pool, self._tags, self._pooled = [], [], 0
-        batch = pool[0] if len(pool) == 1 else concat_batches(pool)
-        merged: PacketTags | None = None
-        if any(t is not None for t in tags):
-            sizes = [len(b) for b in pool]
-            full = [t if t is not None else PacketTags.none(k) for t, k in zip(tags, sizes, strict=True)]
-            merged = full[0] if len(full) == 1 else PacketTags.concat(full, sizes)
-        self.add_table(flows_from_batch(batch, self.idle_timeout_ns, merged, self._groups()))
+        self.add_table(pool_flows(pool, tags, self.idle_timeout_ns, self._groups()))
 
     def _groups(self) -> np.ndarray | None:
         """Group per file_index of the files seen so far (None: files merge)."""
-        if not self.separate_files:
-            return None
-        out = np.arange(1 << 16, dtype=np.uint16)  # a file not listed yet is its own group
-        g = file_groups(self.stats.files)[: 1 << 16]
-        out[: g.size] = g
-        return out
+        return group_lut(self.stats.files) if self.separate_files else None
 
     def add_table(self, part: FlowTable) -> None:
         """Fold a partial table of the next stretch of packets (e.g. made by a worker)."""

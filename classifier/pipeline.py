@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 16 << 20
 """Capture bytes read at a time: with the engine's 2^16-packet passes, the working set of one chunk."""
 
+PASS_PACKETS: int | None = None
+"""Packets between the engine's passes (None: ``engine.Engine``'s default); tests make it small."""
+
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 """Idle timeout between packets of one flow (Zeek's TCP inactivity timeout is 5 minutes too)."""
 
@@ -47,6 +50,7 @@ class Analysis:
     part: np.ndarray | None = None  # per flow: 0 whole, k >= 1 its k-th part (engine's active timeout)
     counters: Counters | None = None  # the engine's counters (flows ended per reason, alive at most)
     aggregates: Any = None  # report.aggregates.Aggregates of the run when ``flows`` does not hold every flow
+    tshark: bool = False  # tshark's second opinion was asked (--dissect tshark): its columns in every table
 
 
 def label_flows(flows: FlowTable, registry: CompiledRegistry, *, owned: bool = False) -> tuple[FlowTable, Labels]:
@@ -78,7 +82,8 @@ def analyze(
     registry (``classifier.evidence``; flag ``service-mismatch``); ``tshark`` also asks
     Wireshark's dissectors for each flow's protocol, as a second opinion (slow).
     ``hold`` keeps every flow to the end of the input (no flow ends before the input does, as a
-    whole-capture view; default: they end on the wire).
+    whole-capture view; default: they end on the wire).  ``tshark`` runs beside the reading, one file at
+    a time, its rows read in step with the packets and joined to flows as they end (no flow is held for it).
     A thin caller of ``classifier.engine.Engine``: ``timeouts`` (default: ``idle_timeout_s``
     with the engine's other defaults) says when flows end; ``on_ended`` receives the flows as
     they end (a streaming writer), and the returned analysis then has no flows, only counters.
@@ -97,34 +102,51 @@ def analyze(
     t0 = time.perf_counter()
     if timeouts is None:
         timeouts = Timeouts(idle_s=idle_timeout_s)
-    # --dissect tshark reads the files again per flow: flows held to the end
-    eng = Engine(registry, timeouts, evidence=evidence, expire=not (hold or tshark), separate_files=not merge_files)
+    passes = {} if PASS_PACKETS is None else {"min_packets": PASS_PACKETS}
+    eng = Engine(registry, timeouts, evidence=evidence, expire=not hold, separate_files=not merge_files, **passes)
     chunks: list[Ended] = []
-    take = on_ended if on_ended is not None else chunks.append
+    give = on_ended if on_ended is not None else chunks.append
     interrupted = False
     # one unreadable file among several is a warning; a single bad file is the run's error
     several = len(paths) > 1 or any(is_directory(p) for p in paths)
     source = file_batches(paths, CHUNK_BYTES, errors="warn" if several else "raise")
     child = two_processes(paths, jobs)
+    second = _second_opinion(paths) if tshark else None
+    read = 0  # records read: tshark's rows are read up to as many frames
+
+    def take(ended: Ended) -> None:
+        if second is not None:  # every frame of these flows was read: join tshark's names, drop its rows
+            ended.labels.tshark_protocol = second.names(ended.flows)
+        give(ended)
+
     try:
-        with batches(source, evidence=evidence, child=child, name=str(paths[0]) if paths else "") as items:
+        name = str(paths[0]) if paths else ""
+        with batches(source, evidence=evidence, child=child, name=name, flows=eng.flow_stage()) as items:
             for batch, tags in items:
+                read += int(batch.stats.packets)
+                if second is not None:
+                    second.advance(read)
                 for ended in eng.add(batch, tags):
                     take(ended)
                 if progress is not None:
                     progress(int(batch.stats.bytes))
     except KeyboardInterrupt:
         interrupted = True  # report what was read so far
+    except BaseException:
+        if second is not None:
+            second.close()
+        raise
+    if second is not None:
+        second.advance(None if not interrupted else read)
+        second.close()
     take(eng.flush())
+    if second is not None:
+        eng.stats.warnings += second.warnings
     if not eng.stats.files and not interrupted:
         why = "; ".join(eng.stats.warnings) or "no pcap/pcapng capture files found"
         raise CaptureError(why, path=", ".join(str(p) for p in paths))
     done = Ended.concat(chunks) if chunks else eng.flush()
     flows, labels = done.flows, done.labels
-    if tshark:
-        from .evidence.tshark import dissect
-
-        labels.tshark_protocol = dissect(eng.stats.files, flows)
     return Analysis(
         flows=flows,
         labels=labels,
@@ -137,7 +159,17 @@ def analyze(
         payload_inspected=evidence,
         part=done.part,
         counters=eng.counters,
+        tshark=tshark,
     )
+
+
+def _second_opinion(paths: Sequence[str | Path]) -> Any:
+    """tshark's protocol names joined to flows as they end (``evidence.tshark.TsharkStream``), over the
+    capture files in the reader's order."""
+    from .capture.source import capture_files
+    from .evidence.tshark import TsharkStream
+
+    return TsharkStream([str(f) for f in capture_files(paths)])
 
 
 def worst_first(a: Analysis) -> np.ndarray:

@@ -114,6 +114,36 @@ def test_api_flows_agree_with_many_small_batches(reg) -> None:
     assert a == b and sum(len(c) for c in runs[0]) > 0
 
 
+@pytest.mark.parametrize("share", ("all", "none"))
+def test_flow_tables_built_by_the_child_equal_the_engine_s(made: dict[str, Path], reg, monkeypatch, share) -> None:
+    """Pools whose flow tables the child builds (``feed.SHARE``) give the flows, labels, parts, end reasons
+    and counters of one process, chunk for chunk; with "none" no table crosses."""
+    from classifier.engine import Engine, Timeouts
+    from classifier.flows import FlowTable, Pooled
+
+    monkeypatch.setattr(feed, "SHARE", share)  # the child is forked: it sees the patched value
+    runs = []
+    for child in (False, True):
+        eng = Engine(reg, Timeouts(idle_s=20, active_s=600), min_packets=20000)
+        chunks, tables = [], 0
+        source = feed.file_batches([made["day"]], 1 << 20)
+        with feed.batches(source, child=child, flows=eng.flow_stage()) as items:
+            for batch, tags in items:
+                tables += isinstance(tags, Pooled)
+                chunks.extend(eng.add(batch, tags))
+        chunks.append(eng.flush())
+        runs.append((chunks, tables, eng.counters, eng.stats))
+    (one, none, c1, s1), (two, tables, c2, s2) = runs
+    assert none == 0 and (tables > 3 if share == "all" else tables == 0)
+    assert len(one) == len(two) > 3 and c1 == c2 and c1.ended["idle"] > 100 and s1.packets == s2.packets
+    assert s1.files == s2.files and s1.bytes == s2.bytes
+    for a, b in zip(one, two, strict=True):
+        assert a.flows.equals(b.flows) and a.part.tolist() == b.part.tolist() and a.reason.tolist() == b.reason.tolist()
+        for name in ("service", "verdict", "flags"):
+            assert getattr(a.labels, name).tolist() == getattr(b.labels, name).tolist(), name
+    assert sum(len(c) for c in one) == len(FlowTable.concat([c.flows for c in one])) > 1000
+
+
 # ---- damage and bad input --------------------------------------------------------------------------
 
 
@@ -192,12 +222,21 @@ def test_child_errors_are_raised_in_the_parent() -> None:
 # ---- a killed child, signals --------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    """Child process ids of ``pid`` (its main thread's)."""
+def _children(pid: int, name: str | None = "portclass-feed") -> list[int]:
+    """Child process ids of ``pid`` (its main thread's) named ``name`` (the reading process; None: any,
+    the writing process of a streamed format too, ``report.writer``)."""
     try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return [k for k in kids if name is None or _comm(k) == name]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -262,12 +301,14 @@ def test_signal_stops_parent_and_child(made: dict[str, Path], tmp_path: Path, si
         [sys.executable, "-m", "classifier", "--registry", _xml(), "--no-progress", "--jobs", "2", str(made["day"]),
          "-f", "jsonl", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
         start_new_session=True)  # fmt: skip
-    child = _wait_child(proc)
+    _wait_child(proc)
+    kids = _children(proc.pid, None)  # the reading and the writing process (report.writer)
+    assert len(kids) == 2
     time.sleep(0.05)
     os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     text = err.decode()
-    assert _gone(child), "the reading process was left running"
+    assert all(_gone(k) for k in kids), "a child process was left running"
     assert "Traceback" not in text and len(text.splitlines()) == 1, text
     if proc.returncode == 0:  # it had finished before the signal came
         return
@@ -281,10 +322,12 @@ def test_parent_killed_leaves_no_child(made: dict[str, Path]) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "classifier", "--registry", _xml(), "--no-progress", "--jobs", "2", str(made["day"]),
          "-f", "jsonl", "-o", os.devnull], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)  # fmt: skip
-    child = _wait_child(proc)
+    _wait_child(proc)
+    kids = _children(proc.pid, None)  # the reading and the writing process (report.writer)
+    assert len(kids) == 2
     proc.kill()
     proc.communicate(timeout=60)
-    assert _gone(child, 30.0), "the reading process outlived its parent"
+    assert all(_gone(k, 30.0) for k in kids), "a child process outlived its parent"
 
 
 # ---- when two processes are used ------------------------------------------------------------------------

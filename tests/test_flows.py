@@ -673,14 +673,18 @@ def test_sample_capture_payload_refs_point_at_the_banners() -> None:
     from scapy.utils import rdpcap
 
     frames = rdpcap(str(CAPTURES / "sample.pcap"))
+    seen = []
     for i in range(len(t)):
         r = t.row(i)
         if r["server_port"] == 22:
             first = bytes(frames[r["payload_pkt_s2c"][0] - 1])
             assert b"SSH-2.0-OpenSSH_9.2" in first
+            seen.append("ssh")
         if r["server_port"] == 443 and r["server"] == "198.51.100.43":
             hello = bytes(frames[r["payload_pkt_c2s"][0] - 1])
             assert b"example.com" in hello and b"\x16\x03\x01" in hello
+            seen.append("tls")
+    assert sorted(seen) == ["ssh", "tls"]  # both flows were there to check
 
 
 def test_make_captures_is_reproducible(tmp_path: Path) -> None:

@@ -288,13 +288,18 @@ def _tshark_frames(path: Path) -> list[str]:
 # ---- the tests ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sigint_mid_capture_labels_every_flow(backend, servers, tmp_path):
-    """Each backend: flows, labels and flags of real traffic; SIGINT leaves complete jsonl and pcapng files."""
+@pytest.mark.parametrize(
+    ("backend", "jobs"), [*(pytest.param(p.values[0], "2", marks=p.marks) for p in BACKENDS), ("dumpcap", "1")]
+)
+def test_sigint_mid_capture_labels_every_flow(backend, jobs, servers, tmp_path):
+    """Each backend: flows, labels and flags of real traffic; SIGINT leaves complete jsonl and pcapng files.
+    dumpcap reads, decodes and scans in a child process (``--jobs 2``, the default) or in this one (``--jobs 1``)."""
+    if _WHY[backend] is not None:
+        pytest.skip(_WHY[backend])
     out, pcap = tmp_path / "flows.jsonl", tmp_path / "seen.pcapng"
     cli = LiveCli(
         "-i", "lo", "--bpf", BPF, "--backend", backend, "--duration", "60", "--refresh", "0.5",
-        "-f", "jsonl", "-o", str(out), "--write-pcap", str(pcap),
+        "-f", "jsonl", "-o", str(out), "--write-pcap", str(pcap), "--jobs", jobs,
     )  # fmt: skip
     cli.wait_ready()
     clients = make_traffic()
@@ -313,6 +318,8 @@ def test_sigint_mid_capture_labels_every_flow(backend, servers, tmp_path):
     assert live["dropped"] == 0
     flows = _flows_by_client(docs[1:-1])
     _check_labels(flows, clients)
+    http = flows[(clients["http"], 8080)]  # the payload evidence (scanned in the child with --jobs 2)
+    assert http["portclass"]["evidence"]["signature"] == "http-request" and http["http"]["request"]["method"] == "GET"
     if backend == "pyshark":
         assert flows[(clients["http"], 8080)]["portclass"]["tshark_protocol"] == "http"
         assert all(d["portclass"]["tshark_protocol"] for d in flows.values())

@@ -243,7 +243,8 @@ def _visible_rows(driver) -> list[dict[str, str]]:
 def _wait_matches(driver, n: int) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "pc-count").get_attribute("data-matches") == str(n))
+    # a wait, not a speed check (speed is benchmarks' business): generous for a loaded machine
+    WebDriverWait(driver, 60).until(lambda d: d.find_element("id", "pc-count").get_attribute("data-matches") == str(n))
 
 
 def _set_filter(driver, text: str, expected: int) -> None:
@@ -630,27 +631,22 @@ def many_flows(registry, n: int, seed: int = 3) -> pipeline.Analysis:
 
 
 def test_tens_of_thousands_of_flows(browser, reg, tmp_path):
-    """40,000 flows: the page loads, sorts and filters quickly; a row cap shows its note and keeps flagged rows."""
-    import time
-
+    """40,000 flows: the page loads, sorts and filters (one page of rows in the DOM); a row cap shows its note
+    and keeps flagged rows.  No timed assertion: speed is for benchmarks, a loaded machine is no bug."""
     a = many_flows(reg, 40_000)
     n = len(a.flows)
     assert n == 40_000
     out = tmp_path / "big.html"
-    t0 = time.perf_counter()
     html_report.write(a, "html", out)
-    assert time.perf_counter() - t0 < 10
     assert out.stat().st_size < 4_000_000
     logs = _open(browser, out)
     assert not [e for e in logs if e.get("level") == "SEVERE"], logs
     _wait_matches(browser, n)
     assert len(_visible_rows(browser)) == 100  # paginated: the DOM holds one page
-    t0 = time.perf_counter()
     browser.find_element("css selector", 'th[data-col="bytes"] button').click()
     top = [_int(r["bytes"]) for r in _visible_rows(browser)]
     assert top == sorted((a.flows.bytes_c2s + a.flows.bytes_s2c).tolist(), reverse=True)[:100]
     _set_filter(browser, "42000", int(np.count_nonzero(a.flows.server_port == 42000)))
-    assert time.perf_counter() - t0 < 10
 
     capped = tmp_path / "capped.html"
     html_report.write(a, "html", capped, max_rows=5_000)

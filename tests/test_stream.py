@@ -89,19 +89,22 @@ def test_timeout_options(tmp_path: Path, xml_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "zeek"])
-def test_chunk_written_in_slices_is_the_same(fmt: str, reg) -> None:
-    """A chunk of many flows is written a few thousand at a time: the bytes do not depend on the slice."""
+def test_chunk_written_in_slices_is_the_same(fmt: str, reg, monkeypatch) -> None:
+    """A chunk of many flows is written a few thousand at a time (columns of ``rows`` flows, lines of
+    ``TEXT_ROWS``): the bytes do not depend on either slice."""
     import io as _io
 
+    from classifier.report import stream
     from classifier.report.stream import _Body
 
-    a = analyze([Path("captures/sample.pcap")], reg)
+    a = analyze([shared("captures", "ndpi", "pcap", "443-curl.pcap"), Path("captures/sample.pcap")], reg)
     outs = []
-    for rows in (3, 10**6):
+    for rows, text_rows in ((3, 2), (10**6, 2), (10**6, 5), (10**6, 10**6)):
+        monkeypatch.setattr(stream, "TEXT_ROWS", text_rows)
         buf = _io.BytesIO()
         _Body(fmt, buf).add(a, rows=rows)
         outs.append(buf.getvalue())
-    assert outs[0] == outs[1] and outs[0].count(b"\n") == len(a.flows)
+    assert outs.count(outs[0]) == len(outs) and outs[0].count(b"\n") == len(a.flows) > 10
 
 
 def test_jobs_changes_nothing_in_the_output(tmp_path: Path, xml_path: Path, capsys) -> None:
@@ -115,39 +118,63 @@ def test_jobs_changes_nothing_in_the_output(tmp_path: Path, xml_path: Path, caps
 
 
 
-def test_writing_error_behind_the_reading_is_one_line(tmp_path: Path, xml_path: Path, capsys, monkeypatch) -> None:
-    """The body is written in a thread of its own (``stream._Behind``): a full disk there still ends the run
-    with one line and exit 2, the output file as it was, and no writer thread left behind."""
+def _no_writer_left() -> None:
+    import multiprocessing
+
+    assert not [p for p in multiprocessing.active_children() if p.name == "portclass-writer"]
+
+
+def test_writing_error_in_the_writer_process_is_one_line(tmp_path: Path, xml_path: Path, capsys, monkeypatch) -> None:
+    """The body is written by a process of its own (``report.writer``): a full disk there still ends the run
+    with one line naming the output, exit 2, the output file as it was, and no writing process left."""
     import errno
-    import threading
 
     from classifier.report import stream
 
     def full(self, c) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(stream._Body, "_add", full)
-    monkeypatch.setattr(stream, "_threaded", lambda: True)
+    monkeypatch.setattr(stream._Body, "_add", full)  # in the forked writer too
     out = tmp_path / "flows.jsonl"
     out.write_bytes(b"before\n")
     argv = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "jsonl", "-o", str(out), "--no-progress"]
-    assert main(argv) == 2
-    assert capsys.readouterr().err.strip().splitlines() == ["portclass: portclass: No space left on device"]
+    assert main([*argv, "--jobs", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"portclass: {out}: No space left on device"]
     assert out.read_bytes() == b"before\n"
-    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+    _no_writer_left()
+    assert main([*argv, "--jobs", "1"]) == 2  # one process: the same line
+    assert capsys.readouterr().err.strip().splitlines() == [f"portclass: {out}: No space left on device"]
+
+
+def test_killed_writer_process_is_one_line(tmp_path: Path, xml_path: Path, capsys, monkeypatch) -> None:
+    """The writing process killed (out of memory, kill -9) while writing: one line naming the output,
+    exit 70, the output file as it was."""
+    import os
+    import signal
+
+    from classifier.errors import EXIT_INTERNAL
+    from classifier.report import stream
+
+    monkeypatch.setattr(stream._Body, "_add", lambda self, c: os.kill(os.getpid(), signal.SIGKILL))
+    out = tmp_path / "flows.csv"
+    out.write_bytes(b"before\n")
+    argv = ["--registry", str(xml_path), "captures/sample.pcap", "-f", "csv", "-o", str(out), "--no-progress"]
+    assert main([*argv, "--jobs", "2"]) == EXIT_INTERNAL
+    why = "the writing process ended unexpectedly (killed by SIGKILL) after"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"portclass: {out}: {why}"), err
+    assert out.read_bytes() == b"before\n"
+    _no_writer_left()
 
 
 def test_reading_error_stops_the_writer(tmp_path: Path, reg, monkeypatch) -> None:
-    """An error while reading, with chunks still queued for the writer: it propagates, the writer thread
-    ends, the output is untouched."""
-    import threading
-
+    """An error while reading, with chunks sent to the writing process: it propagates, the writing
+    process ends, the output is untouched."""
     from classifier.engine import Ended
     from classifier.report import stream
     from classifier.report.stream import analyze_streamed
 
-    monkeypatch.setattr(stream, "_threaded", lambda: True)
-
+    monkeypatch.setattr(stream, "writer_process", lambda *a: True)
     whole = analyze([Path("captures/sample.pcap")], reg)
 
     def failing(paths, registry, on_ended, **kw):
@@ -159,26 +186,23 @@ def test_reading_error_stops_the_writer(tmp_path: Path, reg, monkeypatch) -> Non
     with pytest.raises(OSError, match="capture vanished"):
         analyze_streamed(["captures/sample.pcap"], reg, "csv", out, failing)
     assert not out.exists()
-    assert not [t for t in threading.enumerate() if t.name == "portclass-writer"]
+    _no_writer_left()
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_one_core_writes_without_the_thread_the_same(fmt: str, tmp_path: Path, xml_path: Path, monkeypatch) -> None:
-    """With the writer thread asked for (``PORTCLASS_WRITER_THREAD=1``) the output is the same as without;
-    on one CPU the body is written in the reading thread even so."""
-    from classifier.report import stream
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "zeek", "parquet"])
+def test_writer_process_writes_what_one_process_does(fmt: str, tmp_path: Path, xml_path: Path) -> None:
+    """With the writing process (``--jobs 2``) the file is byte for byte the one-process file (``--jobs 1``),
+    but for the wall-clock stamps (Zeek's ``#open``/``#close``, Parquet's ``portclass.created``)."""
+    import re
 
-    base = ["--registry", str(xml_path), str(CAPTURES[1]), "-f", fmt, "--no-progress", "-o"]
-    monkeypatch.setenv(stream.WRITER_THREAD, "1")
-    monkeypatch.setattr(stream, "cpus", lambda: 2)
-    assert stream._threaded()
-    assert main([*base, str(tmp_path / "two")]) == 0
-    monkeypatch.setattr(stream, "cpus", lambda: 1)
-    monkeypatch.setattr(stream, "_Behind", lambda *a: pytest.fail("a writer thread on one core"))
-    assert main([*base, str(tmp_path / "one")]) == 0
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        assert pq.read_table(tmp_path / "one").equals(pq.read_table(tmp_path / "two"))
-    else:
-        assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
+    for cap in CAPTURES:
+        base = ["--registry", str(xml_path), str(cap), "-f", fmt, "--no-progress", "-o"]
+        assert main([*base, str(tmp_path / "one"), "--jobs", "1"]) == 0
+        assert main([*base, str(tmp_path / "two"), "--jobs", "2"]) == 0
+        one, two = (tmp_path / "one").read_bytes(), (tmp_path / "two").read_bytes()
+        if fmt == "parquet":  # the creation time is stored in the footer: the same length either way
+            stamp = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+            one, two = re.sub(stamp, b"T", one), re.sub(stamp, b"T", two)
+        elif fmt == "zeek":
+            one, two = re.sub(rb"#(open|close)\t\S+", b"", one), re.sub(rb"#(open|close)\t\S+", b"", two)
+        assert one == two and one.count(b"\n") > 1, cap

@@ -102,7 +102,7 @@ def _dissect(args: argparse.Namespace) -> dict[str, bool]:
 
 def run(args: argparse.Namespace) -> int:
     """Analyze captures and write the chosen report."""
-    from ..filters import FlowFilter, apply, selection_of, service_port_mask
+    from ..filters import FlowFilter, apply, filtered, selection_of, service_port_mask
     from ..registry.sources import load_registry
     from ..report import write
     from ..report.aggregates import AGGREGATED, analyze_aggregated
@@ -146,18 +146,19 @@ def run(args: argparse.Namespace) -> int:
 
         how = _dissect(args)
         timeouts = dataclasses.replace(args.idle_timeout, active_s=args.active_timeout)
-        # machine formats are written as flows end (classifier.report.stream), unless every flow is needed
-        streamed = args.format in STREAMED and not flt and not how["tshark"]
-        # the summary, json and html: from running aggregates and the worst flows, unless a filter or
-        # tshark needs every flow
-        aggregated = args.format in AGGREGATED and not flt and not how["tshark"]
+        # machine formats are written as flows end (classifier.report.stream); the summary, json and html
+        # come from running aggregates and the worst flows; a filter applies to flows as they end
+        # (classifier.filters.filtered), and so does tshark's second opinion (pipeline.analyze)
+        streamed = args.format in STREAMED
+        aggregated = args.format in AGGREGATED
+        run_analyze = filtered(analyze, flt) if flt and (streamed or aggregated) else analyze
         with interrupt.stop_at_boundaries():
             if aggregated:
                 analysis = analyze_aggregated(
                     args.paths,
                     registry,
                     args.top if args.format == "terminal" else args.max_flows,
-                    analyze,
+                    run_analyze,
                     idle_timeout_s=timeouts.idle_s,
                     progress=batch_done,
                     timeouts=timeouts,
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                     registry,
                     args.format,
                     args.output,
-                    analyze,
+                    run_analyze,
                     idle_timeout_s=timeouts.idle_s,
                     timeouts=timeouts,
                     progress=batch_done,
@@ -195,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     for w in analysis.stats.warnings:
         print(f"portclass: warning: {w}", file=sys.stderr)
     if flt:
-        analysis = apply(analysis, flt)
+        if run_analyze is analyze:  # a format that held every flow: filtered now
+            analysis = apply(analysis, flt)
         print(f"portclass: {selection_of(analysis).line()}", file=sys.stderr)  # type: ignore[union-attr]
     if not streamed:
         write(analysis, args.format, args.output, top=args.top, max_rows=args.max_flows)

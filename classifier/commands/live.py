@@ -137,6 +137,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MIB",
         help="kernel capture buffer per interface in MiB (default 64)",
     )
+    p.add_argument(
+        "--jobs",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="processes: 1 does everything in turn; 2 reads dumpcap's packets, decodes and inspects them in a "
+        "second process while the first builds flows (default: 2 with the dumpcap backend where there are 2 CPUs "
+        "or more, without --write-pcap)",
+    )
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the final summary")
     add_max_flows(p)
     p.add_argument("--no-view", action="store_true", help="no rolling view, even on a terminal")
@@ -184,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
         flt = FlowFilter.from_args(args)
     except ValueError as exc:
         raise PortclassError(str(exc)) from None
+    from ..live.heap import hold_freed_memory
+
+    hold_freed_memory()  # a sensor's resident memory stays at its high-water mark (``live.heap``)
     registry = load_registry(args.registry)
     if flt.services:
         service_port_mask(registry, flt.services)  # an unknown name fails now, not after capturing
@@ -200,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         buffer_mib=args.buffer_size,
         timeouts=timeouts,
         evidence=args.dissect != "none",
+        child=None if args.jobs is None else args.jobs >= 2,
     )
     streamed = args.format in STREAMED  # flows written as they end: nothing held to the stop
     # every ended flow is counted in running aggregates with the worst kept (json/html: --max-flows, else

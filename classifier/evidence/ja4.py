@@ -130,8 +130,9 @@ def client_hello_and_name(
     walkable &= p < end
     p = p + 1 + _u8(data, p)
     walkable &= p + 2 <= end
-    ext_end = p + 2 + _u16(data, p)
-    ok &= (clen % 2 == 0) & (ext_end <= whole)  # (implies walkable, and ext_end <= end)
+    # a hello may end right after its compression methods (no extensions block: RFC 5246 7.4.1.2)
+    ext_end = np.where(p == whole, p, p + 2 + _u16(data, p))
+    ok &= (clen % 2 == 0) & (ext_end <= whole)  # (implies walkable or no extensions, and ext_end <= end)
     ciphers = _u16_list(data, cstart, np.where(ok, clen // 2, 0), MAX_CIPHERS)
     # extensions, in lock-step (a few gathers a step): their types and where each starts; then where SNI,
     # ALPN, supported_versions and signature_algorithms sit (the last of each type; SNI: also the first)

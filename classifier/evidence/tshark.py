@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,151 @@ def epoch_ns(epoch: str) -> int:
     """'1704067200.001000000' -> nanoseconds, exactly."""
     sec, _, frac = epoch.partition(".")
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _command(path: str) -> list[str]:
+    exe = shutil.which("tshark")
+    if exe is None:
+        raise PortclassError("--dissect tshark needs tshark (Debian: apt-get install tshark)")
+    cmd = [exe, "-r", path, "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=l"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    return cmd
+
+
+def _frame(row: list[str]) -> tuple[tuple, int, str, int] | None:
+    """(flow key, time ns, normalised Protocol column, IP protocol) of one tshark row, None without ports."""
+    if len(row) < len(FIELDS):
+        return None
+    ts, s4, d4, s6, d6, tsp, tdp, usp, udp_, ssp, sdp, col, stack = row[: len(FIELDS)]
+    if ":icmp" in stack:
+        return None  # ICMP errors quote another packet's ports
+    src, dst = (s6, d6) if s6 else (s4, d4)
+    if tsp:
+        proto, sp, dp = 6, tsp, tdp
+    elif usp:
+        proto, sp, dp = 17, usp, udp_
+    elif ssp:
+        proto, sp, dp = 132, ssp, sdp
+    else:
+        return None
+    try:
+        return (proto, *sorted(((src, int(sp)), (dst, int(dp))))), epoch_ns(ts), normalise(col), proto
+    except ValueError:
+        return None
+
+
+_TRANSPORT_NAME = {6: "tcp", 17: "udp", 132: "sctp"}
+
+
+class TsharkStream:
+    """tshark's protocol per flow, joined to flows *as they end* (``--dissect tshark`` of a streamed run).
+
+    One tshark process at a time reads the capture files in the reader's order, and its rows are read in
+    step with the packets the engine has read (``advance``: as many frames as records), so what is held is
+    the frames of flows still alive, and of those only *runs*: consecutive frames of one flow key with one
+    Protocol column, as ``[first time, last time, name]``.  ``names`` gives a chunk of ended flows the
+    name ``dissect`` gives (the first application-level name among a flow's frames, else its transport),
+    then drops the runs that ended with them; ``peak_runs`` counts the most runs ever held.
+    """
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.files = [str(f) for f in files]
+        if self.files:
+            _command(self.files[0])  # no tshark: the error now, before reading
+        self.frames = 0
+        self.runs: dict[tuple, list[list]] = {}
+        self.held = self.peak_runs = 0
+        self.warnings: list[str] = []
+        self._next = 0
+        self._proc: subprocess.Popen | None = None
+        self._err: Any = None
+
+    def advance(self, frames: int | None = None) -> None:
+        """Read rows until ``frames`` frames have been read in all (None: every frame of every file)."""
+        while frames is None or self.frames < frames:
+            line = self._line()
+            if line is None:
+                return
+            self.frames += 1
+            f = _frame(line.rstrip("\n").split("\t"))
+            if f is None:
+                continue
+            key, t, name, _proto = f
+            runs = self.runs.setdefault(key, [])
+            if runs and runs[-1][2] == name:
+                last = runs[-1]
+                last[0], last[1] = min(last[0], t), max(last[1], t)
+            else:
+                runs.append([t, t, name])
+                self.held += 1
+                self.peak_runs = max(self.peak_runs, self.held)
+
+    def names(self, flows: FlowTable) -> np.ndarray:
+        """tshark's name per flow of a chunk that ended ("" where no frame matched); their runs dropped."""
+        n = len(flows)
+        out = np.full(n, "", dtype=object)
+        if not n:
+            return out
+        cip = format_addresses(flows.client_hi, flows.client_lo).tolist()
+        sip = format_addresses(flows.server_hi, flows.server_lo).tolist()
+        cols = zip(
+            flows.proto.tolist(), cip, flows.client_port.tolist(), sip, flows.server_port.tolist(),
+            flows.first_ts_ns.tolist(), flows.last_ts_ns.tolist(), strict=True,
+        )  # fmt: skip
+        for i, (p, a, ap, b, bp, t0, t1) in enumerate(cols):
+            key = (p, *sorted(((a, ap), (b, bp))))
+            runs = self.runs.get(key)
+            if not runs:
+                continue
+            mine = [r for r in runs if r[0] <= t1 and r[1] >= t0]
+            app = next((r[2] for r in mine if r[2] not in _TRANSPORT_ONLY), None)
+            out[i] = app if app is not None else _TRANSPORT_NAME.get(p, "") if mine else ""
+            rest = [r for r in runs if r[1] > t1]  # frames after this flow's end: a later flow's
+            self.held -= len(runs) - len(rest)
+            if rest:
+                self.runs[key] = rest
+            else:
+                del self.runs[key]
+        return out
+
+    def _line(self) -> str | None:
+        while True:
+            if self._proc is None:
+                if self._next >= len(self.files):
+                    return None
+                import tempfile
+
+                self._err = tempfile.TemporaryFile(mode="w+")
+                cmd = _command(self.files[self._next])
+                pipe = subprocess.PIPE
+                self._proc = subprocess.Popen(cmd, stdout=pipe, stderr=self._err, text=True, errors="replace")
+                self._next += 1
+            assert self._proc.stdout is not None
+            line = self._proc.stdout.readline()
+            if line:
+                return line
+            self._done()
+
+    def _done(self) -> None:
+        """The current file's tshark has ended: a failure is a warning (the flows keep no name from it)."""
+        proc, path = self._proc, self.files[self._next - 1]
+        assert proc is not None
+        code = proc.wait()
+        self._err.seek(0)
+        last = (self._err.read().strip().splitlines() or [f"exit status {code}"])[-1]
+        self._err.close()
+        self._proc = None
+        if code not in (0, 2):  # 2: the file ends in a cut record, the rest was read
+            self.warnings.append(f"{path}: tshark failed: {last}")
+
+    def close(self) -> None:
+        """Stop a tshark still running (an interrupted or failed run)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._err.close()
+            self._proc = None
 
 
 def dissect(files: Sequence[str], flows: FlowTable) -> np.ndarray:

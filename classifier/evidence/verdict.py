@@ -469,7 +469,7 @@ def flow_evidence_columns(flows: FlowTable, labels: Labels, reg: CompiledRegistr
     }
     cols.update(said_codes(flows))
     ts = labels.tshark_protocol
-    if ts is not None and any(x is not None for x in ts.tolist()):
+    if ts is not None and bool(np.not_equal(ts, None).any()):  # tshark asked (not one Python object per flow)
         from .tshark import agreement
 
         cols["portclass.tshark_protocol"] = ts.tolist()

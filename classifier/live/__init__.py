@@ -10,7 +10,7 @@ written at the end with the normal writers (``output`` adds what only a live cap
 
 >>> from classifier.live import LiveOptions, capture  # doctest: +SKIP
 >>> result = capture(LiveOptions(["lo"], bpf="tcp port 8080", duration=5), load_registry())  # doctest: +SKIP
->>> result.meta()["dropped"], len(result.analysis.flows)  # doctest: +SKIP
+>>> result.meta()["dropped"], result.analysis.aggregates.flows  # doctest: +SKIP
 (0, 3)
 """
 

@@ -56,10 +56,12 @@ TRANSPORT_NAMES = frozenset({"tcp", "udp", "sctp", "dccp"})
 
 @dataclass
 class LiveBatch:
-    """One batch of packets and, from pyshark, tshark's protocol name per packet (``pkt_index`` order)."""
+    """One batch of packets and, from pyshark, tshark's protocol name per packet (``pkt_index`` order);
+    from a backend run in a child process (``child``), the batch's evidence tags (made there)."""
 
     batch: PacketBatch
     protocols: list[str | None] | None = None
+    tags: Any = None  # ``flows.PacketTags`` of ``evidence.match.scan``, or None: the engine scans
 
 
 class Backend:
@@ -493,6 +495,9 @@ def _frame_socket_class() -> type:
     class FrameSocket(L2ListenSocket):  # type: ignore[misc, valid-type]
         def __init__(self, iface: str, bpf: str | None, index: int, rcvbuf: int) -> None:
             super().__init__(iface=iface, filter=kernel_filter(iface, bpf), promisc=False)
+            # the socket took every packet (in a tiny buffer) until scapy attached the filter: reading the
+            # kernel's counters resets them, so drops and packets count only what passed the filter
+            self.statistics()
             self.index = index
             self.loopback = is_loopback(iface)
             for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):

@@ -68,6 +68,7 @@ class LiveOptions:
     batch_bytes: int = 16 << 20  # captured bytes a batch gathers at most (~50,000 packets of 300 bytes)
     timeouts: Timeouts | None = None  # when flows end (None: ``idle_timeout`` and the engine's defaults)
     evidence: bool = True  # payload evidence (``--dissect none``: port labels only)
+    child: bool | None = None  # read, decode and scan in a child process (``live.child``) where it helps; False: never
 
 
 @dataclass
@@ -338,8 +339,9 @@ POLL_S = 0.1
 PASS_SPACING = 4.0
 """A pass of the engine waits this many times the last one's cost after it (passes take ~20% of the time at most)."""
 
-MAX_PASS_GAP_S = 10.0
-"""Passes are never further apart than this (Zeek expires its connection table every 10 s as well)."""
+MAX_PASS_GAP_S = 5.0
+"""Passes are never further apart than this (Zeek expires its connection table every 10 s): the rows built
+between two passes wait in memory, so a longer gap would raise the sensor's high-water mark (``live.heap``)."""
 
 RECENT_FLAGGED = 200
 """Ended flagged flows the rolling view keeps to show the newest (bounded: the view's cost follows the alive flows)."""
@@ -494,6 +496,10 @@ class LiveSession:
             batch_bytes=opts.batch_bytes,
             buffer_mib=opts.buffer_mib,
         )
+        from .child import ChildBackend, use_child
+
+        if opts.child is not False and use_child(backend):
+            backend = ChildBackend(backend, evidence=opts.evidence)
         self.backend = backend
         if self.backend_name == "pyshark":
             self.votes = ProtocolVotes()
@@ -579,7 +585,7 @@ class LiveSession:
         first_index = self.engine.stats.packets + 1  # number of the batch's first packet
         if self.votes is not None and lb.protocols is not None:
             self.votes.add(b, lb.protocols, first_index)
-        for ended in self.engine.add(b):
+        for ended in self.engine.add(b, lb.tags):
             self._emit(ended)
         if len(b):
             lo, hi = int(b.ts_ns.min()), int(b.ts_ns.max())
@@ -804,14 +810,29 @@ def _copy_stats(s: CaptureStats) -> CaptureStats:
     return c
 
 
-def capture(options: LiveOptions, registry: CompiledRegistry) -> LiveResult:
-    """Run one live capture without a view (the API's entry point).
+def capture(
+    options: LiveOptions,
+    registry: CompiledRegistry,
+    *,
+    on_ended: Callable[[Ended], None] | None = None,
+    max_flows: int = 50_000,
+    keep_flows: bool = False,
+) -> LiveResult:
+    """Run one live capture without a view (the API's entry point); memory follows the flows alive.
+
+    Flows go to ``on_ended`` in chunks (``engine.Ended``) as they end; ``result.analysis`` holds no flow but
+    the run's running aggregates and its ``max_flows`` worst flows (``report.write(result.analysis, "json",
+    path)`` writes the whole-run document, as ``portclass live -f json`` does).  ``keep_flows=True`` keeps
+    every ended flow in ``result.analysis.flows`` instead: memory then follows the flows seen.
 
     >>> r = capture(LiveOptions(["lo"], bpf="udp port 53", duration=2), load_registry())  # doctest: +SKIP
-    >>> r.meta()["dropped"]  # doctest: +SKIP
-    0
+    >>> r.meta()["dropped"], r.analysis.aggregates.flows  # doctest: +SKIP
+    (0, 3)
     """
-    return LiveSession(options, registry).run()
+    from ..report.aggregates import Aggregates
+
+    agg = None if keep_flows else Aggregates(limit=max_flows)
+    return LiveSession(options, registry, keep_flows=keep_flows, on_ended=on_ended, aggregates=agg).run()
 
 
 __all__ = ["LiveError", "LiveOptions", "LiveResult", "LiveSession", "Snapshot", "capture"]

@@ -360,6 +360,9 @@ class Timeline:
 
 # --------------------------------------------------------------------------- worst flows
 
+DISAGREEMENTS = ("differ", "tshark-only", "portclass-only")
+"""``evidence.tshark.AGREEMENT`` values the terminal's tshark table lists."""
+
 
 class Worst:
     """The ``limit`` worst flows seen (severity, then bytes, then earliest, then end order), whole rows."""
@@ -435,11 +438,79 @@ def _take(e: Ended, idx: np.ndarray, take_labels: Any) -> Ended:
     return Ended(e.flows.take(idx), take_labels(e.labels, idx), e.part[idx], e.reason[idx], e.stats)
 
 
+def take_ended(e: Ended, idx: np.ndarray) -> Ended:
+    """The rows ``idx`` of a chunk of ended flows."""
+    from ..filters import take_labels
+
+    return _take(e, idx, take_labels)
+
+
 # --------------------------------------------------------------------------- the aggregates
 
 
 @dataclass
-class Aggregates:
+class Totaling:
+    """The whole-run totals (``summary.Totals``) kept as sums over ended flows, not the flows: what a report's
+    head needs (the streaming writers, the sensor, a filtered run's whole capture); ``Aggregates`` adds the
+    tables and the worst flows to these sums."""
+
+    flows: int = 0
+    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
+    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
+    packets: int = 0
+    bytes: int = 0
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+    flagged: int = 0
+
+    def add(self, e: Ended) -> None:
+        """Count one chunk of ended flows."""
+        n = len(e)
+        if not n:
+            return
+        fl, lab = e.flows, e.labels
+        self.flows += n
+        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
+        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
+        self.packets += int(fl.packets_c2s.sum(dtype=np.int64) + fl.packets_s2c.sum(dtype=np.int64))
+        self.bytes += int(fl.bytes_c2s.sum(dtype=np.int64) + fl.bytes_s2c.sum(dtype=np.int64))
+        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
+        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
+        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
+        self.flagged += int(np.count_nonzero(lab.severity))
+
+    def merge(self, other: Totaling) -> Totaling:
+        """Fold in the sums of flows that ended after this one's (associative); returns self."""
+        self.flows += other.flows
+        self.by_transport = self.by_transport + other.by_transport
+        self.by_status = self.by_status + other.by_status
+        self.packets += other.packets
+        self.bytes += other.bytes
+        for name, pick in (("first_ts_ns", min), ("last_ts_ns", max)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
+        self.flagged += other.flagged
+        return self
+
+    def totals(self, a: Analysis) -> Totals:
+        """``summary.Totals`` of the run: these sums and ``a``'s capture counters."""
+        from .summary import totals_of
+
+        return totals_of(
+            a,
+            flows=self.flows,
+            by_transport=self.by_transport,
+            by_status=self.by_status,
+            flow_packets=self.packets,
+            flow_bytes=self.bytes,
+            first_ts_ns=self.first_ts_ns,
+            last_ts_ns=self.last_ts_ns,
+            flagged=self.flagged,
+        )
+
+
+@dataclass
+class Aggregates(Totaling):
     """Everything the one-document reports show of a run, kept as flows end (see the module docstring).
 
     >>> agg = Aggregates(limit=50_000)  # doctest: +SKIP
@@ -451,19 +522,13 @@ class Aggregates:
     limit: int = 50_000
     timeline_exact: int = TIMELINE_EXACT
     max_hosts: int = MAX_HOSTS
-    flows: int = 0
-    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
-    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
-    packets: int = 0
-    bytes: int = 0
-    first_ts_ns: int | None = None
-    last_ts_ns: int | None = None
-    flagged: int = 0
     by_outcome: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     by_verdict: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     by_flag: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.int64))  # flows with flag bit k
     by_protocol: np.ndarray | None = None  # (protocol code, verdict) flows, protocol > 0
     key_group_any: bool = False  # a flow kept apart by its file (flows.file_groups)
+    by_agreement: np.ndarray | None = None  # flows per evidence.tshark.AGREEMENT (--dissect tshark), else None
+    disagree: Worst | None = None  # the ``limit`` worst flows where tshark and portclass disagree
     svc: _Grouped = field(default=None)  # type: ignore[assignment]
     hosts: _Grouped = field(default=None)  # type: ignore[assignment]
     src: _Grouped = field(default=None)  # type: ignore[assignment]
@@ -514,18 +579,10 @@ class Aggregates:
         if not n:
             return
         fl, lab = e.flows, e.labels
-        self.worst.add(e, self.flows)
-        self.flows += n
-        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
-        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
+        self.worst.add(e, self.flows)  # before the count: the chunk's place in end order
+        super().add(e)
         pk = fl.packets_c2s.astype(np.int64) + fl.packets_s2c
         by = fl.bytes_c2s.astype(np.int64) + fl.bytes_s2c
-        self.packets += int(pk.sum())
-        self.bytes += int(by.sum())
-        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
-        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
-        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
-        self.flagged += int(np.count_nonzero(lab.severity))
         codes = outcomes(fl)
         self.by_outcome += np.bincount(codes, minlength=4)
         self.by_verdict += np.bincount(lab.verdict, minlength=4)
@@ -563,6 +620,16 @@ class Aggregates:
             self.src_host.add(np.stack([fl.client_hi[att], fl.client_lo[att], fl.server_hi[att], fl.server_lo[att]], 1))
         self._sync_pairs()
         self.timeline.add(fl.first_ts_ns, _BAND_OF[lab.severity])
+        if lab.tshark_protocol is not None and lab.tshark_protocol[0] is not None:  # tshark named them
+            from ..evidence.tshark import AGREEMENT, agreement
+
+            agree = agreement(lab)
+            counts = np.array([np.count_nonzero(agree == k) for k in AGREEMENT], dtype=np.int64)
+            self.by_agreement = counts if self.by_agreement is None else self.by_agreement + counts
+            if self.disagree is None:
+                self.disagree = Worst(self.limit)
+            odd = np.flatnonzero(np.isin(agree, DISAGREEMENTS))
+            self.disagree.add(take_ended(e, odd), self.flows - n)
 
     def _sync_pairs(self) -> None:
         """After sources were pruned, drop their (source, port) and (source, host) pairs too."""
@@ -574,22 +641,40 @@ class Aggregates:
 
     def merge(self, other: Aggregates) -> Aggregates:
         """Fold in the aggregates of flows that ended after this one's (associative); returns self."""
-        self.worst.merge(other.worst, self.flows)
-        self.flows += other.flows
-        for name in ("by_transport", "by_status", "by_outcome", "by_verdict", "by_flag", "by_protocol"):
+        offset = self.flows  # where ``other``'s end order starts
+        self.worst.merge(other.worst, offset)
+        super().merge(other)
+        for name in ("by_outcome", "by_verdict", "by_flag", "by_protocol"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.packets += other.packets
-        self.bytes += other.bytes
-        for name, pick in (("first_ts_ns", min), ("last_ts_ns", max)):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
-        self.flagged += other.flagged
         self.key_group_any = self.key_group_any or other.key_group_any
         for name in ("svc", "hosts", "src", "src_port", "src_host"):
             getattr(self, name).merge(getattr(other, name))
         self._sync_pairs()
         self.timeline.merge(other.timeline)
+        theirs = getattr(other, "by_agreement", None)
+        if theirs is not None:
+            mine = getattr(self, "by_agreement", None)
+            self.by_agreement = theirs.copy() if mine is None else mine + theirs
+            if getattr(self, "disagree", None) is None:
+                self.disagree = Worst(self.limit)
+            self.disagree.merge(other.disagree, offset)  # type: ignore[arg-type]
         return self
+
+    def disagreements_view(self, a: Analysis) -> Analysis:
+        """The kept worst flows where tshark and portclass disagree, as an analysis of ``a``'s run."""
+        import dataclasses
+
+        from ..engine import Ended
+
+        e = (self.disagree.kept if getattr(self, "disagree", None) is not None else None) or Ended.empty()
+        return dataclasses.replace(a, flows=e.flows, labels=e.labels, part=e.part, aggregates=self)
+
+    def agreement_counts(self) -> dict[str, int] | None:
+        """Flows per ``evidence.tshark.AGREEMENT`` (None: tshark was not asked)."""
+        from ..evidence.tshark import AGREEMENT
+
+        counts = getattr(self, "by_agreement", None)
+        return None if counts is None else {k: int(counts[i]) for i, k in enumerate(AGREEMENT)}
 
     @classmethod
     def of(cls, a: Analysis, limit: int | None = None) -> Aggregates:
@@ -608,22 +693,6 @@ class Aggregates:
     def left_out(self) -> int:
         """Flows not in the worst list (the bound cut them)."""
         return self.flows - len(self.worst)
-
-    def totals(self, a: Analysis) -> Totals:
-        """``summary.Totals`` of the run: these sums and ``a``'s capture counters."""
-        from .summary import totals_of
-
-        return totals_of(
-            a,
-            flows=self.flows,
-            by_transport=self.by_transport,
-            by_status=self.by_status,
-            flow_packets=self.packets,
-            flow_bytes=self.bytes,
-            first_ts_ns=self.first_ts_ns,
-            last_ts_ns=self.last_ts_ns,
-            flagged=self.flagged,
-        )
 
     def outcome_counts(self) -> dict[str, int]:
         """Flows per outcome: answered, rejected, no reply, other (as ``summary.outcome_counts``)."""

@@ -96,10 +96,23 @@ def flows_shown(a: Analysis, shown: int) -> dict[str, Any]:
     }
 
 
+def _json_text(value: Any) -> bytes:
+    """``value`` as compact JSON text (orjson: UTF-8, keys as written, nulls kept where given)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
 def json_parts(a: Analysis, rows_per_part: int = 2048) -> Iterator[str]:
-    """The ``json`` document in parts, ``rows_per_part`` flows at a time (never every flow's dict at once):
-    the text ``json.dumps(doc, indent=1)`` gives."""
+    """The ``json`` document in parts, ``rows_per_part`` flows at a time (never every flow's dict at once).
+
+    Compact text (``orjson.dumps(doc)``) with each flow on a line of its own: the flows are the JSON Lines
+    documents (``rows(a, omit_nulls=True)``) as the JSON Lines writer serializes them, column by column,
+    so the document costs about what the JSON Lines of its flows cost (JSON text holds no raw newline:
+    removing the newlines gives exactly ``orjson.dumps(doc)``)."""
     from ..filters import take_labels
+    from .rows import table_arrays
+    from .serialize import jsonl_body, pyarrow_for_writers
 
     shown = worst_view(a)
     doc = {
@@ -111,19 +124,19 @@ def json_parts(a: Analysis, rows_per_part: int = 2048) -> Iterator[str]:
         **flows_shown(a, len(shown.flows)),
         "flows": [],
     }
-    head, _, tail = json.dumps(doc, ensure_ascii=False, indent=1).rpartition('"flows": []')
-    yield head + '"flows": ['
+    head, _, tail = _json_text(doc).decode().rpartition('"flows":[]')
+    yield head + '"flows":['
     n = len(shown.flows)
+    if n:
+        pyarrow_for_writers()  # no pandas import for nothing
     by_start = np.argsort(shown.flows.first_ts_ns, kind="stable")  # the order ``rows`` gives
     for lo in range(0, n, rows_per_part):
         idx = by_start[lo : lo + rows_per_part]
         part = None if shown.part is None else shown.part[idx]
         sub = dataclasses.replace(shown, flows=shown.flows.take(idx), labels=take_labels(shown.labels, idx), part=part)
-        items = [
-            "  " + json.dumps(r, ensure_ascii=False, indent=1).replace("\n", "\n  ") for r in rows(sub, omit_nulls=True)
-        ]
-        yield ("\n" if lo == 0 else ",\n") + ",\n".join(items)
-    yield ("\n ]" if n else "]") + tail + "\n"
+        lines = bytes(jsonl_body(table_arrays(sub))).rstrip(b"\n").replace(b"\n", b",\n")
+        yield ("\n" if lo == 0 else ",\n") + lines.decode()
+    yield ("\n]" if n else "]") + tail + "\n"
 
 
 def render(a: Analysis, fmt: str) -> str:
@@ -157,6 +170,10 @@ def render(a: Analysis, fmt: str) -> str:
             buf.write(f"# {partial_note(a)}\n")
         w = csv.writer(buf, lineterminator="\n")
         keys = list(cols)
+        if a.tshark and "portclass.tshark_protocol" not in cols:  # the head of a streamed run: no flow here
+            at = keys.index("portclass.label_basis")
+            keys[at:at] = ["portclass.tshark_protocol", "portclass.tshark_agreement"]
+            cols = {k: cols.get(k, []) for k in keys}
         w.writerow(keys)
         for values in zip(*(cols[k] for k in keys), strict=True):
             w.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else v) for v in values])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -148,11 +148,14 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
 
     The same documents as ``report.rows.rows(omit_nulls=True)`` (compact separators).
     """
-    import orjson
+    return next(jsonl_parts(cols), memoryview(b""))
 
+
+def jsonl_parts(cols: dict[str, Any], rows: int | None = None) -> Iterator[memoryview]:
+    """``jsonl_body`` of the columns ``rows`` rows at a time (None: all at once). Each column's text is
+    made once (a dictionary's values rendered once for all its rows); only the lines are built per part,
+    which bounds the text held at once."""
     n = next((len(v) for v in cols.values() if not is_const(v)), 0)
-    if not n:
-        return memoryview(b"")
     tree: dict[str, Any] = {}
     for key, values in cols.items():
         path = [key] if key.startswith("@") else key.split(".")
@@ -160,6 +163,27 @@ def jsonl_body(cols: dict[str, Any]) -> memoryview:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = _json_leaf(key, values, n)
+    step = rows or n
+    for lo in range(0, n, step):
+        yield _jsonl_lines(tree if step >= n else _rows_of(tree, lo, step), min(step, n - lo))
+
+
+def _rows_of(node: Any, lo: int, size: int) -> Any:
+    """The leaves of a ``jsonl_parts`` tree (or one cell list of ``csv_parts``) cut to rows ``lo`` .. ``lo + size``."""
+    if isinstance(node, dict):
+        return {k: _rows_of(v, lo, size) for k, v in node.items()}
+    kind, value, valid = node
+    if kind == "num":
+        value = value[lo : lo + size]
+    elif kind != "const" and value is not None:
+        value = value.slice(lo, size)
+    return kind, value, valid[lo : lo + size] if isinstance(valid, np.ndarray) else valid
+
+
+def _jsonl_lines(tree: dict[str, Any], n: int) -> memoryview:
+    """The lines of ``n`` documents from a tree of leaves (``_json_leaf``)."""
+    import orjson
+
     out = Lines(n)
 
     def present(child: Any) -> Any:
@@ -396,29 +420,43 @@ def _csv_value(v: Any) -> str:
 
 def csv_body(cols: dict[str, Any]) -> memoryview:
     """CSV rows of the columns (lists joined with ';', null empty), as the whole-run writer's rows."""
+    return next(csv_parts(cols), memoryview(b""))
+
+
+def csv_parts(cols: dict[str, Any], rows: int | None = None) -> Iterator[memoryview]:
+    """``csv_body`` of the columns ``rows`` rows at a time (None: all at once); each cell's text is made
+    once, only the lines per part (see ``jsonl_parts``)."""
     import pyarrow as pa
 
     n = next((len(v) for v in cols.values() if not is_const(v)), 0)
-    if not n:
-        return memoryview(b"")
-    out = Lines(n)
-    for i, (key, values) in enumerate(cols.items()):
-        if i:
-            out.lit(",")
+    cells: list[tuple[str, Any, Any]] = []  # (kind, value, valid) as the leaves of ``jsonl_parts``
+    for key, values in cols.items():
         if is_const(values):
-            out.lit(_csv_value(values))
+            cells.append(("const", _csv_value(values), True))
         elif pa.types.is_null(values.type):
-            continue
+            cells.append(("const", "", True))
         elif pa.types.is_integer(values.type):
             v, valid = int_values(values)
-            if valid is not False:
-                out.num(v, None if valid is True else valid)
+            cells.append(("num", v, valid) if valid is not False else ("const", "", True))
         elif key in _PLAIN_TEXT and pa.types.is_string(values.type):
-            out.text(values)
+            cells.append(("text", values, True))
         else:  # the csv module quotes a cell holding the delimiter, a quote or a line break
-            out.text(per_value(values, _csv_value, safe='[,"\r\n]', spread=False))
-    out.lit("\n")
-    return out.data()
+            cells.append(("text", per_value(values, _csv_value, safe='[,"\r\n]', spread=False), True))
+    step = rows or n
+    for lo in range(0, n, step):
+        size = min(step, n - lo)
+        out = Lines(size)
+        for i, cell in enumerate(cells if step >= n else [_rows_of(c, lo, step) for c in cells]):
+            kind, value, valid = cell
+            out.lit("," if i else "")
+            if kind == "const":
+                out.lit(value)
+            elif kind == "num":
+                out.num(value, None if valid is True else valid)
+            else:
+                out.text(value)
+        out.lit("\n")
+        yield out.data()
 
 
 def fields(cells: list[Any], sep: str) -> list[Any]:

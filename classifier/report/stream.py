@@ -7,6 +7,8 @@ lets them go, by start time within one chunk.  The head of a report (the JSON Li
 ``#`` lines, Zeek's header) carries whole-run totals, known only at the end: the body goes to a
 spool file first and is copied behind the head when the input is done (a file report stays whole
 or untouched).  Parquet writes one row group per chunk and its key/value metadata at the end.
+Where the reading runs in a process of its own (``classifier.feed``), the body is written by a third
+one (``report.writer``), to the same bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,11 +28,8 @@ import numpy as np
 
 from ..capture.columns import CaptureStats
 from ..engine import Ended
-from ..feed import cpus
 from ..pipeline import Analysis
-from ..registry.compile import STATUS_NAMES
-from ..registry.model import TRANSPORTS
-from .summary import Totals, totals_of
+from .aggregates import Totaling
 
 STREAMED: tuple[str, ...] = ("jsonl", "csv", "zeek", "parquet")
 """Formats written as flows end."""
@@ -39,48 +37,8 @@ TEXT_ROWS = 2048
 """Rows whose JSON Lines or CSV text is built at once (columns are built 8192 rows at a time)."""
 
 
-@dataclass
-class Running:
-    """The whole-run totals a report head needs, kept as sums over ended flows (not the flows)."""
-
-    flows: int = 0
-    by_transport: np.ndarray = field(default_factory=lambda: np.zeros(len(TRANSPORTS) + 1, dtype=np.int64))
-    by_status: np.ndarray = field(default_factory=lambda: np.zeros(len(STATUS_NAMES), dtype=np.int64))
-    packets: int = 0
-    bytes: int = 0
-    first_ts_ns: int | None = None
-    last_ts_ns: int | None = None
-    flagged: int = 0
-
-    def add(self, e: Ended) -> None:
-        """Count one chunk of ended flows."""
-        n = len(e)
-        if not n:
-            return
-        fl, lab = e.flows, e.labels
-        self.flows += n
-        self.by_transport += np.bincount(lab.transport.astype(np.int64) + 1, minlength=len(TRANSPORTS) + 1)
-        self.by_status += np.bincount(lab.status, minlength=len(STATUS_NAMES))
-        self.packets += int(fl.packets_c2s.sum(dtype=np.int64) + fl.packets_s2c.sum(dtype=np.int64))
-        self.bytes += int(fl.bytes_c2s.sum(dtype=np.int64) + fl.bytes_s2c.sum(dtype=np.int64))
-        lo, hi = int(fl.first_ts_ns.min()), int(fl.last_ts_ns.max())
-        self.first_ts_ns = lo if self.first_ts_ns is None else min(lo, self.first_ts_ns)
-        self.last_ts_ns = hi if self.last_ts_ns is None else max(hi, self.last_ts_ns)
-        self.flagged += int(np.count_nonzero(lab.severity))
-
-    def totals(self, a: Analysis) -> Totals:
-        """``summary.totals`` of the whole run, from the sums and the capture counters."""
-        return totals_of(
-            a,
-            flows=self.flows,
-            by_transport=self.by_transport,
-            by_status=self.by_status,
-            flow_packets=self.packets,
-            flow_bytes=self.bytes,
-            first_ts_ns=self.first_ts_ns,
-            last_ts_ns=self.last_ts_ns,
-            flagged=self.flagged,
-        )
+Running = Totaling
+"""The whole-run totals a report head needs, kept as sums over ended flows (``aggregates.Totaling``)."""
 
 
 def _chunk(e: Ended, a: Analysis) -> Analysis:
@@ -107,6 +65,15 @@ class _Body:
         from .serialize import pyarrow_for_writers
 
         pyarrow_for_writers()
+
+    def close(self, meta: dict[str, str] | None) -> bool:
+        """End the body: a Parquet file gets the run's key/value ``meta`` and its footer. True when a
+        Parquet writer was opened (there were flows)."""
+        if self.parquet is None:
+            return False
+        self.parquet.add_key_value_metadata({**(meta or {}), "pandas": self.pandas.decode()})
+        self.parquet.close()
+        return True
 
     def add(self, c: Analysis, rows: int = 8192) -> None:
         """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
@@ -137,13 +104,11 @@ class _Body:
 
         cols = table_arrays(c)
         if self.fmt in ("jsonl", "csv"):
-            from .serialize import csv_body, is_const, jsonl_body
+            from .serialize import csv_parts, jsonl_parts
 
-            text = jsonl_body if self.fmt == "jsonl" else csv_body
-            n = len(c.flows)
-            for lo in range(0, n, TEXT_ROWS):  # the text of a few thousand rows at a time (the peak's share)
-                part = {k: v if is_const(v) else v.slice(lo, TEXT_ROWS) for k, v in cols.items()}
-                self.sink.write(text(part))
+            parts = jsonl_parts if self.fmt == "jsonl" else csv_parts
+            for text in parts(cols, TEXT_ROWS):  # the lines of a few thousand rows at a time (the peak's share)
+                self.sink.write(text)
         elif self.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -156,89 +121,24 @@ class _Body:
             self.parquet.write_table(table.cast(self.parquet.schema))
 
 
-class _Behind:
-    """Serializes chunks in a thread of its own while the engine reads on: Arrow's kernels, NumPy and the
-    file writes release the GIL, so on a second core writing overlaps analysis instead of adding to it.
-
-    Chunks are written in the order given (end order); ``put`` waits while ``depth`` chunks are in the
-    writer's hands, which bounds the memory held (depth 1: the chunk being written and the next one).
-    An error while writing (a full disk) is raised in the caller's thread at its next ``put`` or at
-    ``close``; signals stay with the main thread (``classifier.interrupt``).
-    """
-
-    def __init__(self, body: _Body, depth: int = 1) -> None:
-        import queue
-        import threading
-
-        self.body = body
-        self.error: BaseException | None = None
-        self.abandoned = False
-        self._queue: queue.SimpleQueue[Analysis | None] = queue.SimpleQueue()
-        self._free = threading.Semaphore(depth)
-        self._thread = threading.Thread(target=self._run, name="portclass-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            c = self._queue.get()
-            if c is None:
-                return
-            if self.error is None and not self.abandoned:
-                try:
-                    self.body.add(c)
-                except BaseException as exc:  # handed to the caller's thread
-                    self.error = exc
-            del c  # not held while waiting for the next one
-            self._free.release()
-
-    def put(self, c: Analysis) -> None:
-        """Hand one chunk to the writer (waits while ``depth`` chunks are in its hands)."""
-        self._raise()
-        self._free.acquire()
-        self._raise()
-        self._queue.put(c)
-
-    def close(self, abandon: bool = False) -> None:
-        """Wait until every chunk handed is written (``abandon``: dropped), then raise any writing error."""
-        self.abandoned = self.abandoned or abandon
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if not abandon:
-            self._raise()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
+@contextlib.contextmanager
+def _named(name: str | None) -> Iterator[None]:
+    """An error writing the spool beside the output (a full disk) named by the output, as one line says it."""
+    try:
+        yield
+    except OSError as exc:
+        if name is not None and not exc.filename:
+            exc.filename = name
+        raise
 
 
-WRITER_THREAD = "PORTCLASS_WRITER_THREAD"
-"""Environment variable: ``1`` writes the body in a thread of its own (``_Behind``) where two CPUs are free."""
+def writer_process(paths: list[str], jobs: int | None) -> bool:
+    """Whether the body is written by a process of its own (``report.writer``): where the reading runs in
+    a second one too (``feed.two_processes``: two CPUs or more and a large input, or ``--jobs`` 2 or
+    more); ``--jobs 1`` keeps the whole run in one process."""
+    from ..feed import two_processes
 
-
-def _threaded() -> bool:
-    """Whether to write behind the reading: off by default, as measured on a busy 2-core machine (no
-    wall-time gain, about 20 MiB more at the peak); ``PORTCLASS_WRITER_THREAD=1`` turns it on for a
-    quiet machine's benchmark, never on one CPU (no overlap to gain, only memory to lose)."""
-    return os.environ.get(WRITER_THREAD) == "1" and cpus() > 1
-
-
-def _one_arena() -> None:
-    """Let glibc's malloc serve every thread from one arena (``M_ARENA_MAX`` 1), as it does a single thread.
-
-    The writer thread frees what the reading thread allocates and the other way round; with an arena
-    per thread each keeps the other's freed blocks, about 20 MiB more resident at the peak for no
-    measurable speed (Arrow's system pool and NumPy allocate through malloc). Elsewhere: nothing.
-    """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        if hasattr(libc, "gnu_get_libc_version"):
-            libc.mallopt(-8, 1)  # M_ARENA_MAX
+    return two_processes(paths, jobs)
 
 
 def analyze_streamed(
@@ -252,58 +152,67 @@ def analyze_streamed(
         from ..pipeline import analyze
 
     to_file = out is not None and str(out) != "-"
-    _one_arena()  # before pyarrow's threads start (``_Behind``)
     running = Running()
     if fmt == "parquet":
         from .parquet import check_output
 
         check_output(out)
+    base = Analysis(
+        flows=Ended.empty().flows,
+        labels=Ended.empty().labels,
+        stats=CaptureStats(),
+        registry=registry,
+        idle_timeout_s=float(kw.get("idle_timeout_s", 300.0)),
+        inputs=[str(p) for p in paths],
+        payload_inspected=bool(kw.get("evidence", True)),
+    )
+    name = str(out) if to_file else None
     with contextlib.ExitStack() as stack:
         # a spool beside the output: the file itself is written whole at the end (atomic_file); a
         # signal while reading stops at a batch boundary, never inside a chunk being written
         sink: BinaryIO = stack.enter_context(tempfile.TemporaryFile(dir=Path(out).parent if to_file else None))
-        body = _Body(fmt, sink)
-        behind = _Behind(body) if _threaded() else None
-        if behind is not None:
-            stack.callback(behind.close, abandon=True)  # on an error: the writer stops (a no-op after close)
-        holder: dict[str, Analysis] = {}
+        body: _Body | None = None
+        proc = None
+        if writer_process(paths, kw.get("jobs")):
+            from .writer import WriterProcess
+
+            # forked before this process starts pyarrow's threads (the reading process comes after)
+            proc = stack.enter_context(WriterProcess(fmt, sink, base, name))
+        else:
+            body = _Body(fmt, sink)
 
         def on_ended(e: Ended) -> None:
             running.add(e)
-            if behind is None:
-                body.add(_chunk(e, holder["a"]))
+            if proc is not None:
+                proc.put(e)
             else:
-                behind.put(_chunk(e, holder["a"]))
+                with _named(name):
+                    body.add(_chunk(e, base))  # type: ignore[union-attr]
 
-        holder["a"] = Analysis(
-            flows=Ended.empty().flows,
-            labels=Ended.empty().labels,
-            stats=CaptureStats(),
-            registry=registry,
-            idle_timeout_s=float(kw.get("idle_timeout_s", 300.0)),
-            inputs=[str(p) for p in paths],
-            payload_inspected=bool(kw.get("evidence", True)),
-        )
         a = analyze(paths, registry, on_ended=on_ended, **kw)
         if len(a.flows):  # an analyze that did not stream (tests stand one in): its flows as one chunk
             n = len(a.flows)
             on_ended(Ended(a.flows, a.labels, np.zeros(n, np.int32), np.zeros(n, np.uint8), a.stats))
-        if behind is not None:
-            behind.close()  # every chunk written (or the error that stopped the writing)
         a.running = running.totals(a)  # type: ignore[attr-defined]
-        head, tail = _head(a, fmt), _tail(fmt)
+        meta = None
         if fmt == "parquet":
-            head = tail = b""
-            if body.parquet is None:  # no flow at all: the whole-run writer's empty file
-                from .parquet import render
+            from .parquet import metadata
 
-                sink.write(render(a))
+            meta = metadata(a)
+        head, tail = _head(a, fmt), _tail(fmt)
+        with _named(name):
+            if proc is not None:
+                opened = proc.finish(meta)  # every chunk written (or the error that stopped the writing)
+                sink.seek(0, os.SEEK_END)
             else:
-                from .parquet import metadata
+                opened = body.close(meta)  # type: ignore[union-attr]
+            if fmt == "parquet":
+                head = tail = b""
+                if not opened:  # no flow at all: the whole-run writer's empty file
+                    from .parquet import render
 
-                body.parquet.add_key_value_metadata({**metadata(a), "pandas": body.pandas.decode()})
-                body.parquet.close()
-        sink.flush()
+                    sink.write(render(a))
+            sink.flush()
         sink.seek(0)
         if to_file:
             from ..atomic import atomic_file

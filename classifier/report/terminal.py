@@ -405,16 +405,22 @@ def _evidence_line(a: Analysis) -> Text:
 
 def _tshark_table(a: Analysis, top: int) -> Table | None:
     """Where tshark's dissectors and portclass's evidence disagree (only after --dissect tshark)."""
-    lab, fl = a.labels, a.flows
-    ts = lab.tshark_protocol
-    if ts is None or all(x is None for x in ts.tolist()):
-        return None
     from ..evidence.tshark import agreement
     from ..evidence.verdict import protocol_names
+    from .aggregates import DISAGREEMENTS as kinds
 
-    agree = agreement(lab)
-    kinds = ("differ", "tshark-only", "portclass-only")
+    agg = a.aggregates
+    whole = agg.agreement_counts() if agg is not None else None  # counted as flows ended
+    if whole is not None:
+        a = agg.disagreements_view(a)  # the worst disagreements kept
+    lab, fl = a.labels, a.flows
+    ts = lab.tshark_protocol
+    if whole is None and (ts is None or all(x is None for x in ts.tolist())):
+        return None
+    agree = agreement(lab) if len(fl) else np.zeros(0, dtype=object)
     counts = {k: int(np.count_nonzero(agree == k)) for k in ("agree",) + kinds}
+    if whole is not None:
+        counts = {k: whole[k] for k in counts}
     order = worst_first(a)
     order = order[np.isin(agree[order], kinds)]
     sel = order[:top]

@@ -33,7 +33,10 @@ import numpy as np
 
 SMALL_CHUNK = 256
 """Bytes per chunk for the second read (the reader's floor is lowered to it, see ``_small_chunks``)."""
-WORK = Path(tempfile.mkdtemp(prefix="portclass-fuzz-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+SCRATCH = os.environ.get("PORTCLASS_FUZZ_SCRATCH") or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+"""Where scratch directories go: libFuzzer ends a run with _exit (no atexit), so ``tests.fuzz.run`` gives each
+fuzzer process a directory of its own (in RAM) and removes it afterwards."""
+WORK = Path(tempfile.mkdtemp(prefix="portclass-fuzz-", dir=SCRATCH))
 """Scratch directory of this process (capture files, reports, user registry directories), removed at exit."""
 atexit.register(shutil.rmtree, WORK, True)
 ROOT = Path(__file__).resolve().parents[2]

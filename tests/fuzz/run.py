@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ def run_target(target: str, seconds: int, out: Path, extra: list[str]) -> tuple[
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PORTCLASS_FUZZ_FINDINGS=str(out / "findings"), PYTHONHASHSEED="0")
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     t0 = time.monotonic()
     runs, findings, rc, part = 0, [], 0, 0
     while rc == 0 and (left := seconds - (time.monotonic() - t0)) >= 1:
@@ -57,8 +59,13 @@ def run_target(target: str, seconds: int, out: Path, extra: list[str]) -> tuple[
         ]
         log = out / f"{target}.{part}.log"
         part += 1
-        with open(log, "wb") as f:
-            rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        scratch = tempfile.mkdtemp(prefix="portclass-fuzz-slice-", dir=shm)
+        try:
+            with open(log, "wb") as f:
+                rc = subprocess.call(cmd, cwd=ROOT, env={**env, "PORTCLASS_FUZZ_SCRATCH": scratch}, stdout=f,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)  # the fuzzer's _exit skips the harness's own clean-up
         text = log.read_text(errors="replace")
         done = [int(m) for m in _RUNS.findall(text)] or [int(m.group(1)) for m in _TIME.finditer(text)] or [0]
         runs += done[-1]
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             failed.append(target)
     print(f"fuzz total {total} execs; {'crashed: ' + ', '.join(failed) if failed else 'no new crash'}")
+    if args.out is None and not failed:
+        shutil.rmtree(out, ignore_errors=True)  # a temporary working directory is kept only to show a crash
     return 1 if failed else 0
 
 
