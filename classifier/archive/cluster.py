@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -66,26 +67,91 @@ def parse(spec: str) -> tuple[str, int | None]:
     return spec, None
 
 
+def _local_cluster(n: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``n`` single-threaded worker processes, as ``--dask local`` wants them."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({TRIM: None, "distributed.worker.profile.enabled": False, **_fork()}):
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR, preload=[__name__])  # fmt: skip  (dask_setup: own sessions)
+
+
+def _hold(conn: Any, n: int) -> None:
+    """The holder process: start the local cluster, send its address, keep it until told (or until the
+    command's end of the pipe closes: the command died), then stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command too; it decides
+    with contextlib.suppress(OSError):
+        os.setsid()  # a CPU share of its own (Linux's autogroup), as a scheduler started as a service has
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    try:
+        cluster = _local_cluster(n)
+    except BaseException as exc:  # noqa: BLE001 - told to the command, which raises it as one line
+        conn.send((None, f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        conn.send((cluster.scheduler_address, None))
+        with contextlib.suppress(EOFError, OSError):
+            conn.recv()
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=20)
+
+
+class LocalHolder:
+    """``--dask local[:N]``: the scheduler and its worker processes held by a forked process of their own.
+
+    A ``LocalCluster`` made in the command's process runs its scheduler in a thread there, where it competes
+    for the GIL with the driver's own work (joining edges, merging summaries): on 2 cores the driver's work
+    took twice its one-process wall time.  Forked, the workers still inherit the command's imports.
+    """
+
+    def __init__(self, n: int) -> None:
+        import multiprocessing
+
+        preload()  # the holder and the workers it forks inherit the modules
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._conn, theirs = ctx.Pipe()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self._proc = ctx.Process(target=_hold, args=(theirs, n), name="portclass-dask")  # not a daemon: it forks
+        self._proc.start()
+        theirs.close()
+        try:
+            address, error = self._conn.recv()
+        except EOFError:
+            address, error = None, f"exit status {self._proc.exitcode}"
+        if address is None:
+            self.close()
+            raise ValueError(f"cannot start the local Dask cluster ({error})")
+        self.address: str = address
+
+    def close(self) -> None:
+        """Tell the holder to stop the cluster, and wait for it (killed if it does not stop)."""
+        with contextlib.suppress(OSError):
+            self._conn.send("close")
+        self._conn.close()
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+
+
 class DaskRunner:
     """``driver.Runner`` on a Dask cluster: task results (with their edges) stay on the workers."""
 
     def __init__(self, spec: str, blob: bytes, sha: str) -> None:
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError:
             raise ValueError("--dask needs Dask: pip install 'portclass[cluster]'") from None
         address, n = parse(spec)
         self.cluster = None
         logging.getLogger("distributed").setLevel(logging.ERROR)  # a loaded machine's heartbeat notes
         if address == "local":
-            import dask
-
-            preload()  # forked workers inherit the modules
-            with dask.config.set({TRIM: None, "distributed.worker.profile.enabled": False, **_fork()}):
-                self.cluster = LocalCluster(n_workers=n or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0", silence_logs=logging.ERROR,
-                                            preload=[__name__])  # fmt: skip  (dask_setup: own sessions)
-            self.client = Client(self.cluster)
+            self.cluster = LocalHolder(n or os.cpu_count() or 1)
+            self.client = Client(self.cluster.address, timeout="60s")
         else:
             try:
                 self.client = Client(address, timeout="20s")
