@@ -313,7 +313,22 @@ def child_setup(name: str, term: Any = signal.SIG_DFL) -> None:
     signal.signal(signal.SIGTERM, term)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
+    _end_with_parent(signal.SIGKILL if term == signal.SIG_IGN else signal.SIGTERM)
     sys.stdout = sys.stderr = None  # type: ignore[assignment] # never flush the parent's buffered output again
+
+
+def _end_with_parent(sig: int) -> None:
+    """Have the kernel send ``sig`` to this helper when its parent dies (Linux's PR_SET_PDEATHSIG): a
+    helper in a session of its own that waits on a source which stays quiet (a live filter that matches
+    nothing) would otherwise outlive a parent killed outright; and end now if the parent is already gone."""
+    parent = multiprocessing.parent_process()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(0)
 
 
 def child_gone(proc: Any, message: str, path: str | None) -> BaseException:

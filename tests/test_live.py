@@ -10,6 +10,7 @@ signal within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import http.server
@@ -331,6 +332,44 @@ def test_sigint_mid_capture_labels_every_flow(backend, jobs, servers, tmp_path):
     frames = _tshark_frames(pcap)
     assert len(frames) == live["packets"] == live["file"]["packets"] == sum(d["network"]["packets"] for d in docs[1:-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flows.jsonl", "seen.pcapng"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first), from /proc."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for kid in (task / "children").read_text().split():
+                out += [int(kid), *_descendants(int(kid))]
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Process ``pid`` exists and is not a zombie (whose parent, maybe a container's init, has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_dumpcap
+def test_helpers_end_with_a_killed_sensor():
+    """The sensor killed outright (SIGKILL: no handler runs) while its filter matches nothing: the reading
+    process (in a session of its own) and its dumpcap end too, not left capturing for ever."""
+    cli = LiveCli("-i", "lo", "--bpf", "udp port 9", "--jobs", "2", "--duration", "120", "-f", "jsonl")
+    cli.wait_ready()
+    helpers = _descendants(cli.proc.pid)
+    names = {Path(f"/proc/{p}/comm").read_text().strip() for p in helpers}
+    assert {"portclass-feed", "dumpcap"} <= names, names
+    cli.proc.kill()
+    cli.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while (alive := [p for p in helpers if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for p in alive:  # left over: end them, and fail
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+    assert not alive
 
 
 @needs_dumpcap

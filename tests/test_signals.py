@@ -164,7 +164,7 @@ def test_signal_at_any_moment(bench, tmp_path, sig, offset, fmt, jobs):
 
 
 @pytest.mark.parametrize("jobs", (1, 2))
-@pytest.mark.parametrize("offset", (0.0, 0.05, 0.1))
+@pytest.mark.parametrize("offset", (0.0, 0.02))  # the read takes ~0.4 s here: well inside it
 def test_ctrl_c_reaches_the_process_group(bench, tmp_path, offset, jobs):
     """Ctrl-C on a terminal signals the whole group (with --jobs 2 the reading process too) while the
     capture is being read: still one line, and a partial report.  (Fixed offsets from the start once let a

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from .. import interrupt
 from .task import Finished, Keys, TaskSpec, finish, keys_of, run_task
 
 RETRIES = 3
@@ -81,6 +82,8 @@ def _hold(conn: Any, n: int) -> None:
     """The holder process: start the local cluster, send its address, keep it until told (or until the
     command's end of the pipe closes: the command died), then stop it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command too; it decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
     with contextlib.suppress(OSError):
         os.setsid()  # a CPU share of its own (Linux's autogroup), as a scheduler started as a service has
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -116,7 +119,8 @@ class LocalHolder:
             with contextlib.suppress(Exception):
                 stream.flush()
         self._proc = ctx.Process(target=_hold, args=(theirs, n), name="portclass-dask")  # not a daemon: it forks
-        self._proc.start()
+        with interrupt.deferred():  # SIGINT/SIGTERM held back until the holder has set its own handling
+            self._proc.start()
         theirs.close()
         try:
             address, error = self._conn.recv()

@@ -144,7 +144,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="processes: 1 does everything in turn; 2 reads dumpcap's packets, decodes and inspects them in a "
         "second process while the first builds flows (default: 2 with the dumpcap backend where there are 2 CPUs "
-        "or more, without --write-pcap)",
+        "or more; that process also writes --write-pcap)",
     )
     p.add_argument("--top", type=positive(int), default=20, metavar="N", help="rows per table in the final summary")
     add_max_flows(p)
