@@ -35,8 +35,9 @@ from ..feed import _recv, _send, child_gone, child_setup, fork_child, pipe
 from ..pipeline import Analysis
 
 _CHUNK, _END, _DONE, _ERROR = "chunk", "end", "done", "error"
-AHEAD = 2
-"""Chunks received and waiting while the child writes one (each a few MiB of columns, see ``_receiver``)."""
+AHEAD = 1
+"""Chunks received and waiting while the child writes one (up to 13 MiB of columns each on the day capture;
+one, not two: about 15 MiB less at the writer's peak for the same speed, see ``_receiver``)."""
 
 
 class WriterProcess:
