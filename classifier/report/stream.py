@@ -34,6 +34,8 @@ from .aggregates import Totaling
 STREAMED: tuple[str, ...] = ("jsonl", "csv", "zeek", "parquet")
 """Formats written as flows end."""
 TEXT_ROWS = 2048
+SLICE_ROWS = 8192
+"""Flows serialized at once (``_Body.add``; Parquet: one row group), and sent at once to the writing process."""
 """Rows whose JSON Lines or CSV text is built at once (columns are built 8192 rows at a time)."""
 
 
@@ -75,7 +77,7 @@ class _Body:
         self.parquet.close()
         return True
 
-    def add(self, c: Analysis, rows: int = 8192) -> None:
+    def add(self, c: Analysis, rows: int = SLICE_ROWS) -> None:
         """Write the flows of ``c``, ``rows`` at a time (bounds the text held at once)."""
         for piece in self._slices(c, rows):
             self._add(piece)

@@ -27,7 +27,10 @@ import select
 import signal
 import threading
 import traceback
+from collections.abc import Iterator
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from ..engine import Ended
 from ..errors import PortclassError
@@ -35,8 +38,9 @@ from ..feed import _recv, _send, child_gone, child_setup, fork_child, pipe
 from ..pipeline import Analysis
 
 _CHUNK, _END, _DONE, _ERROR = "chunk", "end", "done", "error"
-AHEAD = 2
-"""Chunks received and waiting while the child writes one (each a few MiB of columns, see ``_receiver``)."""
+AHEAD = 1
+"""Pieces received and waiting while the child writes one (a slice of flows each, see ``WriterProcess.put``
+and ``_receiver``): one, not two, for the same speed."""
 
 
 class WriterProcess:
@@ -70,14 +74,17 @@ class WriterProcess:
         self.close()
 
     def put(self, e: Ended) -> None:
-        """Send one chunk of ended flows to be written (waits while the pipe is full)."""
-        if select.select([self._r], [], [], 0)[0]:  # the child said something before the end: its error
-            self._reply()
-        try:
-            _send(self._w, (_CHUNK, e))
-        except BrokenPipeError:
-            self._reply()
-            raise
+        """Send one chunk of ended flows to be written (waits while the pipe is full), in pieces of the
+        writer's slices (``stream.SLICE_ROWS``, the same cuts as ``_Body.add``: the same bytes, Parquet's
+        row groups too): the child then holds a slice in hand and one waiting, not whole chunks."""
+        for piece in _pieces(e):
+            if select.select([self._r], [], [], 0)[0]:  # the child said something before the end: its error
+                self._reply()
+            try:
+                _send(self._w, (_CHUNK, piece))
+            except BrokenPipeError:
+                self._reply()
+                raise
         self.chunks += 1
 
     def finish(self, parquet_meta: dict[str, str] | None = None) -> bool:
@@ -120,6 +127,20 @@ class WriterProcess:
             with contextlib.suppress(OSError):
                 p.kill()  # it ignores SIGTERM (the parent decides); what it was writing is dropped
         p.join()
+
+
+def _pieces(e: Ended) -> Iterator[Ended]:
+    """``e`` cut as ``stream._Body._slices`` cuts a chunk (``SLICE_ROWS`` flows from its start)."""
+    from ..filters import take_labels
+    from .stream import SLICE_ROWS
+
+    n = len(e)
+    if n <= SLICE_ROWS:
+        yield e
+        return
+    for lo in range(0, n, SLICE_ROWS):
+        idx = np.arange(lo, min(n, lo + SLICE_ROWS))
+        yield Ended(e.flows.take(idx), take_labels(e.labels, idx), e.part[idx], e.reason[idx], e.stats)
 
 
 def _child(r: int, w: int, parent_w: int, parent_r: int, fmt: str, sink: BinaryIO, base: Analysis) -> None:
