@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .. import interrupt
 from ..capture.columns import CaptureStats
 from ..engine import Ended
 from ..pipeline import Analysis
@@ -219,7 +220,8 @@ def analyze_streamed(
         if to_file:
             from ..atomic import atomic_file
 
-            with atomic_file(out) as fh:  # type: ignore[arg-type]
+            # once renamed, the report is out: a late signal changes neither the exit code nor the message
+            with atomic_file(out, then=interrupt.ending) as fh:  # type: ignore[arg-type]
                 fh.write(head)
                 _copy(sink, fh)
                 fh.write(tail)
@@ -229,6 +231,7 @@ def analyze_streamed(
             _copy(sink, dst)
             dst.write(tail)
             dst.flush()
+            interrupt.ending()
     return a
 
 
