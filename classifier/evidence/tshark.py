@@ -232,7 +232,8 @@ class TsharkStream:
 
 
 def dissect(files: Sequence[str], flows: FlowTable) -> np.ndarray:
-    """Wireshark's protocol per flow (object array, "" where no frame of the flow was matched).
+    """Wireshark's protocol per flow (object array, "" where no frame of the flow was matched), joined over
+    the whole run: the reference the streamed join (``TsharkStream``) is tested against.
 
     >>> dissect(["captures/sample.pcap"], a.flows)[:2]  # doctest: +SKIP
     array(['http', 'tls'], dtype=object)
@@ -264,31 +265,15 @@ def dissect(files: Sequence[str], flows: FlowTable) -> np.ndarray:
     transport_of: dict[int, str] = {}
     for path in files:
         for row in _run(str(path)):
-            if len(row) < len(FIELDS):
+            frame = _frame(row)
+            if frame is None:
                 continue
-            ts, s4, d4, s6, d6, tsp, tdp, usp, udp_, ssp, sdp, col, stack = row[: len(FIELDS)]
-            if ":icmp" in stack:
-                continue  # ICMP errors quote another packet's ports
-            src, dst = (s6, d6) if s6 else (s4, d4)
-            if tsp:
-                proto, sp, dp = 6, tsp, tdp
-            elif usp:
-                proto, sp, dp = 17, usp, udp_
-            elif ssp:
-                proto, sp, dp = 132, ssp, sdp
-            else:
-                continue
-            try:
-                key = (proto, *sorted(((src, int(sp)), (dst, int(dp)))))
-            except ValueError:
-                continue
+            key, t, name, proto = frame
             hit = starts.get(key)
             if hit is None:
                 continue
-            t = epoch_ns(ts)
             j = bisect_right(hit[0], t) - 1
             fi = hit[1][max(j, 0)]
-            name = normalise(col)
             if name in _TRANSPORT_ONLY:
                 transport_of.setdefault(fi, {6: "tcp", 17: "udp", 132: "sctp"}[proto])
                 continue
