@@ -21,6 +21,7 @@ where it stops falling.  The machine's load average is printed: other processes 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import statistics
@@ -81,7 +82,8 @@ def scheduler_overhead(workers: int, tasks: int = 2000) -> float:
     """Seconds per task of submitting and gathering ``tasks`` empty tasks on a local cluster."""
     from distributed import Client, LocalCluster, wait
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as lc:  # a worker's heartbeat as the cluster stops: not news
         with Client(lc) as c:
             wait(c.map(_noop, range(50), pure=False))  # warm up
             t0 = time.perf_counter()
