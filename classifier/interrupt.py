@@ -59,6 +59,8 @@ def _exit_now(signum: int) -> None:
 def _handler(signum: int, _frame: Any) -> None:
     if os.getpid() != _owner_pid:  # a forked helper process: end quietly, its parent reports
         os._exit(128 + signum)
+    if _ended:  # the report is out (``ending``): a signal another thread took changes nothing now
+        return
     global received, _pending
     if received is None:
         received = signum

@@ -217,6 +217,8 @@ def analyze_streamed(
                     sink.write(render(a))
             sink.flush()
         sink.seek(0)
+        if not getattr(a, "interrupted", False):
+            interrupt.check()  # a signal after the reading: no report, the output stays as it was
         if to_file:
             from ..atomic import atomic_file
 
