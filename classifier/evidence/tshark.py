@@ -66,14 +66,8 @@ def normalise(col: str) -> str:
 
 
 def _run(path: str) -> list[list[str]]:
-    """tshark's field rows of one capture file."""
-    exe = shutil.which("tshark")
-    if exe is None:
-        raise PortclassError("--dissect tshark needs tshark (Debian: apt-get install tshark)")
-    cmd = [exe, "-r", path, "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=l"]
-    for f in FIELDS:
-        cmd += ["-e", f]
-    res = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    """tshark's field rows of one capture file (the whole-run join's; the stream reads them as they come)."""
+    res = subprocess.run(_command(path), capture_output=True, text=True, errors="replace")
     if res.returncode not in (0, 2):  # 2: the file ends in a cut record, the rest was read
         last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
         raise PortclassError(f"tshark failed: {last}", path=path)
@@ -87,6 +81,7 @@ def epoch_ns(epoch: str) -> int:
 
 
 def _command(path: str) -> list[str]:
+    """tshark's command line for the fields of one capture file (``FIELDS``, tab-separated)."""
     exe = shutil.which("tshark")
     if exe is None:
         raise PortclassError("--dissect tshark needs tshark (Debian: apt-get install tshark)")
