@@ -16,8 +16,7 @@ import numpy as np
 
 from ..capture.columns import CaptureStats
 from ..engine import Ended
-from ..report.aggregates import Aggregates
-from ..report.stream import Running
+from ..report.aggregates import Aggregates, Totaling
 
 LIMIT = 20
 """Worst flows a task keeps by default (the terminal summary's ``--top``): what it sends back stays small."""
@@ -27,7 +26,7 @@ LIMIT = 20
 class Aggregate:
     """What a task (or the whole archive) counted: flows ended and written, packets and bytes read."""
 
-    running: Running = field(default_factory=Running)
+    running: Totaling = field(default_factory=Totaling)
     stats: CaptureStats = field(default_factory=CaptureStats)
     summary: Aggregates = field(default_factory=lambda: Aggregates(limit=LIMIT))
 
@@ -74,7 +73,7 @@ class Aggregate:
         run["by_status"] = np.array(run["by_status"], dtype=np.int64)
         st = dict(d["stats"])
         st["no_ports"], st["skipped_linktype"] = Counter(st["no_ports"]), Counter(st["skipped_linktype"])
-        return cls(Running(**run), CaptureStats(**st), summary if summary is not None else Aggregates(limit=LIMIT))
+        return cls(Totaling(**run), CaptureStats(**st), summary if summary is not None else Aggregates(limit=LIMIT))
 
 
 def _pick(fn: Any, a: int | None, b: int | None) -> int | None:

@@ -40,7 +40,7 @@ from ..errors import PortclassError
 from ..flows import FlowTable
 from ..pipeline import DEFAULT_IDLE_TIMEOUT_S, Analysis
 from ..registry.compile import CompiledRegistry
-from ..report.stream import Running
+from ..report.aggregates import Totaling
 from .backends import TRANSPORT_NAMES, Backend, LiveBatch, default_backend, make_backend
 from .checks import LiveError, check_bpf, check_interfaces
 from .stream import InterfaceCounters
@@ -240,7 +240,7 @@ class Snapshot:
     protocols: list[str | None] | None
     options: LiveOptions
     backend: str
-    running: Running = field(default_factory=Running)  # flows ended so far (all of them, before any filter)
+    running: Totaling = field(default_factory=Totaling)  # flows ended so far (all of them, before any filter)
     recent: Analysis | None = None  # the newest ended flagged flows (at most ``RECENT_FLAGGED``)
 
 
@@ -257,7 +257,7 @@ class LiveResult:
     protocols: list[str | None] | None  # tshark's name per flow row (pyshark backend), else None
     started_at_ns: int
     error: str | None = None
-    running: Running = field(default_factory=Running)  # every flow ended (before any filter)
+    running: Totaling = field(default_factory=Totaling)  # every flow ended (before any filter)
     written: list[str] = field(default_factory=list)  # files the flow log closed (rotated files, or -o FILE)
     engine: dict[str, Any] = field(default_factory=dict)  # the engine's counters (flows ended per reason...)
 
@@ -387,7 +387,7 @@ class LiveSession:
         self.keep_flows = keep_flows
         self.filter = flow_filter
         self.on_ended = on_ended
-        self.running = Running()  # every flow ended, before the filter
+        self.running = Totaling()  # every flow ended, before the filter
         self.kept: list[Ended] = []  # with keep_flows: the (filtered) ended flows
         self.aggregates = aggregates  # the (filtered) ended flows counted, and the worst kept (bounded)
         self.recent: Ended | None = None  # newest ended flagged flows, for the view

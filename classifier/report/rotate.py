@@ -33,7 +33,8 @@ from typing import Any
 from ..engine import Ended
 from ..errors import PortclassError
 from ..pipeline import Analysis
-from .stream import STREAMED, Running, _Body, _chunk, _head, _tail
+from .aggregates import Totaling
+from .stream import STREAMED, _Body, _chunk, _head, _tail
 
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "zeek": "log", "parquet": "parquet"}
 """File name extension of each streamed format (``conn.<ext>``, as Zeek names its conn.log)."""
@@ -101,8 +102,8 @@ class FlowLog:
         if self.dir is not None:
             self.path = self.dir / f"conn.{EXTENSIONS[fmt]}"
         self.finished: list[Path] = []  # rotated (closed) files, oldest first
-        self.running = Running()  # every flow written, all files
-        self.file_running = Running()  # the flows of the current file
+        self.running = Totaling()  # every flow written, all files
+        self.file_running = Totaling()  # the flows of the current file
         self.opened_at = 0.0
         self.next_rotation: float | None = None
         self._fd: int | None = None
@@ -122,7 +123,7 @@ class FlowLog:
         """Open the current file (creating the directory for rotation) and write its head."""
         now = self.clock()
         self.opened_at = now
-        self.file_running = Running()
+        self.file_running = Totaling()
         if self.rotate_s:
             self.next_rotation = (now // self.rotate_s + 1) * self.rotate_s
         if self.dir is not None and not self._started:  # made once: a directory removed later is an error

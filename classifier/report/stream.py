@@ -35,13 +35,9 @@ from .aggregates import Totaling
 STREAMED: tuple[str, ...] = ("jsonl", "csv", "zeek", "parquet")
 """Formats written as flows end."""
 TEXT_ROWS = 2048
+"""Rows whose JSON Lines or CSV text is built at once (columns are built ``SLICE_ROWS`` rows at a time)."""
 SLICE_ROWS = 8192
 """Flows serialized at once (``_Body.add``; Parquet: one row group), and sent at once to the writing process."""
-"""Rows whose JSON Lines or CSV text is built at once (columns are built 8192 rows at a time)."""
-
-
-Running = Totaling
-"""The whole-run totals a report head needs, kept as sums over ended flows (``aggregates.Totaling``)."""
 
 
 def _chunk(e: Ended, a: Analysis) -> Analysis:
@@ -155,7 +151,7 @@ def analyze_streamed(
         from ..pipeline import analyze
 
     to_file = out is not None and str(out) != "-"
-    running = Running()
+    running = Totaling()
     if fmt == "parquet":
         from .parquet import check_output
 
